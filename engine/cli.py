@@ -1,0 +1,62 @@
+"""The `mlic` command line: global options, command dispatch and error reporting.
+
+`mlic [--project DIR | --db-url URL] COMMAND ...`. A user error prints one line on stderr and
+exits with status 2; nothing is half-written because every store write is one transaction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from engine import __version__
+from engine.commands import COMMAND_MODULES
+from engine.errors import UserError
+from engine.store import Store
+
+log = logging.getLogger("mlic")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlic", description="Curate image-level multi-label tags with model assistance.")
+    parser.add_argument("--version", action="version", version=f"mlic {__version__}")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--project", metavar="DIR",
+                       help="project folder (default: the default project in your data directory)")
+    where.add_argument("--db-url", metavar="URL",
+                       help="SQLAlchemy database URL instead of the project's SQLite file")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def open_store(args: argparse.Namespace) -> Store:
+    """The store named by the global options."""
+    return Store.open(project_dir=args.project, db_url=args.db_url)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as exc:
+        print(f"mlic: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mlic: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+"""Command-line commands. Each module defines `register(subparsers)` adding its commands; a
+command's handler takes the parsed arguments and returns the exit status."""
+
+COMMAND_MODULES = [
+    "engine.commands.project",
+]

@@ -1,0 +1,65 @@
+"""The project store: one API over the project database, used by the CLI and the GUI alike.
+
+`Store.open(project_dir)` opens (creating and migrating as needed) `<project_dir>/project.sqlite`;
+`Store.open(db_url=...)` any SQLAlchemy URL (e.g. PostgreSQL for a shared team database). Work goes
+through small repositories (`store.images`, `store.tags`, ...). Each method runs one short
+transaction and returns detached objects, so one writer thread and concurrent readers are safe.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.orm import sessionmaker
+
+from engine.errors import UserError
+from engine.project import ProjectPaths, default_project_dir
+from engine.store.database import create_database_engine, sqlite_url, upgrade_to_head
+from engine.store.images import ImageRepository, RootRepository
+from engine.store.results import (
+    BoxRow,
+    GroundTruthRepository,
+    RegionRepository,
+    RunRepository,
+    SettingRepository,
+    SuggestionRepository,
+)
+from engine.store.tags import ClassRepository, LabelMatrix, TagEdit, TagRepository
+
+__all__ = ["BoxRow", "LabelMatrix", "Store", "TagEdit"]
+
+
+class Store:
+    """An open project: its paths and its repositories."""
+
+    def __init__(self, url: str, paths: ProjectPaths) -> None:
+        self.url = url
+        self.paths = paths
+        self.engine = create_database_engine(url)
+        upgrade_to_head(self.engine)
+        sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.roots = RootRepository(sessions)
+        self.images = ImageRepository(sessions)
+        self.classes = ClassRepository(sessions)
+        self.tags = TagRepository(sessions)
+        self.suggestions = SuggestionRepository(sessions)
+        self.regions = RegionRepository(sessions)
+        self.boxes = GroundTruthRepository(sessions)
+        self.runs = RunRepository(sessions)
+        self.settings = SettingRepository(sessions)
+
+    @classmethod
+    def open(cls, project_dir: Path | str | None = None, db_url: str | None = None) -> Store:
+        """Open a project folder (default: the user's default project) or a database URL.
+
+        With `db_url`, model files and caches still live in `project_dir` (or the default one).
+        """
+        paths = ProjectPaths(Path(project_dir).expanduser() if project_dir else default_project_dir())
+        try:
+            paths.ensure()
+        except OSError as exc:
+            raise UserError(f"Cannot create the project folder {paths.root}: {exc.strerror}.") from exc
+        return cls(db_url or sqlite_url(paths.database), paths)
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,286 @@
+"""Repositories for classes, tags and the append-only tag history.
+
+A tag is a person's (or an import's) decision; every change is logged in `tag_history` with its old
+and new state, so any change can be reverted. States are 'positive', 'negative' or None (no tag).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.errors import UserError
+from engine.store.schema import TAG_SOURCES, Image, Root, Tag, TagChange, TagClass, utcnow
+
+PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
+           "#ff9da7", "#9c755f", "#bab0ac", "#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+
+
+def state_of(tag: Tag | None) -> str | None:
+    if tag is None:
+        return None
+    return "positive" if tag.positive else "negative"
+
+
+@dataclass(frozen=True)
+class TagEdit:
+    """Set the tag of (image, class) to `state`: 'positive', 'negative' or None (remove)."""
+
+    image_id: int
+    class_id: int
+    state: str | None
+
+
+@dataclass(frozen=True)
+class LabelMatrix:
+    """Image-level labels for training/evaluation: labels[i, k] = 1 for a positive tag."""
+
+    image_ids: list[int]
+    paths: list[Path]
+    class_names: list[str]
+    labels: np.ndarray  # (N, K) float32 in {0, 1}
+
+
+class ClassRepository:
+    """Tag classes: add, rename, merge, delete, per-class colour/shortcut/threshold."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def list(self) -> list[TagClass]:
+        with self._sessions() as session:
+            return list(session.scalars(select(TagClass).order_by(TagClass.id)))
+
+    def names(self) -> list[str]:
+        return [tag_class.name for tag_class in self.list()]
+
+    def get(self, name: str) -> TagClass:
+        with self._sessions() as session:
+            tag_class = session.scalar(select(TagClass).where(TagClass.name == name))
+            if tag_class is None:
+                raise UserError(f"Unknown class {name!r}.")
+            return tag_class
+
+    def ensure(self, names: Iterable[str], parent: str | None = None) -> list[TagClass]:
+        """The classes named, created where missing (idempotent), in the order given."""
+        wanted = [_check_name(name) for name in names]
+        with self._sessions.begin() as session:
+            parent_id = None
+            if parent is not None:
+                parent_id = session.scalar(select(TagClass.id).where(TagClass.name == parent))
+                if parent_id is None:
+                    raise UserError(f"Unknown parent class {parent!r}.")
+            existing = {c.name: c for c in session.scalars(
+                select(TagClass).where(TagClass.name.in_(wanted)))}
+            count = session.scalar(select(func.count(TagClass.id))) or 0
+            for name in wanted:
+                if name not in existing:
+                    tag_class = TagClass(name=name, parent_id=parent_id,
+                                         color=PALETTE[count % len(PALETTE)])
+                    session.add(tag_class)
+                    existing[name] = tag_class
+                    count += 1
+            session.flush()
+            return [existing[name] for name in wanted]
+
+    def update(self, class_id: int, **fields: object) -> None:
+        """Change `name`, `color`, `shortcut`, `threshold` or `parent_id` of a class."""
+        allowed = {"name", "color", "shortcut", "threshold", "parent_id"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"cannot update class fields {sorted(unknown)}")
+        if "name" in fields:
+            fields["name"] = _check_name(str(fields["name"]))
+        with self._sessions.begin() as session:
+            if "name" in fields and session.scalar(select(TagClass.id).where(
+                    TagClass.name == fields["name"], TagClass.id != class_id)) is not None:
+                raise UserError(f"A class named {fields['name']!r} already exists.")
+            session.execute(update(TagClass).where(TagClass.id == class_id).values(**fields))
+
+    def delete(self, class_id: int) -> None:
+        """Delete a class with its tags, suggestions and regions (history rows go too)."""
+        with self._sessions.begin() as session:
+            session.execute(delete(TagClass).where(TagClass.id == class_id))
+
+    def merge(self, source_id: int, target_id: int, source: str = "person") -> None:
+        """Move every tag of `source_id` onto `target_id` (a positive wins), then delete source."""
+        if source_id == target_id:
+            raise UserError("Cannot merge a class into itself.")
+        with self._sessions.begin() as session:
+            batch = uuid.uuid4().hex
+            moved = session.scalars(select(Tag).where(Tag.class_id == source_id)).all()
+            for tag in moved:
+                current = session.scalar(select(Tag).where(
+                    Tag.image_id == tag.image_id, Tag.class_id == target_id))
+                new_state = "positive" if tag.positive or (current and current.positive) else "negative"
+                _apply(session, tag.image_id, target_id, new_state, source, True, batch)
+            session.execute(delete(TagClass).where(TagClass.id == source_id))
+
+
+class TagRepository:
+    """Image-level tags with history: set, bulk set, revert, training label matrices."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def apply(self, edits: Sequence[TagEdit], source: str = "person", reviewed: bool = True,
+              batch: str | None = None) -> str:
+        """Apply edits in one transaction, logging each real change. Returns the batch id."""
+        if source not in TAG_SOURCES:
+            raise ValueError(f"unknown tag source {source!r}")
+        batch = batch or uuid.uuid4().hex
+        with self._sessions.begin() as session:
+            for edit in edits:
+                _apply(session, edit.image_id, edit.class_id, edit.state, source, reviewed, batch)
+        return batch
+
+    def set(self, image_id: int, class_id: int, state: str | None, source: str = "person") -> str:
+        return self.apply([TagEdit(image_id, class_id, state)], source=source)
+
+    def for_image(self, image_id: int) -> list[Tag]:
+        with self._sessions() as session:
+            return list(session.scalars(select(Tag).where(Tag.image_id == image_id)))
+
+    def for_images(self, image_ids: Iterable[int]) -> dict[int, list[Tag]]:
+        ids = list(image_ids)
+        result: dict[int, list[Tag]] = {image_id: [] for image_id in ids}
+        with self._sessions() as session:
+            for tag in session.scalars(select(Tag).where(Tag.image_id.in_(ids))):
+                result[tag.image_id].append(tag)
+        return result
+
+    def mark_reviewed(self, image_ids: Iterable[int]) -> None:
+        with self._sessions.begin() as session:
+            session.execute(update(Tag).where(Tag.image_id.in_(list(image_ids)))
+                            .values(reviewed=True))
+
+    def history(self, image_id: int | None = None, since_id: int = 0) -> list[TagChange]:
+        query = select(TagChange).where(TagChange.id > since_id).order_by(TagChange.id)
+        if image_id is not None:
+            query = query.where(TagChange.image_id == image_id)
+        with self._sessions() as session:
+            return list(session.scalars(query))
+
+    def last_change_id(self) -> int:
+        with self._sessions() as session:
+            return session.scalar(select(func.max(TagChange.id))) or 0
+
+    def revert(self, change_ids: Sequence[int], source: str = "person") -> str:
+        """Undo the given changes (newest first), each as a new logged change."""
+        with self._sessions.begin() as session:
+            changes = session.scalars(select(TagChange).where(TagChange.id.in_(list(change_ids)))
+                                      .order_by(TagChange.id.desc())).all()
+            if len(changes) != len(set(change_ids)):
+                raise UserError("Some of these history entries no longer exist.")
+            batch = uuid.uuid4().hex
+            for change in changes:
+                _apply(session, change.image_id, change.class_id, change.old_state, source, True, batch)
+            return batch
+
+    def revert_batch(self, batch: str, source: str = "person") -> str:
+        """Undo every change of one batch (e.g. one bulk edit or one auto-accept rule)."""
+        with self._sessions() as session:
+            ids = list(session.scalars(select(TagChange.id).where(TagChange.batch == batch)))
+        if not ids:
+            raise UserError("Nothing to revert in that batch.")
+        return self.revert(ids, source=source)
+
+    def label_matrix(self, split: str | None = None, image_ids: Sequence[int] | None = None,
+                     as_of_change: int | None = None) -> LabelMatrix:
+        """Labels of tagged, readable images (an image with at least one tag counts as tagged;
+        classes it has no positive tag for are negatives). `as_of_change` replays the history up
+        to that change id instead of reading the current tags."""
+        with self._sessions() as session:
+            classes = list(session.scalars(select(TagClass).order_by(TagClass.id)))
+            column = {c.id: k for k, c in enumerate(classes)}
+            positives = _tag_states(session, as_of_change)
+            query = (select(Image.id, Root.path, Image.rel_path).join(Root, Root.id == Image.root_id)
+                     .where(Image.present.is_(True), Image.status == "readable").order_by(Image.id))
+            if split is not None:
+                query = query.where(Image.split == split)
+            if image_ids is not None:
+                query = query.where(Image.id.in_(list(image_ids)))
+            rows = [row for row in session.execute(query) if row.id in positives]
+        labels = np.zeros((len(rows), len(classes)), dtype=np.float32)
+        for i, row in enumerate(rows):
+            for class_id, positive in positives[row.id].items():
+                if positive and class_id in column:
+                    labels[i, column[class_id]] = 1.0
+        return LabelMatrix([r.id for r in rows], [Path(r.path) / r.rel_path for r in rows],
+                           [c.name for c in classes], labels)
+
+    def counts_by_class(self) -> dict[str, int]:
+        query = (select(TagClass.name, func.count(Tag.id)).join(Tag, Tag.class_id == TagClass.id)
+                 .where(Tag.positive.is_(True)).group_by(TagClass.name))
+        with self._sessions() as session:
+            return {name: count for name, count in session.execute(query)}
+
+    def counts_by_source(self) -> dict[str, int]:
+        query = select(Tag.source, func.count(Tag.id)).group_by(Tag.source)
+        with self._sessions() as session:
+            return {source: count for source, count in session.execute(query)}
+
+    def tagged_image_count(self) -> int:
+        with self._sessions() as session:
+            return session.scalar(select(func.count(func.distinct(Tag.image_id)))) or 0
+
+    def reviewed_image_count(self) -> int:
+        with self._sessions() as session:
+            return session.scalar(select(func.count(func.distinct(Tag.image_id)))
+                                  .where(Tag.reviewed.is_(True))) or 0
+
+
+def _tag_states(session: Session, as_of_change: int | None) -> dict[int, dict[int, bool]]:
+    """image id -> class id -> positive?, now or replayed from the history up to a change id."""
+    states: dict[int, dict[int, bool]] = {}
+    if as_of_change is None:
+        for image_id, class_id, positive in session.execute(
+                select(Tag.image_id, Tag.class_id, Tag.positive)):
+            states.setdefault(image_id, {})[class_id] = positive
+        return states
+    for change in session.scalars(select(TagChange).where(TagChange.id <= as_of_change)
+                                  .order_by(TagChange.id)):
+        per_image = states.setdefault(change.image_id, {})
+        if change.new_state is None:
+            per_image.pop(change.class_id, None)
+        else:
+            per_image[change.class_id] = change.new_state == "positive"
+    return {image_id: tags for image_id, tags in states.items() if tags}
+
+
+def _apply(session: Session, image_id: int, class_id: int, state: str | None, source: str,
+           reviewed: bool, batch: str) -> None:
+    if state not in ("positive", "negative", None):
+        raise ValueError(f"unknown tag state {state!r}")
+    tag = session.scalar(select(Tag).where(Tag.image_id == image_id, Tag.class_id == class_id))
+    old_state = state_of(tag)
+    if old_state == state:
+        if tag is not None and reviewed and not tag.reviewed:
+            tag.reviewed = True
+        return
+    if state is None:
+        session.delete(tag)
+    elif tag is None:
+        session.add(Tag(image_id=image_id, class_id=class_id, positive=state == "positive",
+                        source=source, reviewed=reviewed))
+    else:
+        tag.positive = state == "positive"
+        tag.source = source
+        tag.reviewed = reviewed
+        tag.updated_at = utcnow()
+    session.add(TagChange(image_id=image_id, class_id=class_id, old_state=old_state,
+                          new_state=state, source=source, batch=batch))
+    session.flush()
+
+
+def _check_name(name: str) -> str:
+    cleaned = name.strip()
+    if not cleaned or "," in cleaned or "\n" in cleaned:
+        raise UserError(f"Invalid class name {name!r}: it must be non-empty, without commas or newlines.")
+    return cleaned
