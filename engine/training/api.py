@@ -1,0 +1,198 @@
+"""The public training contract: `TrainConfig`, `EpochReport`, `TrainCallbacks` and `train()`.
+
+One entry point serves the command line (tqdm progress), the GUI (Qt signals through the callbacks)
+and the benchmarks:
+
+    runs = train(store, TrainConfig(stage="teacher", epochs=8), TrainCallbacks(on_epoch=print))
+
+Each stage (teacher, student) is a function registered in `STAGE_TRAINERS`; `stage="all"` runs
+the teacher, then the student (which distils from that teacher). A stage function has the signature
+`(store, config, callbacks) -> TrainingRun` and records its run in `store.runs`
+(`model_version` '<stage>-<run id>', config, per-epoch losses/metrics, checkpoint path).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import UserError
+
+if TYPE_CHECKING:
+    from engine.store import Store
+    from engine.store.schema import TrainingRun
+
+log = logging.getLogger(__name__)
+
+STAGES = ("teacher", "student", "all")
+BACKBONES = ("resnet18", "resnet50", "vgg16", "mobilenet_v3_large", "efficientnet_lite0")
+PROPOSAL_SOURCES = ("sliding", "edgeboxes", "selective_search")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; every field has a CPU-friendly default.
+
+    Teacher fields: `backbone`, `image_size` (longest side of the test scale; training samples
+    `scales` around it), `proposals` (proposal source), `max_proposals`, `refine` (OICR branches).
+    Student fields are prefixed `student_` or named after the distillation options.
+    """
+
+    stage: str = "teacher"                   # teacher | student | all (teacher, then student)
+    backbone: str = "resnet18"               # teacher backbone (see engine.models.backbones)
+    student_backbone: str = "resnet18"
+    image_size: int = 320                    # teacher test scale: longest image side, pixels
+    student_image_size: int = 224
+    epochs: int = 12
+    batch_size: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    grad_accum: int = 1                      # optimizer step every `grad_accum` batches
+    device: str = "auto"                     # auto | cpu | cuda
+    seed: int = 0
+    proposals: str = "sliding"               # sliding | edgeboxes | selective_search
+    max_proposals: int = 300                 # proposals per image fed to the teacher
+    pretrained: bool = False                 # ImageNet weights through torchvision's weights API
+    weights: str | None = None               # a local state-dict file instead of a download
+    refine: bool = True                      # OICR refinement branches (teacher)
+    refine_branches: int = 3
+    hidden: int = 512                        # fc6/fc7 width of the teacher's region head
+    roi_op: str = "align"                    # align (RoIAlign) | pool (RoIPool, as the paper)
+    box_scores: bool = True                  # multiply pooled features by proposal scores e_r
+    scales: tuple[int, ...] | None = None    # training scales (longest side); None: derived
+    flip: bool = True                        # horizontal-flip augmentation
+    amp: bool = True                         # mixed precision (CUDA only)
+    num_workers: int | None = None           # data-loading processes; None: chosen per device
+    kd: str = "both"                         # none | feature | prediction | both (student)
+    schedule: str = "staged"                 # staged (paper) | joint (student)
+    loss: str = "bce"                        # bce | asl (student)
+    init_from: str | None = None             # model version to warm-start from
+    teacher_version: str | None = None       # teacher the student distils from (None: active)
+    resume: bool = False                     # continue the latest unfinished run of the stage
+    extra: dict[str, Any] = field(default_factory=dict)  # stage-specific knobs, stored with the run
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise UserError(f"Unknown stage {self.stage!r}; use one of {', '.join(STAGES)}.")
+        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            raise UserError(f"Unknown device {self.device!r}; use auto, cpu or cuda.")
+        if self.proposals not in PROPOSAL_SOURCES:
+            raise UserError(f"Unknown proposal source {self.proposals!r}; "
+                            f"use one of {', '.join(PROPOSAL_SOURCES)}.")
+        for name in ("epochs", "batch_size", "grad_accum", "image_size", "student_image_size",
+                     "max_proposals", "hidden"):
+            if int(getattr(self, name)) < 1:
+                raise UserError(f"{name.replace('_', ' ').capitalize()} must be at least 1, "
+                                f"not {getattr(self, name)}.")
+        if self.image_size < 64:
+            raise UserError(f"Image size must be at least 64 pixels, not {self.image_size}.")
+        if self.roi_op not in ("align", "pool"):
+            raise UserError(f"Unknown RoI operation {self.roi_op!r}; use align or pool.")
+        if self.scales is not None:
+            self.scales = tuple(int(s) for s in self.scales)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (stored with the run and in checkpoints)."""
+        data = asdict(self)
+        if data["scales"] is not None:
+            data["scales"] = list(data["scales"])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of `to_dict`; unknown keys (from a newer version) are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class EpochReport:
+    """What one finished epoch reports to the callbacks (and what the run stores per epoch)."""
+
+    stage: str
+    run_id: int
+    model_version: str
+    epoch: int                    # 1-based
+    epochs: int
+    losses: dict[str, float]      # mean over the epoch, e.g. {"loss": .., "wsddn": .., "refine": ..}
+    metrics: dict[str, float]     # e.g. {"val_mAP": ..., "images_per_s": ...}
+    seconds: float = 0.0          # wall time of the epoch
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainCallbacks:
+    """Hooks for progress and cancellation; all optional, called on the training thread."""
+
+    on_step: Callable[[str, int, int], None] | None = None   # (stage, done, total) in the run
+    on_epoch: Callable[[EpochReport], None] | None = None
+    should_stop: Callable[[], bool] | None = None            # cancel: checkpoint kept, run 'cancelled'
+    on_message: Callable[[str], None] | None = None          # phase changes ("computing proposals")
+
+    def step(self, stage: str, done: int, total: int) -> None:
+        if self.on_step is not None:
+            self.on_step(stage, done, total)
+
+    def epoch(self, report: EpochReport) -> None:
+        if self.on_epoch is not None:
+            self.on_epoch(report)
+
+    def stopped(self) -> bool:
+        return bool(self.should_stop is not None and self.should_stop())
+
+    def message(self, text: str) -> None:
+        log.info(text)
+        if self.on_message is not None:
+            self.on_message(text)
+
+
+StageTrainer = Callable[["Store", TrainConfig, TrainCallbacks], "TrainingRun"]
+
+# stage name -> "module:function" of its trainer, imported on first use (keeps torch imports lazy).
+STAGE_TRAINERS: dict[str, str] = {
+    "teacher": "engine.training.teacher:train_teacher",
+    "student": "engine.training.student:train_student",
+}
+
+
+def stage_trainer(stage: str) -> StageTrainer:
+    """The training function registered for `stage`."""
+    target = STAGE_TRAINERS.get(stage)
+    if target is None:
+        raise UserError(f"Unknown stage {stage!r}; use one of {', '.join(STAGES)}.")
+    module_name, _, function_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise UserError(f"Training the {stage} is not available in this version.") from exc
+        raise
+    return getattr(module, function_name)
+
+
+def train(store: Store, config: TrainConfig,
+          callbacks: TrainCallbacks | None = None) -> list[TrainingRun]:
+    """Train the stage(s) named by `config.stage`; returns the runs made, in order.
+
+    A cancelled stage (callbacks.should_stop) ends the whole call: its run is returned with status
+    'cancelled' and later stages do not start. Errors the user can fix raise `UserError`; the run
+    is then marked 'failed' and its last checkpoint kept.
+    """
+    callbacks = callbacks or TrainCallbacks()
+    stages = ["teacher", "student"] if config.stage == "all" else [config.stage]
+    runs: list[TrainingRun] = []
+    for stage in stages:
+        trainer = stage_trainer(stage)
+        stage_config = config
+        if stage == "student" and runs:      # 'all': the student learns from the new teacher
+            stage_config = replace(config, teacher_version=runs[-1].model_version)
+        run = trainer(store, stage_config, callbacks)
+        runs.append(run)
+        if run.status != "completed":
+            break
+    return runs
