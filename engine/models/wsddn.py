@@ -1,0 +1,293 @@
+"""The teacher: WSDDN (Bilen & Vedaldi, CVPR 2016) with OICR refinement (Tang et al., CVPR 2017).
+
+Pipeline for one image with R proposals and K classes (see ../shared/method.md):
+
+    conv map  = backbone(image)                          (1, C, H/16, W/16)
+    pooled_r  = RoIAlign(conv map, box_r) * e_r           (R, C, 7, 7)   e_r: proposal score or 1
+    f_r       = fc7(fc6(pooled_r))                       (R, D)         ReLU + dropout each
+    M^c, M^d  = cls_stream(f_r), det_stream(f_r)          (R, K) each
+    S         = softmax_k(M^c) * softmax_r(M^d)           (R, K)         region scores
+    p_k       = sum_r S_rk                                (K,)           image scores, in (0, 1)
+    loss      = BCE(clamp(p, 1e-4, 1 - 1e-4), y)
+
+OICR: `refine_branches` extra linear classifiers over K + 1 classes (0 = background) on f_r. Branch
+t learns from pseudo-labels made from branch t-1's region scores (branch 1 from S): for each
+positive class its top-scoring proposal is a pseudo ground-truth box weighted by its score;
+proposals with IoU >= 0.5 to one take its class, the others are background (IoU < 0.1: ignored);
+the loss is the weighted cross-entropy. At test time the region (detection) scores are the mean of
+the refinement branches' foreground probabilities; the image scores stay WSDDN's p.
+
+RoI operation: RoIAlign (sampling ratio 2, aligned corners) by default — the paper's RoIPool
+quantises box edges to the stride-16 grid, which costs localisation on small images; `roi_op="pool"`
+restores it. Measured in benchmarks/teacher.py.
+
+Box conventions: boxes given to the model are xyxy in the model's *input* pixels (after resizing),
+one tensor per image. Images are float RGB in [0, 1], (N, 3, H, W), padded to a common size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import box_iou, roi_align, roi_pool
+
+from engine.models.backbones import build_backbone
+
+__all__ = ["WSDDN", "RegionOutputs", "build_teacher", "load_teacher", "oicr_loss",
+           "oicr_pseudo_labels", "wsddn_loss", "wsddn_scores"]
+
+SCORE_EPS = 1e-4
+
+
+# ---------------------------------------------------------------------------------- functions
+
+
+def wsddn_scores(class_logits: Tensor, det_logits: Tensor,
+                 temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+    """WSDDN's two-stream combination for one image.
+
+    class_logits M^c and det_logits M^d: (R, K). Returns `(S, p)`: region scores
+    S = softmax over classes (dim 1) of M^c / T times softmax over regions (dim 0) of M^d / T,
+    shape (R, K), and image scores p = S.sum(0), shape (K,), each in [0, 1]. Computed in float32.
+    With T = 0.5 this is the student's soft target q of prediction distillation.
+    """
+    if class_logits.shape != det_logits.shape or class_logits.dim() != 2:
+        raise ValueError(f"wsddn_scores: logits must both be (R, K), got {tuple(class_logits.shape)} "
+                         f"and {tuple(det_logits.shape)}")
+    mc = class_logits.float() / temperature
+    md = det_logits.float() / temperature
+    region = torch.softmax(mc, dim=1) * torch.softmax(md, dim=0)
+    return region, region.sum(dim=0)
+
+
+def wsddn_loss(image_scores: Tensor, labels: Tensor) -> Tensor:
+    """Binary cross-entropy of image scores p (N, K) in [0, 1] with 0/1 labels (N, K), p clamped
+    to [1e-4, 1 - 1e-4]; mean over images and classes. Float32."""
+    if image_scores.shape != labels.shape:
+        raise ValueError(f"wsddn_loss: scores {tuple(image_scores.shape)} vs labels "
+                         f"{tuple(labels.shape)}")
+    p = image_scores.float().clamp(SCORE_EPS, 1.0 - SCORE_EPS)
+    return F.binary_cross_entropy(p, labels.float())
+
+
+@torch.no_grad()
+def oicr_pseudo_labels(scores: Tensor, boxes: Tensor, labels: Tensor, fg_iou: float = 0.5,
+                       ignore_iou: float = 0.1) -> tuple[Tensor, Tensor]:
+    """OICR supervision for one image from the previous branch's region scores.
+
+    scores: (R, K) foreground scores of the previous branch (WSDDN's S, or a refinement
+    branch's softmax without its background column); boxes: (R, 4) xyxy; labels: (K,) 0/1.
+    Returns `(targets, weights)`: targets (R,) long in [0, K] (0 = background, k + 1 = class k)
+    and weights (R,) float: the score of the pseudo ground-truth box each region was matched to;
+    0 for regions whose best IoU is below `ignore_iou`, and for all regions of an image with no
+    positive label.
+    """
+    num_regions = scores.shape[0]
+    targets = torch.zeros(num_regions, dtype=torch.long, device=scores.device)
+    weights = torch.zeros(num_regions, dtype=torch.float32, device=scores.device)
+    positive = torch.nonzero(labels > 0.5).flatten()
+    if positive.numel() == 0 or num_regions == 0:
+        return targets, weights
+    class_scores = scores[:, positive].float()                      # (R, P)
+    top_score, top_index = class_scores.max(dim=0)                  # (P,)
+    overlaps = box_iou(boxes.float(), boxes[top_index].float())     # (R, P)
+    best_iou, best = overlaps.max(dim=1)                            # (R,)
+    weights = top_score[best]
+    foreground = best_iou >= fg_iou
+    targets[foreground] = positive[best[foreground]] + 1
+    weights = torch.where(best_iou < ignore_iou, torch.zeros_like(weights), weights)
+    return targets, weights
+
+
+def oicr_loss(logits: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
+    """Weighted cross-entropy over K + 1 classes: -(1/R) sum_r w_r log softmax(logits_r)[t_r].
+
+    logits (R, K + 1), targets (R,) long, weights (R,). Float32 scalar (0 when R = 0)."""
+    if logits.shape[0] == 0:
+        return logits.sum() * 0.0
+    log_probs = F.log_softmax(logits.float(), dim=1)
+    picked = log_probs.gather(1, targets.view(-1, 1)).squeeze(1)
+    return -(weights * picked).sum() / logits.shape[0]
+
+
+# ---------------------------------------------------------------------------------- the model
+
+
+@dataclass
+class RegionOutputs:
+    """Per-image region outputs of the teacher (lists of length N, image i has R_i regions).
+
+    boxes: (R_i, 4) xyxy in the model's input pixels (as given); features: f_r, the fc7 output
+    (R_i, D) after ReLU (dropout inactive in eval); class_logits M^c and det_logits M^d: (R_i, K);
+    refine_logits: per refinement branch (R_i, K + 1) (column 0 = background), empty without
+    refinement.
+    """
+
+    boxes: list[Tensor]
+    features: list[Tensor]
+    class_logits: list[Tensor]
+    det_logits: list[Tensor]
+    refine_logits: list[list[Tensor]] = field(default_factory=list)
+
+    def region_scores(self, i: int) -> Tensor:
+        """WSDDN region scores S (R_i, K) of image i."""
+        return wsddn_scores(self.class_logits[i], self.det_logits[i])[0]
+
+    def image_scores(self, i: int) -> Tensor:
+        """WSDDN image scores p (K,) of image i."""
+        return wsddn_scores(self.class_logits[i], self.det_logits[i])[1]
+
+    def detection_scores(self, i: int) -> Tensor:
+        """Scores to rank boxes by, (R_i, K): the mean foreground probability of the refinement
+        branches when there are any, else WSDDN's S."""
+        if self.refine_logits and self.refine_logits[i]:
+            probs = [torch.softmax(logits.float(), dim=1)[:, 1:] for logits in self.refine_logits[i]]
+            return torch.stack(probs).mean(dim=0)
+        return self.region_scores(i)
+
+
+class WSDDN(nn.Module):
+    """WSDDN + OICR teacher.
+
+    Args:
+        num_classes: K.
+        backbone: name for `engine.models.backbones.build_backbone` (stride 16 trunk).
+        hidden: width D of fc6 and fc7 (the paper: 4096; smaller for CPU training).
+        roi_op: "align" (RoIAlign) or "pool" (RoIPool, as the paper).
+        roi_size: pooled size (7 as the paper).
+        refine_branches: number of OICR branches (0 = plain WSDDN).
+        dropout: dropout after fc6 and fc7.
+    """
+
+    def __init__(self, num_classes: int, backbone: str = "resnet18", *, pretrained: bool = False,
+                 weights: str | None = None, hidden: int = 512, roi_op: str = "align",
+                 roi_size: int = 7, refine_branches: int = 3, dropout: float = 0.5) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"WSDDN: num_classes must be positive, got {num_classes}")
+        if roi_op not in ("align", "pool"):
+            raise ValueError(f"WSDDN: roi_op must be 'align' or 'pool', got {roi_op!r}")
+        self.config: dict[str, Any] = {
+            "num_classes": num_classes, "backbone": backbone, "hidden": hidden, "roi_op": roi_op,
+            "roi_size": roi_size, "refine_branches": refine_branches, "dropout": dropout}
+        spec = build_backbone(backbone, pretrained=pretrained, weights=weights, stride=16)
+        self.backbone = spec.module
+        self.stride = spec.stride
+        self.channels = spec.out_channels
+        self.num_classes = num_classes
+        self.feature_dim = hidden
+        self.roi_op = roi_op
+        self.roi_size = roi_size
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(spec.out_channels * roi_size * roi_size, hidden), nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+        )
+        self.cls_stream = nn.Linear(hidden, num_classes)
+        self.det_stream = nn.Linear(hidden, num_classes)
+        self.refiners = nn.ModuleList(nn.Linear(hidden, num_classes + 1)
+                                      for _ in range(refine_branches))
+        for layer in (self.cls_stream, self.det_stream, *self.refiners):
+            nn.init.normal_(layer.weight, std=0.01)
+            nn.init.zeros_(layer.bias)
+        # What inference needs to prepare inputs like training did (set by the trainer).
+        self.meta: dict[str, Any] = {}
+
+    # -- building blocks ------------------------------------------------------------------------
+
+    def pool_regions(self, feature_map: Tensor, boxes: list[Tensor],
+                     box_scores: list[Tensor] | None = None) -> Tensor:
+        """RoI-pool `boxes` (N tensors (R_i, 4), xyxy input pixels) from (N, C, h, w);
+        multiply each by its proposal score when `box_scores` is given. (sum R_i, C, s, s)."""
+        rois = [b.to(device=feature_map.device, dtype=feature_map.dtype) for b in boxes]
+        if self.roi_op == "align":
+            pooled = roi_align(feature_map, rois, output_size=self.roi_size,
+                               spatial_scale=1.0 / self.stride, sampling_ratio=2, aligned=True)
+        else:
+            pooled = roi_pool(feature_map, rois, output_size=self.roi_size,
+                              spatial_scale=1.0 / self.stride)
+        if box_scores is not None:
+            scale = torch.cat([s.to(device=pooled.device, dtype=pooled.dtype) for s in box_scores])
+            pooled = pooled * scale.view(-1, 1, 1, 1)
+        return pooled
+
+    def region_outputs(self, images: Tensor, boxes: list[Tensor],
+                       box_scores: list[Tensor] | None = None) -> RegionOutputs:
+        """Region features and stream logits for a batch (the student's distillation inputs).
+
+        images: (N, 3, H, W) float RGB in [0, 1]; boxes: N tensors (R_i, 4) xyxy in input
+        pixels; box_scores: None or N tensors (R_i,) multiplied into the pooled features (pass
+        the same as in training: `self.meta["box_scores"]` says whether the teacher used them).
+        Call in eval mode (and under torch.inference_mode) for distillation targets.
+        """
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"WSDDN: images must be (N, 3, H, W), got {tuple(images.shape)}")
+        if len(boxes) != images.shape[0]:
+            raise ValueError(f"WSDDN: {len(boxes)} box sets for {images.shape[0]} images")
+        feature_map = self.backbone(images)
+        features = self.head(self.pool_regions(feature_map, boxes, box_scores))
+        class_logits = self.cls_stream(features)
+        det_logits = self.det_stream(features)
+        refine = [refiner(features) for refiner in self.refiners]
+        counts = [int(b.shape[0]) for b in boxes]
+        split = lambda t: list(torch.split(t, counts))  # noqa: E731
+        per_branch = [split(r) for r in refine]
+        return RegionOutputs(
+            boxes=list(boxes), features=split(features), class_logits=split(class_logits),
+            det_logits=split(det_logits),
+            refine_logits=[[branch[i] for branch in per_branch] for i in range(len(counts))])
+
+    # -- training and inference -----------------------------------------------------------------
+
+    def losses(self, outputs: RegionOutputs, labels: Tensor) -> dict[str, Tensor]:
+        """Training losses for a batch: {"wsddn": BCE, "refine": sum of OICR branch losses
+        (averaged over images), "loss": their sum}. labels: (N, K) 0/1."""
+        image_scores = torch.stack([outputs.image_scores(i) for i in range(len(outputs.boxes))])
+        losses = {"wsddn": wsddn_loss(image_scores, labels)}
+        if self.refiners:
+            total = image_scores.new_zeros(())
+            for i, boxes in enumerate(outputs.boxes):
+                previous = outputs.region_scores(i).detach()
+                for logits in outputs.refine_logits[i]:
+                    targets, weights = oicr_pseudo_labels(previous, boxes, labels[i])
+                    total = total + oicr_loss(logits, targets, weights)
+                    previous = torch.softmax(logits.detach().float(), dim=1)[:, 1:]
+            losses["refine"] = total / len(outputs.boxes)
+            losses["loss"] = losses["wsddn"] + losses["refine"]
+        else:
+            losses["loss"] = losses["wsddn"]
+        return losses
+
+    def forward(self, images: Tensor, boxes: list[Tensor], box_scores: list[Tensor] | None = None,
+                labels: Tensor | None = None) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        """With `labels` (N, K): the dict of losses. Without: per image a dict with
+        "image_scores" (K,) = p, "region_scores" (R_i, K) = detection scores (refined when the
+        model has refinement branches), "boxes" (R_i, 4) as given."""
+        outputs = self.region_outputs(images, boxes, box_scores)
+        if labels is not None:
+            return self.losses(outputs, labels)
+        return [{"image_scores": outputs.image_scores(i), "region_scores": outputs.detection_scores(i),
+                 "boxes": outputs.boxes[i]} for i in range(len(boxes))]
+
+
+def build_teacher(config: dict[str, Any], pretrained: bool = False,
+                  weights: str | None = None) -> WSDDN:
+    """A teacher from its recorded `WSDDN.config` dict."""
+    known = {"num_classes", "backbone", "hidden", "roi_op", "roi_size", "refine_branches", "dropout"}
+    return WSDDN(**{k: v for k, v in config.items() if k in known}, pretrained=pretrained,
+                 weights=weights)
+
+
+def load_teacher(checkpoint: dict[str, Any], run: Any, device: torch.device) -> WSDDN:
+    """Registry loader: rebuild the teacher of a checkpoint (see engine.models.registry)."""
+    model = build_teacher(checkpoint["model_config"])
+    model.load_state_dict(checkpoint["model"])
+    model.meta = dict(checkpoint.get("meta", {}))
+    model.meta.setdefault("class_names", list(checkpoint.get("class_names", [])))
+    return model.to(device).eval()
