@@ -185,6 +185,20 @@ class GroundTruthRepository:
                     result[box.image_id].append(box)
         return result
 
+    def replace_for_images(self, image_ids: Sequence[int], boxes: Sequence[BoxRow]) -> None:
+        """Replace the boxes of `image_ids` by `boxes` in one transaction (idempotent imports)."""
+        with self._sessions.begin() as session:
+            for chunk in _chunks(list(image_ids)):
+                session.execute(delete(GroundTruthBox).where(GroundTruthBox.image_id.in_(chunk)))
+            if boxes:
+                session.execute(insert(GroundTruthBox), [
+                    {"image_id": b.image_id, "class_id": b.class_id, "x": b.x, "y": b.y,
+                     "w": b.w, "h": b.h} for b in boxes])
+
+    def all(self) -> list[GroundTruthBox]:
+        with self._sessions() as session:
+            return list(session.scalars(select(GroundTruthBox).order_by(GroundTruthBox.id)))
+
     def replace_for_image(self, image_id: int, boxes: Sequence[BoxRow]) -> None:
         with self._sessions.begin() as session:
             session.execute(delete(GroundTruthBox).where(GroundTruthBox.image_id == image_id))

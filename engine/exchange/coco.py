@@ -1,0 +1,278 @@
+"""COCO import and export (read through pycocotools).
+
+Import (`import_coco(store, json_path, images_dir, split=None)`):
+
+- `categories` become classes (by name). Our own optional category field `"parent"` (a category
+  name) restores a class hierarchy; plain COCO's `supercategory` is ignored.
+- `images[].file_name` is looked up under `images_dir`; found files are registered through
+  intake (hashed, probed), missing ones are listed in the summary and skipped.
+- `annotations` (instances) become image-level **positive** tags, source 'import'. Their `bbox`
+  values are stored only as evaluation ground truth (`store.boxes`), never used for training.
+  Re-importing replaces the ground-truth boxes of those images (idempotent).
+- The image-level labels field below is read when present, so images without boxes keep their tags.
+- The split comes from `split=`, else from our optional image field `"split"`.
+
+Image-level labels field (plain COCO has none). Each entry of `images` may carry:
+
+    "labels":          [category ids present in the image]      -> positive tags
+    "negative_labels": [category ids known to be absent]         -> negative tags
+    "split":           "train" | "val" | "test" | "unassigned"
+
+Export (`export_coco(store, out_path)`) writes every image present in the project with
+`id` (the project's image id), `file_name` (relative to `info.images_dir`, the common folder of the
+project's roots), `width`, `height`, the three fields above, one category per class (`id` = class id,
+`name`, `supercategory` = parent name or "none", `parent` = parent name or null) and one annotation
+per ground-truth box (`bbox` [x, y, w, h] in original pixels, `area`, `iscrowd` 0). Importing that
+file with `--images <info.images_dir>` into a fresh project restores the same tags, splits, classes
+and boxes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import UserError
+from engine.exchange import (
+    ExportSummary,
+    ImportSummary,
+    Progress,
+    apply_import_tags,
+    ensure_classes,
+    write_atomic,
+)
+from engine.intake import register_files
+from engine.store.schema import SPLITS
+
+if TYPE_CHECKING:
+    from engine.store import Store
+
+LABELS_FIELD = "labels"
+NEGATIVE_LABELS_FIELD = "negative_labels"
+SPLIT_FIELD = "split"
+PARENT_FIELD = "parent"
+LABELS_DOC = ("mlic image-level labels: each image's 'labels' lists the category ids tagged "
+              "positive, 'negative_labels' those tagged negative (absent), 'split' its split. "
+              "Annotations are evaluation-only ground-truth boxes.")
+
+
+def load_coco(json_path: Path | str) -> Any:
+    """Read and validate a COCO file; a pycocotools `COCO` object with its index built."""
+    from pycocotools.coco import COCO
+
+    path = Path(json_path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise UserError(f"COCO file {path} does not exist.") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"Cannot read COCO file {path}: {getattr(exc, 'strerror', None) or exc}."
+                        ) from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, "
+                        f"column {exc.colno}.") from exc
+    _validate(path, data)
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def _validate(path: Path, data: Any) -> None:
+    def fail(reason: str) -> None:
+        raise UserError(f"{path} is not a usable COCO file: {reason}.")
+
+    if not isinstance(data, dict):
+        fail("the top level is not an object")
+    for key in ("images", "categories"):
+        if not isinstance(data.get(key), list):
+            fail(f"'{key}' is missing or not a list")
+    data.setdefault("annotations", [])
+    if not isinstance(data["annotations"], list):
+        fail("'annotations' is not a list")
+    category_ids = set()
+    names = set()
+    for k, category in enumerate(data["categories"]):
+        if not isinstance(category, dict) or not isinstance(category.get("id"), int) \
+                or not isinstance(category.get("name"), str) or not category["name"].strip():
+            fail(f"category #{k} needs an integer 'id' and a non-empty 'name'")
+        if category["id"] in category_ids:
+            fail(f"category id {category['id']} appears twice")
+        if category["name"].strip() in names:
+            fail(f"category name {category['name']!r} appears twice")
+        if "," in category["name"] or "\n" in category["name"]:
+            fail(f"category name {category['name']!r} contains a comma or newline")
+        category_ids.add(category["id"])
+        names.add(category["name"].strip())
+    for category in data["categories"]:
+        parent = category.get(PARENT_FIELD)
+        if parent is not None and (not isinstance(parent, str) or parent.strip() not in names):
+            fail(f"category {category['name']!r} has an unknown parent {parent!r}")
+    image_ids = set()
+    for k, image in enumerate(data["images"]):
+        if not isinstance(image, dict) or not isinstance(image.get("id"), int) \
+                or not isinstance(image.get("file_name"), str) or not image["file_name"]:
+            fail(f"image #{k} needs an integer 'id' and a 'file_name'")
+        if image["id"] in image_ids:
+            fail(f"image id {image['id']} appears twice")
+        image_ids.add(image["id"])
+        for key in (LABELS_FIELD, NEGATIVE_LABELS_FIELD):
+            labels = image.get(key, [])
+            if not isinstance(labels, list) or any(not isinstance(c, int) for c in labels):
+                fail(f"image {image['id']}: '{key}' must be a list of category ids")
+            unknown = set(labels) - category_ids
+            if unknown:
+                fail(f"image {image['id']}: '{key}' refers to unknown categories "
+                     f"{sorted(unknown)}")
+        split = image.get(SPLIT_FIELD)
+        if split is not None and split not in SPLITS:
+            fail(f"image {image['id']}: unknown split {split!r}")
+    for k, annotation in enumerate(data["annotations"]):
+        if not isinstance(annotation, dict):
+            fail(f"annotation #{k} is not an object")
+        annotation.setdefault("id", k + 1)
+        if annotation.get("image_id") not in image_ids:
+            fail(f"annotation {annotation['id']} refers to unknown image "
+                 f"{annotation.get('image_id')!r}")
+        if annotation.get("category_id") not in category_ids:
+            fail(f"annotation {annotation['id']} refers to unknown category "
+                 f"{annotation.get('category_id')!r}")
+        bbox = annotation.get("bbox")
+        if bbox is not None and (not isinstance(bbox, list) or len(bbox) != 4 or any(
+                not isinstance(v, (int, float)) or isinstance(v, bool) for v in bbox)):
+            fail(f"annotation {annotation['id']}: 'bbox' must be [x, y, width, height]")
+
+
+def import_coco(store: Store, json_path: Path | str, images_dir: Path | str,
+                split: str | None = None, progress: Progress | None = None) -> ImportSummary:
+    """Import a COCO file (see the module docstring). Returns what was done."""
+    if split is not None and split not in SPLITS:
+        raise UserError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
+    coco = load_coco(json_path)
+    images_root = Path(images_dir).expanduser()
+    if not images_root.is_dir():
+        raise UserError(f"Images folder {images_root} does not exist.")
+    images_root = images_root.resolve()
+    summary = ImportSummary(source=Path(json_path))
+    dataset = coco.dataset
+
+    found: dict[int, Path] = {}
+    for image in dataset["images"]:
+        candidate = Path(os.path.abspath(images_root / image["file_name"]))
+        if not candidate.is_relative_to(images_root):
+            summary.missing.append(image["file_name"])
+        elif candidate.exists() or candidate.is_symlink():
+            found[image["id"]] = candidate
+        else:
+            summary.missing.append(image["file_name"])
+
+    categories = {c["id"]: c for c in dataset["categories"]}
+    parents = {c["name"].strip(): (c.get(PARENT_FIELD) or "").strip() or None
+               for c in dataset["categories"]}
+    class_ids = ensure_classes(store, [c["name"].strip() for c in dataset["categories"]],
+                               parents, summary)
+    class_of = {cid: class_ids[c["name"].strip()] for cid, c in categories.items()}
+
+    # Register files, by split when the file carries one per image.
+    by_split: dict[str | None, list[int]] = defaultdict(list)
+    for image in dataset["images"]:
+        if image["id"] in found:
+            by_split[split or image.get(SPLIT_FIELD)].append(image["id"])
+    image_row: dict[int, int] = {}
+    for image_split, coco_ids in by_split.items():
+        report = register_files(store, images_root, [found[i] for i in coco_ids],
+                                split=image_split, progress=progress)
+        summary.unreadable += report.unreadable
+        for coco_id in coco_ids:
+            image_row[coco_id] = report.image_ids[found[coco_id]]
+    summary.images = len(image_row)
+
+    from engine.store import BoxRow
+
+    decisions: dict[int, tuple[set[int], set[int]]] = {}
+    boxes: list[BoxRow] = []
+    for image in dataset["images"]:
+        row_id = image_row.get(image["id"])
+        if row_id is None:
+            continue
+        positives = {class_of[c] for c in image.get(LABELS_FIELD, [])}
+        negatives = {class_of[c] for c in image.get(NEGATIVE_LABELS_FIELD, [])}
+        for annotation in coco.imgToAnns.get(image["id"], []):
+            class_id = class_of[annotation["category_id"]]
+            positives.add(class_id)
+            bbox = annotation.get("bbox")
+            if bbox is not None and bbox[2] > 0 and bbox[3] > 0:
+                boxes.append(BoxRow(row_id, class_id, *(float(v) for v in bbox)))
+        decisions[row_id] = (positives, negatives)
+    apply_import_tags(store, decisions, summary)
+    store.boxes.replace_for_images(list(decisions), boxes)
+    summary.boxes = len(boxes)
+    return summary
+
+
+def export_coco(store: Store, out_path: Path | str,
+                progress: Progress | None = None) -> ExportSummary:
+    """Write the project's images, classes, tags and ground-truth boxes as COCO (module doc)."""
+    out_path = Path(out_path).expanduser()
+    images = store.images.list(include_missing=False)
+    paths = store.images.paths([image.id for image in images]) if images else {}
+    common = _common_folder(list(paths.values()))
+    classes = store.classes.list()
+    name_of = {c.id: c.name for c in classes}
+    categories = [{"id": c.id, "name": c.name,
+                   "supercategory": name_of.get(c.parent_id, "none") if c.parent_id else "none",
+                   PARENT_FIELD: name_of.get(c.parent_id) if c.parent_id else None}
+                  for c in classes]
+    ids = [image.id for image in images]
+    tags: dict[int, list[Any]] = {}
+    boxes: dict[int, list[Any]] = {}
+    for start in range(0, len(ids), 900):
+        chunk = ids[start:start + 900]
+        tags.update(store.tags.for_images(chunk))
+        boxes.update(store.boxes.for_images(chunk))
+    entries: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    for k, image in enumerate(images):
+        image_tags = tags.get(image.id, [])
+        entries.append({
+            "id": image.id,
+            "file_name": paths[image.id].relative_to(common).as_posix(),
+            "width": image.width or 0,
+            "height": image.height or 0,
+            LABELS_FIELD: sorted(t.class_id for t in image_tags if t.positive),
+            NEGATIVE_LABELS_FIELD: sorted(t.class_id for t in image_tags if not t.positive),
+            SPLIT_FIELD: image.split,
+        })
+        for box in boxes.get(image.id, []):
+            annotations.append({"id": len(annotations) + 1, "image_id": image.id,
+                                "category_id": box.class_id,
+                                "bbox": [box.x, box.y, box.w, box.h],
+                                "area": box.w * box.h, "iscrowd": 0})
+        if progress is not None:
+            progress(k + 1, len(images))
+    document = {
+        "info": {"description": "exported by mlic", "images_dir": str(common),
+                 "mlic_image_labels": LABELS_DOC},
+        "licenses": [],
+        "images": entries,
+        "annotations": annotations,
+        "categories": categories,
+    }
+    write_atomic(out_path, json.dumps(document, indent=1))
+    return ExportSummary(target=out_path, images=len(entries), files=1)
+
+
+def _common_folder(paths: list[Path]) -> Path:
+    if not paths:
+        return Path.cwd()
+    if len(paths) == 1:
+        return paths[0].parent
+    return Path(os.path.commonpath([str(p) for p in paths]))

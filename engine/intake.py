@@ -1,0 +1,351 @@
+"""Image intake: register the image files of a folder in the project, and keep them in sync.
+
+`scan_folder(store, folder, split=None, progress=None)` walks `folder` recursively (file names with
+one of `engine.images.IMAGE_SUFFIXES`; hidden files and folders, folder symlinks and the project's
+own folder are skipped) and compares what it finds with what the project holds:
+
+- **added**: a file the project did not know; hashed, probed (headers only) and inserted;
+- **changed**: a known path whose size or modification time differ and whose content hash changed;
+  re-hashed and re-probed (a file that was only touched keeps its row and counts as unchanged);
+- **moved**: a new path whose content hash equals that of a row that vanished (in this scan, or
+  earlier); the row — and so its tags, suggestions and splits — follows the file;
+- **vanished**: a known path no longer on disk; the row is marked `present=False` and keeps its tags
+  (it comes back, tags and all, if the file reappears);
+- **restored**: a vanished row whose file is back at the same path;
+- **unreadable**: files registered with status 'unreadable' and the reason (zero bytes, truncated,
+  not an image, too large, permission denied, broken symbolic link, ...). Unreadable rows are
+  re-probed on every scan, so a fixed file becomes readable.
+
+Only headers are read (`probe_image`) plus one streaming pass for the content hash; nothing is
+decoded. Hashing and probing run in a thread pool; database writes are a few bulk transactions.
+Intake never aborts on a bad file and never deletes a row. Re-scanning is idempotent.
+
+`register_files(store, folder, files, split=None)` registers given files under `folder` (used by
+the importers) with the same rules, without looking for vanished files.
+
+`split`, when given, is set on every image found by the scan (new or known).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import UserError
+from engine.images import IMAGE_SUFFIXES, UnreadableImageError, file_digest, probe_image
+from engine.store.schema import SPLITS, Image
+
+if TYPE_CHECKING:
+    from engine.store import Store
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int], None]
+_WRITE_CHUNK = 5000
+
+
+@dataclass
+class ScanReport:
+    """What a scan found. Paths are absolute; `image_ids` maps every file seen to its row id."""
+
+    folder: Path
+    added: list[Path] = field(default_factory=list)
+    changed: list[Path] = field(default_factory=list)
+    moved: list[tuple[Path, Path]] = field(default_factory=list)  # (old path, new path)
+    vanished: list[Path] = field(default_factory=list)
+    restored: list[Path] = field(default_factory=list)
+    unchanged: int = 0
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)  # (path, reason)
+    image_ids: dict[Path, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        """Image files present in the scanned folder."""
+        return len(self.image_ids)
+
+    def merge(self, other: ScanReport) -> None:
+        self.added += other.added
+        self.changed += other.changed
+        self.moved += other.moved
+        self.vanished += other.vanished
+        self.restored += other.restored
+        self.unchanged += other.unchanged
+        self.unreadable += other.unreadable
+        self.image_ids.update(other.image_ids)
+
+    def summary(self) -> str:
+        """One line for people: counts of each kind."""
+        return (f"{self.total} images: {len(self.added)} added, {len(self.changed)} changed, "
+                f"{len(self.moved)} moved, {len(self.restored)} restored, "
+                f"{len(self.vanished)} vanished, {self.unchanged} unchanged, "
+                f"{len(self.unreadable)} unreadable")
+
+
+@dataclass(frozen=True)
+class _FileFacts:
+    rel_path: str
+    size: int
+    mtime: float
+    content_hash: str | None
+    width: int | None
+    height: int | None
+    status: str
+    reason: str | None
+
+    def columns(self) -> dict[str, Any]:
+        return {"content_hash": self.content_hash, "file_size": self.size, "mtime": self.mtime,
+                "width": self.width, "height": self.height, "status": self.status,
+                "reason": self.reason}
+
+
+def scan_folder(store: Store, folder: Path | str, split: str | None = None,
+                progress: Progress | None = None) -> ScanReport:
+    """Register every image file under `folder` and reconcile with the project (module doc)."""
+    folder = _check_folder(folder)
+    _check_split(split)
+    roots = {Path(root.path): root for root in store.roots.list()}
+    owner = next((path for path in sorted(roots, key=lambda p: len(p.parts), reverse=True)
+                  if folder == path or folder.is_relative_to(path)), None)
+    nested = [path for path in roots if path != folder and path.is_relative_to(folder)
+              and (owner is None or path.is_relative_to(owner))]
+    if owner is None:
+        owner = folder
+        root_id = store.roots.get_or_create(folder).id
+    else:
+        root_id = roots[owner].id
+    prefix = "" if folder == owner else folder.relative_to(owner).as_posix() + "/"
+    excluded = {path for path in nested} | {store.paths.root.resolve()}
+    rel_paths = sorted(_walk(folder, owner, excluded))
+    report = _reconcile(store, owner, root_id, rel_paths, prefix, True, split, progress)
+    report.folder = folder
+    for path in nested:  # folders added before as their own roots keep their rows
+        if path.is_dir():
+            report.merge(scan_folder(store, path, split=split, progress=progress))
+    return report
+
+
+def register_files(store: Store, folder: Path | str, files: Iterable[Path | str],
+                   split: str | None = None, progress: Progress | None = None) -> ScanReport:
+    """Register the given files (which must lie under `folder`) with `folder` as their root."""
+    folder = _check_folder(folder)
+    _check_split(split)
+    roots = {Path(root.path): root for root in store.roots.list()}
+    owner = next((path for path in sorted(roots, key=lambda p: len(p.parts), reverse=True)
+                  if folder == path or folder.is_relative_to(path)), None)
+    if owner is None:
+        owner = folder
+        root_id = store.roots.get_or_create(folder).id
+    else:
+        root_id = roots[owner].id
+    rel_paths = []
+    for file in files:
+        path = Path(os.path.abspath(Path(folder, file)))
+        if not path.is_relative_to(owner):
+            raise UserError(f"{path} is not inside {folder}.")
+        rel_paths.append(path.relative_to(owner).as_posix())
+    report = _reconcile(store, owner, root_id, sorted(set(rel_paths)), None, False, split,
+                        progress)
+    report.folder = folder
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_folder(folder: Path | str) -> Path:
+    path = Path(folder).expanduser()
+    if not path.exists():
+        raise UserError(f"Folder {path} does not exist.")
+    if not path.is_dir():
+        raise UserError(f"{path} is not a folder.")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise UserError(f"Folder {path} cannot be read (permission denied).")
+    return path.resolve()
+
+
+def _check_split(split: str | None) -> None:
+    if split is not None and split not in SPLITS:
+        raise UserError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
+
+
+def _walk(folder: Path, owner: Path, excluded: set[Path]) -> Iterator[str]:
+    """Relative (to `owner`) POSIX paths of image files under `folder`; unreadable sub-folders
+    are logged and skipped."""
+    stack = [folder]
+    while stack:
+        directory = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as exc:
+            log.warning("skipping folder %s: %s", directory, exc.strerror)
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    path = Path(entry.path)
+                    if path not in excluded:
+                        stack.append(path)
+                    continue
+                is_link = entry.is_symlink()
+                if not (entry.is_file() or is_link):
+                    continue
+            except OSError:
+                continue
+            if os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+                if is_link and Path(entry.path).is_dir():
+                    continue
+                yield Path(entry.path).relative_to(owner).as_posix()
+
+
+def _stat(path: Path) -> tuple[int, float]:
+    """(size, mtime) of a file, of the link itself when it is broken."""
+    try:
+        info = path.stat()
+    except OSError:
+        try:
+            info = path.lstat()
+        except OSError:
+            return 0, 0.0
+        return 0, info.st_mtime
+    return (info.st_size if stat.S_ISREG(info.st_mode) else 0), info.st_mtime
+
+
+def _inspect(owner: Path, rel_path: str) -> _FileFacts:
+    """Hash and probe one file; never raises for a bad file."""
+    path = owner / rel_path
+    size, mtime = _stat(path)
+    digest: str | None = None
+    try:
+        digest = file_digest(path)
+        probe = probe_image(path)
+    except UnreadableImageError as exc:
+        return _FileFacts(rel_path, size, mtime, digest, None, None, "unreadable", exc.reason)
+    except Exception as exc:  # noqa: BLE001 - intake never aborts on one file
+        log.exception("unexpected error reading %s", path)
+        return _FileFacts(rel_path, size, mtime, digest, None, None, "unreadable",
+                          f"cannot read file ({type(exc).__name__}: {exc})")
+    return _FileFacts(rel_path, size, mtime, digest, probe.width, probe.height, "readable", None)
+
+
+def _reconcile(store: Store, owner: Path, root_id: int, rel_paths: list[str], prefix: str | None,
+               detect_vanished: bool, split: str | None, progress: Progress | None) -> ScanReport:
+    report = ScanReport(folder=owner)
+    known = store.images.in_root(root_id)
+    total = len(rel_paths)
+    done = 0
+
+    # 1. Decide what needs hashing: new paths, changed stat, unreadable or vanished rows.
+    to_inspect: list[str] = []
+    unchanged_ids: list[int] = []
+    for rel in rel_paths:
+        row = known.get(rel)
+        if row is None or row.status != "readable" or not row.present:
+            to_inspect.append(rel)
+            continue
+        size, mtime = _stat(owner / rel)
+        if size == row.file_size and mtime == row.mtime:
+            report.unchanged += 1
+            report.image_ids[owner / rel] = row.id
+            unchanged_ids.append(row.id)
+            done += 1
+        else:
+            to_inspect.append(rel)
+    if progress is not None and done:
+        progress(done, total)
+
+    # 2. Hash and probe in a thread pool (hashlib and file reads release the GIL).
+    facts: list[_FileFacts] = []
+    workers = min(8, (os.cpu_count() or 2) * 2)
+    if to_inspect:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="intake") as pool:
+            for fact in pool.map(lambda rel: _inspect(owner, rel), to_inspect):
+                facts.append(fact)
+                done += 1
+                if progress is not None and (done % 64 == 0 or done == total):
+                    progress(done, total)
+
+    # 3. Vanished rows: known, present, inside the scanned subtree and not found now.
+    seen = set(rel_paths)
+    vanished_rows: list[Image] = []
+    if detect_vanished:
+        vanished_rows = [row for rel, row in known.items()
+                         if row.present and rel not in seen and rel.startswith(prefix or "")]
+    # Candidates for moves: this scan's vanished rows, then rows that vanished earlier anywhere.
+    move_candidates: dict[str, list[Image]] = {}
+    has_new = any(fact.rel_path not in known for fact in facts)
+    earlier = ([r for r in store.images.list(include_missing=True) if not r.present]
+               if has_new else [])
+    for row in vanished_rows + earlier:
+        if row.content_hash:
+            bucket = move_candidates.setdefault(row.content_hash, [])
+            if all(existing.id != row.id for existing in bucket):
+                bucket.append(row)
+
+    root_paths = {root.id: Path(root.path) for root in store.roots.list()}
+    inserts: list[dict[str, Any]] = []
+    insert_paths: list[Path] = []
+    updates: list[dict[str, Any]] = []
+    moved_ids: set[int] = set()
+    for fact in facts:
+        path = owner / fact.rel_path
+        row = known.get(fact.rel_path)
+        if fact.status == "unreadable":
+            report.unreadable.append((path, fact.reason or "unreadable"))
+        if row is not None:
+            if not row.present:
+                report.restored.append(path)
+            elif row.content_hash != fact.content_hash or row.status != fact.status:
+                report.changed.append(path)
+            else:
+                report.unchanged += 1
+            updates.append({"id": row.id, "present": True, **fact.columns()})
+            report.image_ids[path] = row.id
+            continue
+        candidates = move_candidates.get(fact.content_hash or "", [])
+        candidate = next((c for c in candidates if c.id not in moved_ids), None)
+        if candidate is not None and fact.status == "readable":
+            moved_ids.add(candidate.id)
+            old_path = root_paths.get(candidate.root_id, owner) / candidate.rel_path
+            report.moved.append((old_path, path))
+            updates.append({"id": candidate.id, "root_id": root_id, "rel_path": fact.rel_path,
+                            "present": True, **fact.columns()})
+            report.image_ids[path] = candidate.id
+            continue
+        inserts.append({"root_id": root_id, "rel_path": fact.rel_path, "present": True,
+                        "split": split or "unassigned", **fact.columns()})
+        insert_paths.append(path)
+        report.added.append(path)
+    for row in vanished_rows:
+        if row.id not in moved_ids:
+            updates.append({"id": row.id, "present": False})
+            report.vanished.append(owner / row.rel_path)
+
+    # 4. Write: moves first free their old paths; a few bulk transactions.
+    moved_updates = [u for u in updates if "rel_path" in u]
+    other_updates = [u for u in updates if "rel_path" not in u]
+    for chunk in _chunks(moved_updates + other_updates):
+        store.images.update_many(chunk)
+    for start in range(0, len(inserts), _WRITE_CHUNK):
+        ids = store.images.add_many(inserts[start:start + _WRITE_CHUNK])
+        for path, image_id in zip(insert_paths[start:start + _WRITE_CHUNK], ids):
+            report.image_ids[path] = image_id
+    if split is not None:
+        ids = sorted(report.image_ids.values())
+        for start in range(0, len(ids), 900):
+            store.images.set_split(ids[start:start + 900], split)
+    if progress is not None:
+        progress(total, total)
+    log.info("scan of %s: %s", owner, report.summary())
+    return report
+
+
+def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    for start in range(0, len(rows), _WRITE_CHUNK):
+        yield rows[start:start + _WRITE_CHUNK]
