@@ -1,0 +1,226 @@
+"""Training rounds: what each round learnt from, how good it is, which one is in use.
+
+- A round is a training run. The store records, when the run starts, its tag-history watermark
+  (the last tag change it learnt from: `store.tags.label_matrix(as_of_change=run.tag_watermark)`
+  replays exactly its labels) and gives it a model version '<stage>-<run id>'; suggestions and
+  regions carry that version.
+- `plan_next_round` decides how the next round starts: from the previous round's weights
+  (`TrainConfig.init_from`) when the class list is unchanged, which converges in fewer epochs;
+  from scratch when classes were added, removed or renamed (the old output layer does not fit).
+- `evaluate_round` measures a student version on the validation split (mAP, CF1, OF1 at the
+  classes' thresholds, through `engine.metrics`) and stores the figures with its run.
+- `round_history` lists the rounds with those figures and the number of tags a person had set by
+  each round's watermark (replayed from the tag history), for the GUI's plot over rounds.
+- `rollback(store, version)` makes an earlier version the active one (`registry.set_active`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engine.errors import UserError
+
+if TYPE_CHECKING:
+    from engine.store import Store
+    from engine.store.schema import TrainingRun
+    from engine.training import TrainConfig
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None] | None
+ShouldStop = Callable[[], bool] | None
+ROUND_METRICS_KEY = "review"            # key of the round's figures inside run.metrics
+
+
+# ============================================================================ planning a round
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    config: TrainConfig
+    warm_start: bool
+    reason: str                          # one sentence for the GUI / CLI
+
+
+def warm_start_source(store: Store, stage: str) -> tuple[TrainingRun | None, str]:
+    """The run the next `stage` round can start from, and why (or why not)."""
+    from engine.models.registry import active_run
+
+    previous = active_run(store, stage)
+    if previous is None:
+        return None, f"no earlier {stage} model: training from scratch"
+    classes = store.classes.names()
+    if list(previous.class_names) != classes:
+        return None, (f"the class list changed since {previous.model_version}: "
+                      f"training from scratch")
+    return previous, f"warm start from {previous.model_version} (same classes)"
+
+
+def plan_next_round(store: Store, base: TrainConfig | None = None,
+                    warm_epochs: int | None = None) -> RoundPlan:
+    """The config of the next round: `base` (default `TrainConfig()`) with `init_from` set to the
+    previous round's version of the stage when its class list equals the project's, else None
+    (from scratch). For stage 'all' the teacher decides (the student distils from the new teacher
+    and warm-starts from the previous student where the trainer supports it; the previous student
+    version is passed in `extra['student_init_from']`). `warm_epochs`, when given, replaces the
+    number of epochs of a warm-started round (fine-tuning needs fewer)."""
+    from engine.training import TrainConfig
+
+    config = base or TrainConfig()
+    first_stage = "teacher" if config.stage == "all" else config.stage
+    previous, reason = warm_start_source(store, first_stage)
+    extra = dict(config.extra)
+    if config.stage == "all":
+        student, _ = warm_start_source(store, "student")
+        if student is not None and previous is not None:
+            extra["student_init_from"] = student.model_version
+        else:
+            extra.pop("student_init_from", None)
+    if previous is None:
+        return RoundPlan(replace(config, init_from=None, extra=extra), False, reason)
+    epochs = warm_epochs if warm_epochs is not None else config.epochs
+    return RoundPlan(replace(config, init_from=previous.model_version, epochs=epochs, extra=extra),
+                     True, reason)
+
+
+# ========================================================================= evaluating a round
+
+
+@dataclass(frozen=True)
+class RoundFigures:
+    mAP: float
+    CF1: float
+    OF1: float
+    n_images: int
+    split: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: (None if isinstance(value, float) and math.isnan(value) else value)
+                for key, value in self.__dict__.items()}
+
+
+def evaluate_round(store: Store, model_version: str | None = None, split: str = "val",
+                   device: str = "auto", progress: Progress = None,
+                   should_stop: ShouldStop = None, save: bool = True) -> RoundFigures:
+    """mAP, CF1 and OF1 of a student version (default: the active one) on the tagged images of
+    `split`, at the classes' current thresholds; stored in its run's metrics under 'review'."""
+    from engine.metrics import multilabel_report
+    from engine.review import validation_scores
+
+    table, labels = validation_scores(store, model_version, split, device, progress, should_stop)
+    thresholds = {c.id: c.threshold for c in store.classes.list()}
+    scores = np.nan_to_num(table.scores, nan=0.0)
+    report = multilabel_report(scores, labels,
+                               threshold=np.array([thresholds[i] for i in table.class_ids]),
+                               class_names=table.class_names)
+    figures = RoundFigures(report.mAP, report.CF1, report.OF1, len(table.image_ids), split)
+    if save and table.model_version:
+        run = store.runs.by_version(table.model_version)
+        metrics = dict(run.metrics or {})
+        metrics[ROUND_METRICS_KEY] = {**figures.to_dict(),
+                                      "per_class_ap": report.to_dict()["per_class_ap"]}
+        store.runs.update(run.id, metrics=metrics)
+    return figures
+
+
+# ============================================================================ history of rounds
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    index: int                    # 1-based among the rounds listed
+    run_id: int
+    model_version: str
+    stage: str
+    status: str
+    tag_watermark: int
+    person_tags: int              # tags a person had set (or changed) by the watermark
+    mAP: float                    # on the validation split (NaN: not evaluated)
+    CF1: float
+    OF1: float
+    init_from: str | None
+    started_at: datetime | None
+    active: bool
+
+
+def person_tag_counts(store: Store, watermarks: Sequence[int]) -> dict[int, int]:
+    """For each watermark, how many (image, class) tags had last been set by a person as of that
+    tag-history id (one replay of the history)."""
+    wanted = sorted(set(int(w) for w in watermarks))
+    counts: dict[int, int] = {}
+    state: dict[tuple[int, int], bool] = {}
+    person = 0
+    position = 0
+    for change in store.tags.history():
+        while position < len(wanted) and change.id > wanted[position]:
+            counts[wanted[position]] = person
+            position += 1
+        key = (change.image_id, change.class_id)
+        was = state.pop(key, False)
+        person -= int(was)
+        if change.new_state is not None:
+            state[key] = change.source == "person"
+            person += int(state[key])
+    for watermark in wanted[position:]:
+        counts[watermark] = person
+    return counts
+
+
+def _figure(run: TrainingRun, key: str) -> float:
+    review = (run.metrics or {}).get(ROUND_METRICS_KEY) or {}
+    value = review.get(key)
+    if value is None and key == "mAP":
+        value = _last_val_map(run.metrics or {})
+    return float(value) if value is not None else math.nan
+
+
+def _last_val_map(metrics: dict[str, Any]) -> float | None:
+    """The last epoch's validation mAP as the trainer stored it, whatever its layout."""
+    if isinstance(metrics.get("val_mAP"), (int, float)):
+        return float(metrics["val_mAP"])
+    for key in ("epochs", "history"):
+        epochs = metrics.get(key)
+        if isinstance(epochs, list):
+            for entry in reversed(epochs):
+                value = (entry.get("metrics") or entry).get("val_mAP") if isinstance(entry, dict) else None
+                if isinstance(value, (int, float)):
+                    return float(value)
+    return None
+
+
+def round_history(store: Store, stage: str | None = None,
+                  statuses: Sequence[str] = ("completed",)) -> list[RoundInfo]:
+    """The training rounds of `stage` (default: student when the project has student runs, else
+    teacher), oldest first, with their validation figures and person-set tag counts."""
+    from engine.models.registry import active_run
+
+    runs = store.runs.list()
+    if stage is None:
+        stage = "student" if any(r.stage == "student" for r in runs) else "teacher"
+    runs = [r for r in runs if r.stage == stage and r.status in statuses and r.model_version]
+    counts = person_tag_counts(store, [r.tag_watermark for r in runs])
+    active = active_run(store, stage)
+    return [RoundInfo(n + 1, r.id, r.model_version or "", r.stage, r.status, r.tag_watermark,
+                      counts.get(r.tag_watermark, 0), _figure(r, "mAP"), _figure(r, "CF1"),
+                      _figure(r, "OF1"), (r.config or {}).get("init_from"), r.started_at,
+                      active is not None and active.id == r.id)
+            for n, r in enumerate(runs)]
+
+
+def rollback(store: Store, model_version: str) -> TrainingRun:
+    """Make `model_version` the active model of its stage again (roll back or forward)."""
+    from engine.models.registry import set_active
+
+    run = store.runs.by_version(model_version)
+    result = set_active(store, run.stage, model_version)
+    if result is None:
+        raise UserError(f"Cannot make {model_version} active.")
+    log.info("active %s model is now %s", run.stage, model_version)
+    return result
