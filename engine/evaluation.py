@@ -37,6 +37,7 @@ from engine.errors import UserError
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+EVAL_TOP_K = 20      # teacher boxes kept per class and image (after NMS) for box AP
 BoxList = Sequence[Sequence[float]]
 
 __all__ = ["EvaluationReport", "ModelEvaluation", "evaluate", "evaluate_predictions",
@@ -244,10 +245,10 @@ def evaluate(store, split: str = "test", teacher_version: str | None = None,
 
     kwargs: dict[str, Any] = {}
     if "teacher" in runs:
-        scores, boxes = _teacher_predictions(store, matrix.paths, runs["teacher"], device,
-                                             step, should_stop)
+        scores, names, boxes = _teacher_predictions(store, matrix.paths, runs["teacher"], device,
+                                                    step, should_stop)
         kwargs.update(teacher_version=runs["teacher"].model_version, teacher_scores=scores,
-                      teacher_classes=list(runs["teacher"].class_names), teacher_boxes=boxes)
+                      teacher_classes=names, teacher_boxes=boxes)
         offset += n
     if "student" in runs:
         scores = _student_predictions(store, matrix.paths, runs["student"], device, batch_size,
@@ -269,7 +270,7 @@ def _student_predictions(store, paths: Sequence[Path], run, device: str, batch_s
     image_size = int(getattr(model, "image_size", 0) or run.config.get("student_image_size", 224))
     probabilities, reasons, cancelled = predict_files(
         model, list(paths), image_size, torch_device, batch_size=batch_size, progress=progress,
-        should_stop=should_stop)
+        should_stop=should_stop, precision="fp32")
     if cancelled:
         raise UserError("Evaluation was cancelled.")
     _check_unreadable(paths, reasons)
@@ -277,16 +278,19 @@ def _student_predictions(store, paths: Sequence[Path], run, device: str, batch_s
 
 
 def _teacher_predictions(store, paths: Sequence[Path], run, device: str, progress: Progress,
-                         should_stop) -> tuple[np.ndarray, list[list[tuple[str, list[float], float]]]]:
-    """Image-level scores (N, K_teacher) and per-image boxes after NMS of the teacher."""
+                         should_stop) -> tuple[np.ndarray, list[str],
+                                               list[list[tuple[str, list[float], float]]]]:
+    """Image-level scores (N, K_teacher), their class names, and per-image boxes after NMS of
+    the teacher (up to `EVAL_TOP_K` per class and image; regions are not stored)."""
     from engine.inference.detect import detect_paths
 
     detections = detect_paths(store, list(paths), model_version=run.model_version, device=device,
-                              progress=progress, should_stop=should_stop)
-    if should_stop is not None and should_stop():
+                              top_k=EVAL_TOP_K, progress=progress, should_stop=should_stop,
+                              store_regions=False)
+    if getattr(detections, "cancelled", False) or (should_stop is not None and should_stop()):
         raise UserError("Evaluation was cancelled.")
     by_path = {Path(d.path): d for d in detections}
-    class_names = list(run.class_names)
+    class_names = list(getattr(detections, "class_names", None) or run.class_names)
     scores = np.zeros((len(paths), len(class_names)), dtype=np.float64)
     boxes: list[list[tuple[str, list[float], float]]] = []
     missing = []
@@ -302,7 +306,7 @@ def _teacher_predictions(store, paths: Sequence[Path], run, device: str, progres
     if missing:
         raise UserError(f"The teacher could not read {len(missing)} evaluation image(s), e.g. "
                         f"{missing[0]}; re-scan the folder (`mlic add-folder`) and try again.")
-    return scores, boxes
+    return scores, class_names, boxes
 
 
 def _check_unreadable(paths: Sequence[Path], reasons: Sequence[str]) -> None:

@@ -3,4 +3,6 @@ command's handler takes the parsed arguments and returns the exit status."""
 
 COMMAND_MODULES = [
     "engine.commands.project",
+    "engine.commands.evaluate",
+    "engine.commands.tag",
 ]

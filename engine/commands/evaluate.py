@@ -1,0 +1,93 @@
+"""`mlic evaluate`: the teacher's and the student's figures on one split, side by side."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from engine.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="image-level mAP and more for the teacher and the student on a split",
+        description="Evaluate the active teacher and student on a split: image-level mAP, "
+                    "CP/CR/CF1, OP/OR/OF1 and top-3 variants for both; teacher CorLoc and box "
+                    "AP/AP50 where the split has ground-truth boxes.")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test", "unassigned"),
+                        help="split to evaluate on (default: test)")
+    parser.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
+    parser.add_argument("--teacher", metavar="VERSION", help="teacher model version (default: active)")
+    parser.add_argument("--student", metavar="VERSION", help="student model version (default: active)")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="score threshold for CP/CR/CF1 and OP/OR/OF1 (default: 0.5)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--batch-size", type=int, default=32, help="student batch size")
+    parser.add_argument("--per-class", action="store_true", help="also print the AP of each class")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.cli import open_store
+    from engine.evaluation import evaluate, format_report
+
+    if not 0.0 <= args.threshold <= 1.0:
+        raise UserError(f"The threshold must be between 0 and 1, not {args.threshold}.")
+    out = Path(args.json) if args.json else None
+    if out is not None and not out.absolute().parent.is_dir():
+        raise UserError(f"The folder of {out} does not exist.")
+    store = open_store(args)
+    try:
+        progress = _progress_bar()
+        try:
+            report = evaluate(store, split=args.split, teacher_version=args.teacher,
+                              student_version=args.student, device=args.device,
+                              batch_size=args.batch_size, threshold=args.threshold,
+                              progress=progress)
+        finally:
+            progress.close()
+    finally:
+        store.close()
+    print(format_report(report, per_class=args.per_class))
+    if out is not None:
+        _write_json(out, report.to_dict())
+    return 0
+
+
+def _write_json(out: Path, data: dict) -> None:
+    """Write atomically: a temporary file in the same folder, then a rename."""
+    directory = out.absolute().parent
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, allow_nan=False)
+            handle.write("\n")
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class _progress_bar:
+    """tqdm on stderr, created on the first call (nothing is drawn when nothing runs)."""
+
+    def __init__(self) -> None:
+        self._bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="img", desc="evaluating", file=sys.stderr,
+                             leave=False, disable=None)
+        self._bar.total = total
+        self._bar.n = done
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

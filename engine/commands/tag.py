@@ -1,0 +1,86 @@
+"""`mlic tag DIR --out predictions.csv`: batch tagging with the student."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from engine.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "tag", help="run the student on every image under a folder, write a CSV of probabilities",
+        description="Run the student on every image under DIR (recursive). Writes a CSV with a "
+                    "header `path,<class 1>,...` and one row per image (path relative to DIR, each "
+                    "cell the probability in [0, 1]), and stores the probabilities in the project "
+                    "as suggestions of the model version. Tags are never changed. Unreadable files "
+                    "are listed on stderr and skipped.")
+    parser.add_argument("folder", metavar="DIR", help="folder of images")
+    parser.add_argument("--out", required=True, metavar="CSV", help="predictions CSV to write")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--model", metavar="VERSION", help="student model version (default: active)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="image-loading processes (default: chosen for this machine)")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                        help="auto: float16 on CUDA, bfloat16 on CPUs that run it natively, else "
+                             "float32 (default: auto)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.cli import open_store
+    from engine.inference.tagging import tag_paths, write_predictions_csv
+    from engine.intake import scan_folder
+
+    folder = Path(args.folder).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder.")
+    folder = folder.resolve()
+    out = Path(args.out).expanduser()
+    if not out.absolute().parent.is_dir():
+        raise UserError(f"The folder of {out} does not exist.")
+    if args.batch_size < 1:
+        raise UserError(f"Batch size must be at least 1, not {args.batch_size}.")
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"Workers must be 0 or more, not {args.workers}.")
+    store = open_store(args)
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="img", desc="tagging", file=sys.stderr, leave=False,
+                       disable=None)
+        bar.n = done
+        bar.refresh()
+
+    try:
+        # Check for a student before scanning, then register every image so each has a row.
+        from engine.models.registry import resolve_run
+
+        resolve_run(store, "student", args.model)
+        report = scan_folder(store, folder)
+        files = sorted(report.image_ids)
+        result = tag_paths(store, files, model_version=args.model, batch_size=args.batch_size,
+                           device=args.device, progress=progress, num_workers=args.workers,
+                           precision=args.precision)
+    finally:
+        if bar is not None:
+            bar.close()
+        store.close()
+    write_predictions_csv(result, out, relative_to=folder)
+    for path, reason in result.unreadable:
+        try:
+            shown = path.relative_to(folder).as_posix()
+        except ValueError:
+            shown = str(path)
+        print(f"mlic: skipped unreadable {shown}: {reason}", file=sys.stderr)
+    print(f"Tagged {len(result.paths)} image(s) with {result.model_version} "
+          f"({result.images_per_second:.1f} images/s); {len(result.unreadable)} unreadable "
+          f"skipped; wrote {out}.")
+    return 0
