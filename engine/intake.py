@@ -144,7 +144,7 @@ def register_files(store: Store, folder: Path | str, files: Iterable[Path | str]
         root_id = roots[owner].id
     rel_paths = []
     for file in files:
-        path = Path(os.path.abspath(Path(folder, file)))
+        path = canonical_path(Path(folder, file))
         if not path.is_relative_to(owner):
             raise UserError(f"{path} is not inside {folder}.")
         rel_paths.append(path.relative_to(owner).as_posix())
@@ -152,6 +152,13 @@ def register_files(store: Store, folder: Path | str, files: Iterable[Path | str]
                         progress)
     report.folder = folder
     return report
+
+
+def canonical_path(path: Path | str) -> Path:
+    """Absolute path with its folders resolved (symlinks included) but the file name kept, so
+    a symlinked image stays itself. `ScanReport.image_ids` is keyed by such paths."""
+    absolute = Path(os.path.abspath(Path(path).expanduser()))
+    return absolute.parent.resolve() / absolute.name
 
 
 # ---------------------------------------------------------------------------------------------

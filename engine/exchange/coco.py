@@ -46,7 +46,7 @@ from engine.exchange import (
     ensure_classes,
     write_atomic,
 )
-from engine.intake import register_files
+from engine.intake import canonical_path, register_files
 from engine.store.schema import SPLITS
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ def import_coco(store: Store, json_path: Path | str, images_dir: Path | str,
 
     found: dict[int, Path] = {}
     for image in dataset["images"]:
-        candidate = Path(os.path.abspath(images_root / image["file_name"]))
+        candidate = canonical_path(images_root / image["file_name"])
         if not candidate.is_relative_to(images_root):
             summary.missing.append(image["file_name"])
         elif candidate.exists() or candidate.is_symlink():

@@ -1,0 +1,318 @@
+"""Project commands: init, add-folder, import-coco, import-csv, import-xmp, export, classes, demo,
+status.
+
+Output goes to stdout (results) and stderr (progress bars, warnings); a user error is one line on
+stderr with exit status 2 (see engine.cli).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shlex
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from engine.errors import UserError
+from engine.store.schema import SPLITS
+
+MAX_LISTED = 20
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "init", help="create (or open and migrate) the project",
+        description="Create the project folder and database, or bring an existing one up to date.")
+    parser.set_defaults(handler=run_init)
+
+    parser = subparsers.add_parser(
+        "add-folder", help="register the images of a folder (recursive); re-run to re-scan",
+        description="Register every image under DIR (jpg, jpeg, png, webp, bmp, tif, tiff, gif). "
+                    "Running it again finds new, changed, moved and vanished files; tags are "
+                    "kept. Unreadable files are registered with the reason and listed.")
+    parser.add_argument("folder", metavar="DIR")
+    parser.add_argument("--split", choices=SPLITS, help="set this split on every image found")
+    parser.set_defaults(handler=run_add_folder)
+
+    parser = subparsers.add_parser(
+        "import-coco", help="import a COCO file: classes, image-level tags, ground-truth boxes",
+        description="Categories become classes, instances become image-level positive tags "
+                    "(source 'import'); boxes are kept as evaluation ground truth only. Images "
+                    "are found by file_name under --images.")
+    parser.add_argument("json", metavar="JSON")
+    parser.add_argument("--images", required=True, metavar="DIR", help="folder of the images")
+    parser.add_argument("--split", choices=SPLITS, help="split of the imported images")
+    parser.set_defaults(handler=run_import_coco)
+
+    parser = subparsers.add_parser(
+        "import-csv", help="import tags from a CSV (path,split,<class>...; 1/0/empty)",
+        description="Import image-level tags from a CSV with a header 'path,split,<class 1>,...', "
+                    "one row per image, cells 1 (positive), 0 (negative) or empty (no tag). "
+                    "Paths are absolute or relative to the CSV file.")
+    parser.add_argument("file", metavar="FILE")
+    parser.set_defaults(handler=run_import_csv)
+
+    parser = subparsers.add_parser(
+        "import-xmp", help="import tags from XMP sidecars of the project's images",
+        description="Read '<image>.xmp' sidecars next to the project's images, or mirrored under "
+                    "--from DIR (the layout `export xmp` writes), and import their tags.")
+    parser.add_argument("--from", dest="source", metavar="DIR",
+                        help="folder of mirrored sidecars (default: next to the images)")
+    parser.set_defaults(handler=run_import_xmp)
+
+    parser = subparsers.add_parser(
+        "export", help="export tags as CSV, COCO or XMP sidecars",
+        description="csv: OUT is a CSV file (path,split,<class>...). coco: OUT is a COCO JSON file "
+                    "with an image-level 'labels' field. xmp: sidecars '<image>.xmp' are written "
+                    "under the folder OUT, mirroring the images' paths, or next to the images "
+                    "with --in-place (existing sidecars are merged, never replaced).")
+    parser.add_argument("format", choices=("csv", "coco", "xmp"))
+    parser.add_argument("out", metavar="OUT", nargs="?")
+    parser.add_argument("--in-place", action="store_true",
+                        help="xmp: write each sidecar next to its image")
+    parser.set_defaults(handler=run_export)
+
+    parser = subparsers.add_parser(
+        "classes", help="list the classes, one per line (or add some)",
+        description="Print the class names, one per line. --add creates classes first.")
+    parser.add_argument("--add", nargs="+", metavar="NAME", default=[])
+    parser.add_argument("--parent", metavar="NAME", help="parent class of the added classes")
+    parser.set_defaults(handler=run_classes)
+
+    parser = subparsers.add_parser(
+        "demo", help="generate the demo data (JPEG scenes + COCO ground truth) into a folder",
+        description="Write procedural multi-object scenes as OUT_DIR/images/*.jpg and COCO files "
+                    "OUT_DIR/train.json, val.json, test.json (70/15/15). Nothing is imported: "
+                    "the command prints the import commands to run.")
+    parser.add_argument("out_dir", metavar="OUT_DIR")
+    parser.add_argument("--images", type=int, default=300, metavar="N",
+                        help="number of images (default: 300)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed")
+    parser.set_defaults(handler=run_demo)
+
+    parser = subparsers.add_parser(
+        "status", help="counts per split, class and tag source; unreadable files",
+        description="Summarise the project: images per split, tags per class and per source, "
+                    "unreadable files.")
+    parser.set_defaults(handler=run_status)
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, unit: str = "img") -> Iterator[Callable[[int, int], None]]:
+    """A `progress(done, total)` callable drawing a tqdm bar on stderr (only on a terminal)."""
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit=unit, desc=description, file=sys.stderr, leave=False,
+                       disable=None, dynamic_ncols=True)
+        if total != bar.total:
+            bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _store(args: argparse.Namespace):
+    from engine.cli import open_store
+
+    return open_store(args)
+
+
+def _print_unreadable(items: list[tuple[Path, str]]) -> None:
+    for path, reason in items[:MAX_LISTED]:
+        print(f"  unreadable: {path} ({reason})")
+    if len(items) > MAX_LISTED:
+        print(f"  ... and {len(items) - MAX_LISTED} more unreadable files (see `mlic status`)")
+
+
+def _warn_missing(missing: list[str], source: Path) -> None:
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        print(f"mlic: warning: {len(missing)} files listed in {source} were not found: {shown}",
+              file=sys.stderr)
+
+
+def _project_label(store) -> str:
+    if store.url.startswith("sqlite:"):
+        return str(store.paths.root)
+    return store.engine.url.render_as_string(hide_password=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# handlers
+
+
+def run_init(args: argparse.Namespace) -> int:
+    store = _store(args)
+    print(f"Project ready: {_project_label(store)}")
+    store.close()
+    return 0
+
+
+def run_add_folder(args: argparse.Namespace) -> int:
+    from engine.intake import scan_folder
+
+    store = _store(args)
+    with progress_bar("scanning") as progress:
+        report = scan_folder(store, args.folder, split=args.split, progress=progress)
+    print(f"{report.folder}: {report.summary()}")
+    _print_unreadable(report.unreadable)
+    store.close()
+    return 0
+
+
+def run_import_coco(args: argparse.Namespace) -> int:
+    from engine.exchange.coco import import_coco
+
+    store = _store(args)
+    with progress_bar("importing") as progress:
+        summary = import_coco(store, args.json, args.images, split=args.split, progress=progress)
+    print(f"{args.json}: {summary.summary()}")
+    _print_unreadable(summary.unreadable)
+    _warn_missing(summary.missing, Path(args.json))
+    store.close()
+    return 0
+
+
+def run_import_csv(args: argparse.Namespace) -> int:
+    from engine.exchange.csv_tags import import_csv
+
+    store = _store(args)
+    with progress_bar("importing") as progress:
+        summary = import_csv(store, args.file, progress=progress)
+    print(f"{args.file}: {summary.summary()}")
+    _print_unreadable(summary.unreadable)
+    _warn_missing(summary.missing, Path(args.file))
+    store.close()
+    return 0
+
+
+def run_import_xmp(args: argparse.Namespace) -> int:
+    from engine.exchange.xmp import import_xmp
+
+    store = _store(args)
+    with progress_bar("reading sidecars") as progress:
+        summary = import_xmp(store, args.source, progress=progress)
+    print(f"XMP sidecars: {summary.summary()}")
+    store.close()
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    if args.format != "xmp" and args.in_place:
+        raise UserError("--in-place only applies to `export xmp`.")
+    if args.out is None and not (args.format == "xmp" and args.in_place):
+        raise UserError(f"`export {args.format}` needs OUT"
+                        + (" (a folder) or --in-place." if args.format == "xmp" else " (a file)."))
+    if args.out is not None and args.in_place:
+        raise UserError("Give either OUT or --in-place, not both.")
+    if args.out is not None:
+        out = Path(args.out).expanduser()
+        if args.format != "xmp":
+            if out.is_dir():
+                raise UserError(f"{out} is a folder; give a file name.")
+            if not out.absolute().parent.is_dir():
+                raise UserError(f"The folder of {out} does not exist.")
+        elif out.exists() and not out.is_dir():
+            raise UserError(f"{out} is a file; `export xmp` needs a folder.")
+    store = _store(args)
+    with progress_bar("exporting") as progress:
+        if args.format == "csv":
+            from engine.exchange.csv_tags import export_csv
+
+            summary = export_csv(store, args.out, progress=progress)
+        elif args.format == "coco":
+            from engine.exchange.coco import export_coco
+
+            summary = export_coco(store, args.out, progress=progress)
+        else:
+            from engine.exchange.xmp import export_xmp
+
+            summary = export_xmp(store, args.out, in_place=args.in_place, progress=progress)
+    where = "next to the images" if args.in_place else str(summary.target)
+    noun = "sidecars" if args.format == "xmp" else "images"
+    print(f"Exported {summary.images} {noun} ({args.format}) to {where}")
+    store.close()
+    return 0
+
+
+def run_classes(args: argparse.Namespace) -> int:
+    store = _store(args)
+    if args.parent and not args.add:
+        raise UserError("--parent needs --add.")
+    if args.add:
+        store.classes.ensure(args.add, parent=args.parent)
+    for name in store.classes.names():
+        print(name)
+    store.close()
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from engine.demo import generate_demo
+
+    if args.images < 3:
+        raise UserError("--images must be at least 3.")
+    with progress_bar("generating") as progress:
+        dataset = generate_demo(args.out_dir, n_images=args.images, seed=args.seed,
+                                progress=progress)
+    where = []
+    if getattr(args, "project", None):
+        where = ["--project", args.project]
+    elif getattr(args, "db_url", None):
+        where = ["--db-url", args.db_url]
+    print(f"Wrote {dataset.n_images} demo images ({len(dataset.class_names)} classes) and COCO "
+          f"files to {dataset.root}")
+    print("Import them into the project with:")
+    for split, path in dataset.split_files.items():
+        command = ["mlic", *where, "import-coco", str(path), "--images",
+                   str(dataset.images_dir), "--split", split]
+        print("  " + shlex.join(command))
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    store = _store(args)
+    all_images = store.images.list(include_missing=True)
+    present = [image for image in all_images if image.present]
+    unreadable = [image for image in present if image.status != "readable"]
+    splits = store.images.counts_by_split()
+    classes = store.classes.list()
+    by_class = store.tags.counts_by_class()
+    by_source = store.tags.counts_by_source()
+    lines = [f"Project: {_project_label(store)}",
+             f"Images: {len(present)} ({len(present) - len(unreadable)} readable, "
+             f"{len(unreadable)} unreadable, {len(all_images) - len(present)} missing from disk)",
+             "Splits: " + ", ".join(f"{split} {splits.get(split, 0)}" for split in SPLITS),
+             f"Tagged images: {store.tags.tagged_image_count()} "
+             f"({store.tags.reviewed_image_count()} reviewed)",
+             "Tags by source: " + (", ".join(f"{source} {count}" for source, count
+                                             in sorted(by_source.items())) or "none"),
+             f"Classes: {len(classes)}"]
+    if classes:
+        width = max(len(c.name) for c in classes)
+        lines += [f"  {c.name:<{width}}  {by_class.get(c.name, 0)} positive" for c in classes]
+    if unreadable:
+        roots = {root.id: Path(root.path) for root in store.roots.list()}
+        lines.append("Unreadable files:")
+        for image in unreadable[:MAX_LISTED]:
+            lines.append(f"  {roots[image.root_id] / image.rel_path}: {image.reason}")
+        if len(unreadable) > MAX_LISTED:
+            lines.append(f"  ... and {len(unreadable) - MAX_LISTED} more")
+    print("\n".join(lines))
+    store.close()
+    return 0

@@ -1,0 +1,172 @@
+"""CSV export and import of image-level tags: one row per image, one column per class.
+
+Format (UTF-8, comma-separated, RFC 4180 quoting, a header row):
+
+    path,split,cat,dog,tree
+    /data/photos/0001.jpg,train,1,0,
+    /data/photos/0002.jpg,val,,1,1
+
+- `path`: the image file. Export writes absolute paths; import also accepts paths relative to the
+  CSV file's folder.
+- `split` (optional on import): train, val, test or unassigned; empty leaves the split as it is.
+- one column per class (the header is the class name): `1` = positive tag, `0` = negative tag,
+  empty = no tag. Import also accepts true/false, yes/no, positive/negative, +/- (any case).
+
+Import creates missing classes, registers files that the project does not know yet through
+intake (under the folder that already holds them, else under their common folder) and writes the
+tags with source 'import'. An empty cell never removes an existing tag, and a person's tags are
+never overwritten. Export followed by import into a fresh project restores the same tags and
+splits.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine.errors import UserError
+from engine.exchange import (
+    ExportSummary,
+    ImportSummary,
+    Progress,
+    apply_import_tags,
+    ensure_classes,
+    write_atomic,
+)
+from engine.intake import canonical_path, register_files
+from engine.store.schema import SPLITS
+
+if TYPE_CHECKING:
+    from engine.store import Store
+
+POSITIVE = {"1", "true", "yes", "y", "positive", "pos", "+", "x"}
+NEGATIVE = {"0", "false", "no", "n", "negative", "neg", "-"}
+RESERVED = ("path", "split")
+
+
+def export_csv(store: Store, out_path: Path | str, progress: Progress | None = None
+               ) -> ExportSummary:
+    """Write every image present in the project, with its split and tags (module doc)."""
+    out_path = Path(out_path).expanduser()
+    classes = [c for c in store.classes.list() if c.name not in RESERVED]
+    images = store.images.list()
+    paths = store.images.paths([image.id for image in images]) if images else {}
+    tags: dict[int, list] = {}
+    ids = [image.id for image in images]
+    for start in range(0, len(ids), 900):
+        tags.update(store.tags.for_images(ids[start:start + 900]))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "split", *(c.name for c in classes)])
+    rows = sorted(images, key=lambda image: paths[image.id].as_posix())
+    for k, image in enumerate(rows):
+        states = {t.class_id: "1" if t.positive else "0" for t in tags.get(image.id, [])}
+        writer.writerow([paths[image.id].as_posix(), image.split,
+                         *(states.get(c.id, "") for c in classes)])
+        if progress is not None:
+            progress(k + 1, len(rows))
+    write_atomic(out_path, buffer.getvalue())
+    return ExportSummary(target=out_path, images=len(rows), files=1)
+
+
+def read_csv(csv_path: Path | str) -> tuple[list[str], list[tuple[Path, str | None, dict]]]:
+    """Parse and validate a tags CSV: (class names, [(absolute path, split, {class: state})])."""
+    path = Path(csv_path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError as exc:
+        raise UserError(f"CSV file {path} does not exist.") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"Cannot read CSV file {path}: {getattr(exc, 'strerror', None) or exc}."
+                        ) from exc
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise UserError(f"{path} is not a valid CSV file: {exc}.") from exc
+    rows = [row for row in rows if any(cell.strip() for cell in row)]
+    if not rows:
+        raise UserError(f"{path} is empty; expected a header 'path,split,<class>,...'.")
+    header = [cell.strip() for cell in rows[0]]
+    if not header or header[0].lower() != "path":
+        raise UserError(f"{path}: the first column must be 'path' (header 'path,split,<class>,"
+                        "...').")
+    if len(set(header)) != len(header):
+        raise UserError(f"{path}: the header names a column twice.")
+    if any(not name for name in header):
+        raise UserError(f"{path}: the header has an empty column name.")
+    split_column = next((i for i, name in enumerate(header) if name.lower() == "split"), None)
+    class_columns = [(i, name) for i, name in enumerate(header)
+                     if i != 0 and i != split_column]
+    for _, name in class_columns:
+        if "\n" in name:
+            raise UserError(f"{path}: invalid class name {name!r}.")
+    base = path.resolve().parent
+    entries = []
+    seen: set[Path] = set()
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) > len(header):
+            raise UserError(f"{path}, line {line}: {len(row)} cells for {len(header)} columns.")
+        row = row + [""] * (len(header) - len(row))
+        if not row[0].strip():
+            raise UserError(f"{path}, line {line}: the path is empty.")
+        image_path = canonical_path(base / Path(row[0].strip()).expanduser())
+        if image_path in seen:
+            raise UserError(f"{path}, line {line}: {row[0].strip()} appears twice.")
+        seen.add(image_path)
+        split = row[split_column].strip() if split_column is not None else ""
+        if split and split not in SPLITS:
+            raise UserError(f"{path}, line {line}: unknown split {split!r}; use one of "
+                            f"{', '.join(SPLITS)}.")
+        states: dict[str, str] = {}
+        for column, name in class_columns:
+            value = row[column].strip().lower()
+            if not value:
+                continue
+            if value in POSITIVE:
+                states[name] = "positive"
+            elif value in NEGATIVE:
+                states[name] = "negative"
+            else:
+                raise UserError(f"{path}, line {line}, column {name!r}: {row[column]!r} is not "
+                                "a tag value (use 1 for positive, 0 for negative, empty for none).")
+        entries.append((image_path, split or None, states))
+    return [name for _, name in class_columns], entries
+
+
+def import_csv(store: Store, csv_path: Path | str, progress: Progress | None = None
+               ) -> ImportSummary:
+    """Import tags (and splits) from a CSV file (module doc)."""
+    class_names, entries = read_csv(csv_path)
+    summary = ImportSummary(source=Path(csv_path))
+    present = [(p, split, states) for p, split, states in entries
+               if p.exists() or p.is_symlink()]
+    summary.missing = [str(p) for p, _, _ in entries if not (p.exists() or p.is_symlink())]
+    class_ids = ensure_classes(store, class_names, None, summary)
+
+    roots = sorted((Path(r.path) for r in store.roots.list()), key=lambda p: -len(p.parts))
+    groups: dict[tuple[Path | None, str | None], list[Path]] = defaultdict(list)
+    for image_path, split, _ in present:
+        owner = next((root for root in roots if image_path.is_relative_to(root)), None)
+        groups[(owner, split)].append(image_path)
+    loose = [p for (owner, _), paths in groups.items() if owner is None for p in paths]
+    common = (Path(os.path.commonpath([str(p.parent) for p in loose])) if loose else None)
+    image_ids: dict[Path, int] = {}
+    for (owner, split), paths in groups.items():
+        report = register_files(store, owner or common, paths, split=split, progress=progress)
+        summary.unreadable += report.unreadable
+        image_ids.update(report.image_ids)
+    summary.images = len(image_ids)
+    decisions = {}
+    for image_path, _, states in present:
+        image_id = image_ids.get(image_path)
+        if image_id is None:
+            continue
+        positives = [class_ids[n] for n, s in states.items() if s == "positive"]
+        negatives = [class_ids[n] for n, s in states.items() if s == "negative"]
+        decisions[image_id] = (positives, negatives)
+    apply_import_tags(store, decisions, summary)
+    return summary
