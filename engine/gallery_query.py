@@ -428,6 +428,20 @@ def threshold_count(store, class_id: int, threshold: float, student: str | None)
             SUGGESTIONS.c.confidence >= threshold)) or 0
 
 
+def selection_summary(store, image_ids: Sequence[int]) -> dict[int, int]:
+    """Positive tags per class id over a set of images (for bulk editing a selection)."""
+    counts: dict[int, int] = {}
+    ids = list(image_ids)
+    with store.engine.connect() as connection:
+        for start in range(0, len(ids), _CHUNK):
+            for class_id, count in connection.execute(
+                    select(TAGS.c.class_id, func.count()).where(
+                        TAGS.c.image_id.in_(ids[start:start + _CHUNK]), TAGS.c.positive.is_(True))
+                    .group_by(TAGS.c.class_id)):
+                counts[class_id] = counts.get(class_id, 0) + count
+    return counts
+
+
 def class_tag_counts(store) -> dict[int, int]:
     """Positive tags per class id."""
     with store.engine.connect() as connection:
@@ -443,5 +457,5 @@ def _join(root: str, rel_path: str) -> str:
 __all__ = [
     "GalleryFilter", "GalleryRow", "ImageDetail", "ProjectCounts", "RegionInfo", "ScoreInfo",
     "TagInfo", "Versions", "active_versions", "class_tag_counts", "gallery_rows", "image_detail",
-    "project_counts", "query_ids", "threshold_count",
+    "project_counts", "query_ids", "selection_summary", "threshold_count",
 ]

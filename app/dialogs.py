@@ -1,0 +1,43 @@
+"""Every modal question and message of the app goes through these functions, so that errors are
+shown the same way everywhere (a sentence, never a raw traceback) and tests can answer them."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QInputDialog, QMessageBox, QWidget
+
+from app.workers import describe_error
+
+
+def show_error(parent: QWidget | None, exc: BaseException, title: str = "mlic") -> None:
+    """A UserError's message; anything else as 'Something went wrong' with the details folded."""
+    message, details = describe_error(exc)
+    box = QMessageBox(QMessageBox.Icon.Warning if details is None else QMessageBox.Icon.Critical,
+                      title, message, QMessageBox.StandardButton.Ok, parent)
+    if details:
+        box.setInformativeText("This is a bug; the details below help to fix it.")
+        box.setDetailedText(details)
+    box.exec()
+
+
+def ask(parent: QWidget | None, title: str, text: str, danger: bool = False) -> bool:
+    """Yes/No question; `danger` makes No the default."""
+    buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
+    default = QMessageBox.StandardButton.No if danger else QMessageBox.StandardButton.Yes
+    icon = QMessageBox.Icon.Warning if danger else QMessageBox.Icon.Question
+    box = QMessageBox(icon, title, text, buttons, parent)
+    box.setDefaultButton(default)
+    return box.exec() == QMessageBox.StandardButton.Yes
+
+
+def get_text(parent: QWidget | None, title: str, label: str, text: str = "") -> str | None:
+    value, ok = QInputDialog.getText(parent, title, label, text=text)
+    return value.strip() if ok and value.strip() else None
+
+
+def get_item(parent: QWidget | None, title: str, label: str, items: list[str]) -> str | None:
+    value, ok = QInputDialog.getItem(parent, title, label, items, 0, False)
+    return value if ok and value else None
+
+
+def inform(parent: QWidget | None, title: str, text: str) -> None:
+    QMessageBox.information(parent, title, text)

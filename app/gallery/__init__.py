@@ -1,0 +1,1 @@
+"""The thumbnail gallery: an id-only list model, a painting delegate, the grid view, the filter bar."""

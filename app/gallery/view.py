@@ -1,0 +1,114 @@
+"""The thumbnail grid: QListView in icon mode with uniform item sizes and batched layout, so
+100,000 items lay out in slices and only visible cells are painted."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QItemSelectionModel, QSize, Qt, Signal
+from PySide6.QtWidgets import QAbstractItemView, QListView
+
+from app.gallery.delegate import GalleryDelegate
+from app.gallery.model import GalleryModel, ImageIdRole
+from app.thumbnails import ThumbnailCache
+
+SIZES = {"small": 112, "medium": 160, "large": 224}
+
+
+class GalleryView(QListView):
+    """Emits `current_image_changed(image_id or 0)` and `selection_changed_ids(list)`."""
+
+    current_image_changed = Signal(int)
+    selection_changed_ids = Signal(list)
+    painted = Signal()                    # after each viewport paint (benchmark, tests)
+
+    def __init__(self, model: GalleryModel, delegate: GalleryDelegate,
+                 thumbnails: ThumbnailCache, parent=None) -> None:
+        super().__init__(parent)
+        self.thumbnails = thumbnails
+        self.delegate = delegate
+        self.setObjectName("gallery")
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setMovement(QListView.Movement.Static)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setUniformItemSizes(True)
+        self.setLayoutMode(QListView.LayoutMode.Batched)
+        self.setBatchSize(2000)
+        self.setWrapping(True)
+        self.setSpacing(2)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.setMouseTracking(True)
+        self.setItemDelegate(delegate)
+        self.setModel(model)
+        self.set_thumbnail_size("medium")
+        self.selectionModel().currentChanged.connect(self._current_changed)
+        self.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.setToolTip("")
+        self.setAccessibleName("Image gallery")
+
+    def set_thumbnail_size(self, name: str) -> None:
+        self.delegate.set_thumbnail_size(SIZES.get(name, SIZES["medium"]))
+        self.setGridSize(self.delegate.cell_size() + QSize(4, 4))
+        self.verticalScrollBar().setSingleStep(self.gridSize().height() // 4)
+        self.scheduleDelayedItemsLayout()
+
+    # -- navigation ------------------------------------------------------------------------------
+    def moveCursor(self, action, modifiers):
+        """Left/Right (and Next/Previous) move by one image in list order, wrapping rows."""
+        current = self.currentIndex()
+        model = self.model()
+        if current.isValid() and action in (QAbstractItemView.CursorAction.MoveRight,
+                                            QAbstractItemView.CursorAction.MoveNext,
+                                            QAbstractItemView.CursorAction.MoveLeft,
+                                            QAbstractItemView.CursorAction.MovePrevious):
+            step = 1 if action in (QAbstractItemView.CursorAction.MoveRight,
+                                   QAbstractItemView.CursorAction.MoveNext) else -1
+            row = min(max(current.row() + step, 0), model.rowCount() - 1)
+            return model.index(row, 0)
+        return super().moveCursor(action, modifiers)
+
+    def step(self, delta: int) -> None:
+        """Select the image `delta` rows away from the current one (J/K, arrows)."""
+        count = self.model().rowCount()
+        if count == 0:
+            return
+        current = self.currentIndex()
+        row = 0 if not current.isValid() else min(max(current.row() + delta, 0), count - 1)
+        self.select_row(row)
+
+    def select_row(self, row: int) -> None:
+        index = self.model().index(row, 0)
+        if not index.isValid():
+            return
+        self.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        self.scrollTo(index)
+
+    def select_image(self, image_id: int) -> bool:
+        row = self.model().row_of(image_id)
+        if row is None:
+            return False
+        self.select_row(row)
+        return True
+
+    def current_image_id(self) -> int | None:
+        index = self.currentIndex()
+        return index.data(ImageIdRole) if index.isValid() else None
+
+    def selected_ids(self) -> list[int]:
+        rows: set[int] = set()
+        for selection_range in self.selectionModel().selection():
+            rows.update(range(selection_range.top(), selection_range.bottom() + 1))
+        ids = self.model().ids()
+        return [ids[row] for row in sorted(rows) if row < len(ids)]
+
+    # -- events ----------------------------------------------------------------------------------
+    def paintEvent(self, event) -> None:
+        self.thumbnails.next_frame()
+        super().paintEvent(event)
+        self.painted.emit()
+
+    def _current_changed(self, current, _previous) -> None:
+        self.current_image_changed.emit(current.data(ImageIdRole) if current.isValid() else 0)
+
+    def _selection_changed(self, _selected, _deselected) -> None:
+        self.selection_changed_ids.emit(self.selected_ids())

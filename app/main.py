@@ -1,0 +1,50 @@
+"""Entry point of the desktop app: `mlic-gui [--project DIR] [FOLDER]` (also `python main.py`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+
+ORGANIZATION = "mlic"
+APPLICATION = "mlic-gui"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlic-gui", description="Curate image-level multi-label tags with model assistance.")
+    parser.add_argument("--project", metavar="DIR",
+                        help="project folder (default: the last one opened, else the default "
+                             "project in your data directory)")
+    parser.add_argument("folder", nargs="?", metavar="FOLDER",
+                        help="a folder of images to add to the project on start")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APPLICATION)
+    app.setApplicationDisplayName("mlic")
+
+    from app.main_window import MainWindow
+    from app.style import apply_style, follow_system_scheme
+
+    settings = QSettings()
+    apply_style(app, str(settings.value("theme", "system")))
+    follow_system_scheme(app, lambda: str(settings.value("theme", "system")))
+    window = MainWindow(project_dir=args.project, folder=args.folder, settings=settings)
+    window.show()
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Look and feel: the Fusion style with a palette that follows the system's dark/light scheme
+(QStyleHints.colorScheme), or a theme the user picked (View > Theme)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QGuiApplication, QPalette
+from PySide6.QtWidgets import QApplication
+
+THEMES = ("system", "light", "dark")
+
+# Badge and overlay colours used by the delegate and the viewer (readable on both schemes).
+TAG_BADGE = QColor("#2e7d32")
+PENDING_BADGE = QColor("#ef6c00")
+UNREADABLE_BADGE = QColor("#c62828")
+REVIEWED_MARK = QColor("#66bb6a")
+
+
+def is_dark(theme: str = "system") -> bool:
+    """Whether `theme` resolves to a dark palette right now."""
+    if theme == "dark":
+        return True
+    if theme == "light":
+        return False
+    hints = QGuiApplication.styleHints()
+    return hints.colorScheme() == Qt.ColorScheme.Dark
+
+
+def dark_palette() -> QPalette:
+    palette = QPalette()
+    window, base, text = QColor(45, 45, 48), QColor(30, 30, 32), QColor(225, 225, 225)
+    disabled = QColor(127, 127, 127)
+    for role, colour in (
+            (QPalette.ColorRole.Window, window), (QPalette.ColorRole.WindowText, text),
+            (QPalette.ColorRole.Base, base), (QPalette.ColorRole.AlternateBase, window),
+            (QPalette.ColorRole.ToolTipBase, QColor(60, 60, 64)),
+            (QPalette.ColorRole.ToolTipText, text), (QPalette.ColorRole.Text, text),
+            (QPalette.ColorRole.Button, window), (QPalette.ColorRole.ButtonText, text),
+            (QPalette.ColorRole.BrightText, QColor(255, 80, 80)),
+            (QPalette.ColorRole.Link, QColor(90, 160, 255)),
+            (QPalette.ColorRole.Highlight, QColor(42, 110, 200)),
+            (QPalette.ColorRole.HighlightedText, QColor(255, 255, 255)),
+            (QPalette.ColorRole.PlaceholderText, disabled),
+            (QPalette.ColorRole.Mid, QColor(70, 70, 74)), (QPalette.ColorRole.Dark, QColor(25, 25, 27)),
+            (QPalette.ColorRole.Light, QColor(80, 80, 84))):
+        palette.setColor(role, colour)
+    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText,
+                 QPalette.ColorRole.WindowText):
+        palette.setColor(QPalette.ColorGroup.Disabled, role, disabled)
+    return palette
+
+
+def apply_style(app: QApplication, theme: str = "system") -> None:
+    """Fusion style with the palette of `theme` ('system' follows the OS scheme)."""
+    app.setStyle("Fusion")
+    app.setPalette(dark_palette() if is_dark(theme) else app.style().standardPalette())
+
+
+def follow_system_scheme(app: QApplication, current_theme) -> None:
+    """Re-apply the palette when the OS switches dark/light, while the theme is 'system'.
+    `current_theme` is a callable returning the theme now chosen."""
+    def changed(_scheme) -> None:
+        if current_theme() == "system":
+            apply_style(app, "system")
+
+    QGuiApplication.styleHints().colorSchemeChanged.connect(changed)

@@ -1,0 +1,385 @@
+"""The tag panel: an image's confirmed tags, the student's suggestions with confidence bars, and a
+field to add a tag (with autocomplete). With several images selected it becomes the bulk editor:
+add a tag to all, or remove a tag from all, as one undoable step.
+
+A suggestion never becomes a tag until a person accepts it: accepting records a positive tag,
+rejecting a negative one (so the model learns from the "no" too), both as the person's reviewed
+decision. Keyboard (wired by the main window): 1-9 accept the n-th suggestion, Space accepts all
+shown, Delete rejects the current one.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QStringListModel, Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QCompleter,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QScrollArea,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.state import ProjectState
+from app.undo import TagEditCommand
+from engine import gallery_query as gq
+from engine.store import TagEdit
+
+
+def _swatch(colour: str) -> QLabel:
+    label = QLabel()
+    label.setFixedSize(12, 12)
+    label.setStyleSheet(f"background:{colour}; border-radius:6px;")
+    return label
+
+
+class SuggestionRow(QFrame):
+    """One suggestion: number key, colour, class, confidence bar, accept / reject buttons."""
+
+    hovered = Signal(int)            # class id, or -1 when the pointer leaves
+    accept = Signal(int)
+    reject = Signal(int)
+    clicked = Signal(int)
+
+    def __init__(self, number: int, info, confidence: float, threshold: float,
+                 below: bool) -> None:
+        super().__init__()
+        self.class_id = info.class_id
+        self.setObjectName("suggestionRow")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setMouseTracking(True)
+        key = QLabel(str(number) if number <= 9 else "")
+        key.setFixedWidth(14)
+        name = QLabel(info.name)
+        bar = QProgressBar(minimum=0, maximum=1000, value=int(confidence * 1000), textVisible=False)
+        bar.setFixedHeight(10)
+        bar.setStyleSheet(f"QProgressBar::chunk {{ background: {info.color}; }}")
+        value = QLabel(f"{confidence:.2f}")
+        value.setToolTip(f"Student confidence {confidence:.3f}; class threshold {threshold:.2f}")
+        ok = QToolButton(text="✓", toolTip="Accept: add this tag (number key)")
+        no = QToolButton(text="✗", toolTip="Reject: record that this class is not present (Delete)")
+        for button in (ok, no):
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            button.setAutoRaise(True)
+        ok.clicked.connect(lambda: self.accept.emit(self.class_id))
+        no.clicked.connect(lambda: self.reject.emit(self.class_id))
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(4, 1, 2, 1)
+        layout.addWidget(key)
+        layout.addWidget(_swatch(info.color))
+        layout.addWidget(name, 2)
+        layout.addWidget(bar, 3)
+        layout.addWidget(value)
+        layout.addWidget(ok)
+        layout.addWidget(no)
+        if below:
+            self.setEnabled(True)
+            name.setStyleSheet("color: gray;")
+        self.set_current(False)
+
+    def set_current(self, current: bool) -> None:
+        self.setProperty("current", current)
+        self.setStyleSheet("#suggestionRow { border: 1px solid palette(highlight); }" if current
+                           else "#suggestionRow { border: 1px solid transparent; }")
+
+    def enterEvent(self, event) -> None:
+        self.hovered.emit(self.class_id)
+        super().enterEvent(event)
+
+    def leaveEvent(self, event) -> None:
+        self.hovered.emit(-1)
+        super().leaveEvent(event)
+
+    def mousePressEvent(self, event) -> None:
+        self.clicked.emit(self.class_id)
+        super().mousePressEvent(event)
+
+
+class TagChip(QFrame):
+    """A confirmed tag (or a recorded "not") with a remove button."""
+
+    remove = Signal(int)
+    hovered = Signal(int)
+
+    def __init__(self, info, positive: bool, detail: str) -> None:
+        super().__init__()
+        self.class_id = info.class_id
+        self.setObjectName("tagChip")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(4, 0, 0, 0)
+        layout.addWidget(_swatch(info.color))
+        text = QLabel(info.name if positive else f"not {info.name}")
+        if not positive:
+            text.setStyleSheet("color: gray; text-decoration: line-through;")
+        layout.addWidget(text, 1)
+        source = QLabel(detail)
+        source.setStyleSheet("color: gray;")
+        layout.addWidget(source)
+        button = QToolButton(text="×", toolTip="Remove this tag (undoable)", autoRaise=True)
+        button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        button.clicked.connect(lambda: self.remove.emit(self.class_id))
+        layout.addWidget(button)
+
+    def enterEvent(self, event) -> None:
+        self.hovered.emit(self.class_id)
+
+    def leaveEvent(self, event) -> None:
+        self.hovered.emit(-1)
+
+
+class TagPanel(QWidget):
+    """Edits the tags of the current image, or of the whole selection."""
+
+    hovered = Signal(int)             # class id under the pointer, -1 for none
+
+    def __init__(self, state: ProjectState, parent=None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.detail: gq.ImageDetail | None = None
+        self.selection: list[int] = []
+        self.shown: list[gq.ScoreInfo] = []
+        self.current_class: int | None = None
+        self.title = QLabel("No image selected")
+        self.title.setWordWrap(True)
+        self.title.setObjectName("tagPanelTitle")
+        self.add_field = QLineEdit(placeholderText="Add a tag…  (T)")
+        self.add_field.setObjectName("addTag")
+        self.add_field.setToolTip("Type a class name and press Enter; a new name creates the class")
+        self._names = QStringListModel(self)
+        completer = QCompleter(self._names, self)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        self.add_field.setCompleter(completer)
+        self.add_field.returnPressed.connect(self._add_from_field)
+        self.tags_box = QVBoxLayout()
+        self.tags_box.setSpacing(1)
+        self.suggestion_title = QLabel("Suggestions")
+        self.suggestion_title.setStyleSheet("font-weight: bold;")
+        self.show_below = QCheckBox("Show below threshold")
+        self.show_below.setToolTip("Also list the student's low-confidence classes")
+        self.show_below.toggled.connect(lambda _on: self._rebuild())
+        self.suggestions_box = QVBoxLayout()
+        self.suggestions_box.setSpacing(1)
+        self.hint = QLabel("1-9 accept · Space accepts all shown · Delete rejects the outlined one")
+        self.hint.setStyleSheet("color: gray;")
+        self.hint.setWordWrap(True)
+
+        inner = QWidget()
+        layout = QVBoxLayout(inner)
+        layout.addWidget(self.title)
+        tags_title = QLabel("Tags")
+        tags_title.setStyleSheet("font-weight: bold;")
+        layout.addWidget(tags_title)
+        layout.addLayout(self.tags_box)
+        layout.addWidget(self.add_field)
+        layout.addSpacing(8)
+        layout.addWidget(self.suggestion_title)
+        layout.addLayout(self.suggestions_box)
+        layout.addWidget(self.show_below)
+        layout.addWidget(self.hint)
+        layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(inner)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        state.classes_changed.connect(self._classes_changed)
+        self._selection_counts: dict[int, int] = {}
+
+    # -- content ---------------------------------------------------------------------------------
+    def set_detail(self, detail: gq.ImageDetail | None) -> None:
+        """One image (or none)."""
+        self.detail = detail
+        self.selection = [detail.image_id] if detail else []
+        self._rebuild()
+
+    def set_selection(self, image_ids: list[int]) -> None:
+        """Several images: the panel edits all of them."""
+        self.selection = list(image_ids)
+        if len(self.selection) > 1:
+            self.detail = None
+            self.state.workers.db(gq.selection_summary, self.selection, key="selection-summary",
+                                  on_done=self._summary_arrived)
+        self._rebuild()
+
+    def is_bulk(self) -> bool:
+        return len(self.selection) > 1
+
+    def _summary_arrived(self, counts: dict[int, int]) -> None:
+        self._selection_counts = counts
+        self._rebuild()
+
+    def _classes_changed(self) -> None:
+        self._names.setStringList(sorted((c.name for c in self.state.classes.values()),
+                                         key=str.lower))
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        _clear(self.tags_box)
+        _clear(self.suggestions_box)
+        self.shown = []
+        if self.is_bulk():
+            self._build_bulk()
+            return
+        detail = self.detail
+        if detail is None:
+            self.title.setText("No image selected")
+            self.suggestion_title.setText("Suggestions")
+            return
+        status = "" if detail.status == "readable" else \
+            f"<br><span style='color:#e57373'>Unreadable: {detail.reason}</span>"
+        size = f"{detail.width}×{detail.height} · " if detail.width else ""
+        self.title.setText(f"<b>{detail.name}</b><br><span style='color:gray'>{size}"
+                           f"split {detail.split}</span>{status}")
+        decided = {t.class_id for t in detail.tags}
+        for tag in sorted(detail.tags, key=lambda t: (not t.positive, self.state.class_name(
+                t.class_id).lower())):
+            info = self.state.classes.get(tag.class_id)
+            if info is None:
+                continue
+            chip = TagChip(info, tag.positive, tag.source + ("" if tag.reviewed else " · unreviewed"))
+            chip.remove.connect(self.remove_tag)
+            chip.hovered.connect(self._hover)
+            self.tags_box.addWidget(chip)
+        if not detail.tags:
+            self.tags_box.addWidget(QLabel("<span style='color:gray'>No tags yet</span>"))
+        version = detail.versions.student
+        self.suggestion_title.setText(f"Suggestions ({version})" if version else
+                                      "Suggestions (no student model yet)")
+        for suggestion in detail.suggestions:
+            info = self.state.classes.get(suggestion.class_id)
+            if info is None or suggestion.class_id in decided:
+                continue
+            below = suggestion.confidence < info.threshold
+            if below and not self.show_below.isChecked():
+                continue
+            self.shown.append(suggestion)
+            row = SuggestionRow(len(self.shown), info, suggestion.confidence, info.threshold, below)
+            row.accept.connect(lambda c: self.decide([c], "positive"))
+            row.reject.connect(lambda c: self.decide([c], "negative"))
+            row.hovered.connect(self._hover)
+            row.clicked.connect(self._set_current)
+            self.suggestions_box.addWidget(row)
+        if not self.shown:
+            self.suggestions_box.addWidget(QLabel("<span style='color:gray'>Nothing pending"
+                                                  "</span>"))
+        shown_ids = [s.class_id for s in self.shown]
+        if self.current_class not in shown_ids:
+            self.current_class = shown_ids[0] if shown_ids else None
+        self._mark_current()
+
+    def _build_bulk(self) -> None:
+        count = len(self.selection)
+        self.title.setText(f"<b>{count:,} images selected</b><br><span style='color:gray'>"
+                           "Adding or removing a tag applies to all of them (one undo step)</span>")
+        self.suggestion_title.setText("")
+        for class_id, n in sorted(self._selection_counts.items(),
+                                  key=lambda kv: self.state.class_name(kv[0]).lower()):
+            info = self.state.classes.get(class_id)
+            if info is None:
+                continue
+            chip = TagChip(info, True, f"{n:,} of {count:,}")
+            chip.remove.connect(self.remove_tag)
+            self.tags_box.addWidget(chip)
+
+    def _set_current(self, class_id: int) -> None:
+        self.current_class = class_id
+        self._mark_current()
+
+    def _mark_current(self) -> None:
+        for n in range(self.suggestions_box.count()):
+            widget = self.suggestions_box.itemAt(n).widget()
+            if isinstance(widget, SuggestionRow):
+                widget.set_current(widget.class_id == self.current_class)
+
+    def _hover(self, class_id: int) -> None:
+        self.hovered.emit(class_id)
+
+    # -- actions (also bound to keys by the main window) -----------------------------------------
+    def accept_nth(self, number: int) -> bool:
+        """Accept the number-th shown suggestion (1-based)."""
+        if self.is_bulk() or not 1 <= number <= len(self.shown):
+            return False
+        self.decide([self.shown[number - 1].class_id], "positive")
+        return True
+
+    def accept_all_shown(self) -> bool:
+        if self.is_bulk() or not self.shown:
+            return False
+        self.decide([s.class_id for s in self.shown], "positive",
+                    text=f"Accept {len(self.shown)} suggestions")
+        return True
+
+    def reject_current(self) -> bool:
+        if self.is_bulk() or self.current_class is None:
+            return False
+        self.decide([self.current_class], "negative")
+        return True
+
+    def decide(self, class_ids: list[int], state: str, text: str | None = None) -> None:
+        """Record the person's decision for classes of the current image."""
+        if self.detail is None:
+            return
+        image_id = self.detail.image_id
+        names = ", ".join(self.state.class_name(c) for c in class_ids)
+        verb = "Accept" if state == "positive" else "Reject" if state == "negative" else "Remove"
+        self.state.undo_stack.push(TagEditCommand(
+            self.state, text or f"{verb} {names}",
+            [TagEdit(image_id, class_id, state) for class_id in class_ids]))
+
+    def remove_tag(self, class_id: int) -> None:
+        ids = self.selection
+        if not ids:
+            return
+        self.state.undo_stack.push(TagEditCommand(
+            self.state, f"Remove {self.state.class_name(class_id)}"
+                        + (f" from {len(ids):,} images" if len(ids) > 1 else ""),
+            [TagEdit(image_id, class_id, None) for image_id in ids]))
+
+    def add_tag(self, name: str) -> None:
+        """Add a positive tag to the current image or every selected one (new names create the
+        class)."""
+        name = name.strip()
+        ids = list(self.selection)
+        if not name or not ids:
+            return
+        info = self.state.class_by_name(name)
+        label = f"Add {info.name if info else name}" + (f" to {len(ids):,} images"
+                                                         if len(ids) > 1 else "")
+        if info is not None:
+            edits = [TagEdit(image_id, info.class_id, "positive") for image_id in ids]
+            self.state.undo_stack.push(TagEditCommand(self.state, label, edits))
+            return
+
+        def plan(store, name=name, ids=ids):
+            class_id = store.classes.ensure([name])[0].id
+            return [TagEdit(image_id, class_id, "positive") for image_id in ids]
+
+        self.state.undo_stack.push(TagEditCommand(self.state, label, plan, ids))
+        self.state.reload_classes()
+
+    def _add_from_field(self) -> None:
+        text = self.add_field.text()
+        self.add_field.clear()
+        self.add_tag(text)
+
+    def focus_add_field(self) -> None:
+        self.add_field.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.add_field.selectAll()
+
+
+def _clear(layout) -> None:
+    while layout.count():
+        item = layout.takeAt(0)
+        widget = item.widget()
+        if widget is not None:
+            widget.hide()
+            widget.deleteLater()

@@ -1,0 +1,199 @@
+"""The review view: the large image with the active teacher's regions, a per-class toggle for each
+class that has regions, a score slider, and zoom buttons. The image is decoded in the pool."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QHBoxLayout,
+    QLabel,
+    QSlider,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.state import ProjectState
+from app.viewer.image_view import ImageView
+from engine.gallery_query import ImageDetail
+
+VIEW_MAX_SIDE = 4096      # decode at most this long side for the viewer (zoom still works)
+
+
+def load_for_view(path: str, max_side: int = VIEW_MAX_SIDE) -> tuple[QImage, tuple[int, int]]:
+    """Decode an image for the viewer (pool thread): (QImage, original size)."""
+    from engine.images import load_rgb
+
+    rgb = load_rgb(path, max_side=max_side)
+    data = rgb.tobytes()
+    image = QImage(data, rgb.width, rgb.height, 3 * rgb.width, QImage.Format.Format_RGB888).copy()
+    return image, tuple(rgb.info.get("original_size", rgb.size))
+
+
+def colour_icon(colour: QColor, size: int = 12) -> QIcon:
+    pixmap = QPixmap(size, size)
+    pixmap.fill(colour)
+    return QIcon(pixmap)
+
+
+class ViewerPanel(QWidget):
+    """Shows one `ImageDetail`. `image_loaded(image_id)` fires once its pixels are shown."""
+
+    image_loaded = Signal(int)
+
+    def __init__(self, state: ProjectState, settings: QSettings, parent=None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.settings = settings
+        self.detail: ImageDetail | None = None
+        self._request = 0
+        self.hidden: set[int] = set()
+        self.view = ImageView()
+        self.show_regions = QCheckBox("Regions", checked=True, toolTip=(
+            "Show the teacher's regions: where the detector found each class (R)"))
+        self.slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100)
+        self.slider.setToolTip("Hide regions whose teacher score is below this value")
+        self.slider.setMinimumWidth(90)
+        self.slider.setMaximumWidth(180)
+        self.slider.setObjectName("scoreSlider")
+        self.score_label = QLabel()
+        self.score_label.setMinimumWidth(34)
+        self.class_bar = QHBoxLayout()
+        self.class_bar.setSpacing(2)
+        self.class_buttons: dict[int, QToolButton] = {}
+        self.version_label = QLabel()
+        self.version_label.setObjectName("versionLabel")
+        fit = QToolButton(text="Fit", toolTip="Fit the image to the view (Ctrl+0)")
+        fit.clicked.connect(self.view.fit)
+        one = QToolButton(text="1:1", toolTip="Actual size (Ctrl+1)")
+        one.clicked.connect(self.view.actual_size)
+        self.zoom_label = QLabel()
+        bar = QHBoxLayout()
+        bar.addWidget(self.show_regions)
+        bar.addWidget(QLabel("min score"))
+        bar.addWidget(self.slider)
+        bar.addWidget(self.score_label)
+        bar.addStretch(1)
+        bar.addWidget(self.version_label)
+        bar.addWidget(self.zoom_label)
+        bar.addWidget(fit)
+        bar.addWidget(one)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addLayout(bar)
+        self.class_bar.addStretch(1)
+        layout.addLayout(self.class_bar)
+        layout.addWidget(self.view, 1)
+        self.view.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f}%"))
+        self.slider.valueChanged.connect(self._filter_changed)
+        self.show_regions.toggled.connect(self._filter_changed)
+        self.slider.setValue(int(float(settings.value("viewer/min_score", 0.2)) * 100))
+        self.show_regions.setChecked(settings.value("viewer/show_regions", "true") in
+                                     (True, "true"))
+        self._hidden_names = set(settings.value("viewer/hidden_classes", []) or [])
+        self.view.clear("No image selected")
+        state.classes_changed.connect(self._rebuild_regions)
+
+    @property
+    def min_score(self) -> float:
+        return self.slider.value() / 100.0
+
+    # -- content ---------------------------------------------------------------------------------
+    def show_detail(self, detail: ImageDetail | None) -> None:
+        """Show an image; regions and toggles are refreshed even when it is the same image."""
+        same_image = (detail is not None and self.detail is not None
+                      and detail.image_id == self.detail.image_id and self.view.has_image())
+        self.detail = detail
+        if detail is None:
+            self.state.workers.cancel(self._request)
+            self.view.clear("No image selected")
+            self._rebuild_toggles()
+            return
+        if same_image:
+            self._rebuild_regions()
+            return
+        if detail.status == "unreadable":
+            self.view.clear(f"Cannot show this file: {detail.reason or 'unreadable'}")
+            self._rebuild_toggles()
+            return
+        self.view.clear("Loading…")
+        image_id = detail.image_id
+        self._request = self.state.workers.pool(
+            load_for_view, detail.path, key="viewer-image", priority=1 << 30,
+            on_done=lambda result: self._loaded(image_id, result),
+            on_error=lambda exc: self.view.clear(f"Cannot show this file: "
+                                                 f"{getattr(exc, 'reason', exc)}"))
+
+    def _loaded(self, image_id: int, result) -> None:
+        if self.detail is None or self.detail.image_id != image_id:
+            return
+        image, original = result
+        self.view.set_image(image, original)
+        self._rebuild_regions()
+        self.image_loaded.emit(image_id)
+
+    def _rebuild_regions(self) -> None:
+        self._hidden_from_names()
+        if self.detail is not None and self.view.has_image():
+            names = {cid: info.name for cid, info in self.state.classes.items()}
+            colours = {cid: info.qcolor for cid, info in self.state.classes.items()}
+            self.view.set_regions(self.detail.regions, names, colours)
+        self._rebuild_toggles()
+        self._filter_changed()
+        versions = self.detail.versions if self.detail else None
+        self.version_label.setText(f"regions: {versions.teacher}" if versions and versions.teacher
+                                   else "no teacher model yet")
+
+    def _rebuild_toggles(self) -> None:
+        for button in self.class_buttons.values():
+            self.class_bar.removeWidget(button)
+            button.deleteLater()
+        self.class_buttons = {}
+        if self.detail is None:
+            return
+        seen: list[int] = []
+        for region in self.detail.regions:
+            if region.class_id not in seen:
+                seen.append(region.class_id)
+        for class_id in seen:
+            info = self.state.classes.get(class_id)
+            button = QToolButton(text=info.name if info else str(class_id), checkable=True)
+            button.setChecked(class_id not in self.hidden)
+            if info is not None:
+                button.setIcon(colour_icon(info.qcolor))
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+            button.setToolTip("Show or hide this class's regions")
+            button.toggled.connect(lambda on, c=class_id: self.toggle_class(c, on))
+            self.class_bar.insertWidget(self.class_bar.count() - 1, button)
+            self.class_buttons[class_id] = button
+
+    def toggle_class(self, class_id: int, visible: bool) -> None:
+        (self.hidden.discard if visible else self.hidden.add)(class_id)
+        button = self.class_buttons.get(class_id)
+        if button is not None and button.isChecked() != visible:
+            button.setChecked(visible)
+        self._filter_changed()
+
+    def highlight(self, class_id: int | None) -> None:
+        """Emphasise one class's regions (hover in the tag panel); None restores all."""
+        self.view.highlight(class_id)
+
+    def _filter_changed(self, *_args) -> None:
+        self.score_label.setText(f"{self.min_score:.2f}")
+        self.view.filter_regions(self.hidden, self.min_score, self.show_regions.isChecked())
+
+    def _hidden_from_names(self) -> None:
+        if self._hidden_names and self.state.classes:
+            for cid, info in self.state.classes.items():
+                if info.name in self._hidden_names:
+                    self.hidden.add(cid)
+            self._hidden_names = set()
+
+    def save(self, settings: QSettings) -> None:
+        settings.setValue("viewer/min_score", self.min_score)
+        settings.setValue("viewer/show_regions", self.show_regions.isChecked())
+        settings.setValue("viewer/hidden_classes",
+                          [self.state.class_name(c) for c in sorted(self.hidden)])
