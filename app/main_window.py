@@ -406,6 +406,7 @@ class MainWindow(QMainWindow):
         if self._classes_dialog is not None:
             self._classes_dialog.flush()
         self.save_settings()
+        self.state.stop()
         self.workers.shutdown()          # queued writes finish before the store closes
         super().closeEvent(event)
 

@@ -20,11 +20,12 @@ def demo_folder(store) -> Path:
     return store.paths.root / "demo-data"
 
 
-def make_demo(store, n_images: int = DEMO_IMAGES, seed: int = DEMO_SEED, *, progress,
+def make_demo(store, n_images: int | None = None, seed: int = DEMO_SEED, *, progress,
               should_stop) -> str:
     """Generate the demo images under the project folder and import them with tags and splits."""
     from engine.demo import generate_demo, import_demo
 
+    n_images = n_images or DEMO_IMAGES
     out_dir = demo_folder(store)
 
     def generating(done: int, total: int) -> None:

@@ -92,6 +92,10 @@ class ProjectState(QObject):
         self.counts = counts
         self.counts_changed.emit(counts)
 
+    def stop(self) -> None:
+        """The window is closing: no more deferred reads."""
+        self._counts_timer.stop()
+
     # -- notifications from jobs -----------------------------------------------------------------
     def models_changed(self) -> None:
         """A training run completed, a model was rolled back, or a tagging job stored new

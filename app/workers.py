@@ -305,7 +305,10 @@ class Workers(QObject):
 
     def _submit_db(self, fn, args, kwargs, on_done, on_error, key, allow_no_store=False) -> int:
         if self._closed:
-            raise RuntimeError("workers are shut down")
+            # The window is closing: late timers may still ask for reads; nothing runs any more.
+            log.log(logging.WARNING if key is None else logging.DEBUG,
+                    "request after shutdown ignored: %s", getattr(fn, "__name__", fn))
+            return -1
         request_id = self._register(on_done, on_error, key)
 
         def call():

@@ -1,0 +1,470 @@
+"""The training panel: train the teacher, the student or both from the GUI.
+
+Choose the stage, backbones, epochs, image sizes and device, then Start. The round runs as a job on
+the app's GPU lane (`app.workers`), through `engine.rounds.train_round`: unassigned tagged images
+get a stratified split, the round warm-starts from the previous one when the class list is the
+same, trains, and is evaluated on the validation split. The GUI thread only receives signals:
+
+- a progress bar with the ETA of the current stage, and the trainer's messages;
+- live pyqtgraph curves of each loss and of the validation mAP, one point per epoch;
+- afterwards the per-class AP of the new model as bars, and the run in the history table.
+
+Cancel stops at the next batch; the trainer keeps the checkpoint and marks the run 'cancelled', and
+Resume continues it. Selecting a run in the history shows its stored curves and per-class AP.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QObject, QSettings, Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import dialogs
+from app.state import ProjectState
+from engine.training.api import BACKBONES, STAGES, TrainConfig
+
+STAGE_TIPS = {
+    "teacher": "The weakly-supervised detector: learns from image-level tags where each class is.",
+    "student": "The fast tagger, distilled from the active teacher (or trained alone without one).",
+    "all": "The teacher, then the student distilled from that new teacher.",
+}
+PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f")
+
+
+class _Bridge(QObject):
+    """Carries the trainer's callbacks from the job thread to the GUI thread (queued signals)."""
+
+    epoch = Signal(object)          # EpochReport
+    stage = Signal(str)             # a new stage started reporting steps
+    message = Signal(str)
+
+
+def _train_job(store, config: TrainConfig, warm_start: bool, bridge: _Bridge, *, progress,
+               should_stop):
+    """The job body (runs on the GPU lane): one round through `engine.rounds.train_round`."""
+    from engine.rounds import train_round
+    from engine.training import TrainCallbacks
+
+    current = {"stage": None}
+
+    def on_step(stage: str, done: int, total: int) -> None:
+        if stage != current["stage"]:
+            current["stage"] = stage
+            bridge.stage.emit(stage)
+        progress(done, total)
+
+    callbacks = TrainCallbacks(on_step=on_step, on_epoch=bridge.epoch.emit,
+                               should_stop=should_stop, on_message=bridge.message.emit)
+    return train_round(store, config, callbacks, warm_start=warm_start)
+
+
+def _runs(store) -> list:
+    return store.runs.list()
+
+
+class TrainingPanel(QWidget):
+    """Training controls, progress, live curves, per-class AP and the run history."""
+
+    training_started = Signal()
+    training_finished = Signal(object)     # engine.rounds.RoundOutcome (also after a cancel)
+    training_failed = Signal(object)       # the exception
+
+    def __init__(self, state: ProjectState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.workers = state.workers
+        self.job = None
+        self._bridge = _Bridge(self)
+        self._bridge.epoch.connect(self._on_epoch)
+        self._bridge.stage.connect(self._on_stage)
+        self._bridge.message.connect(self._on_message)
+        self._stage_started = 0.0
+        self._stage_name = ""
+        self._runs: list = []
+        self.curve_data: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        self._curves: dict[tuple[str, str], pg.PlotDataItem] = {}
+        self._build()
+        self.state.workers.project_opened.connect(lambda _store: self.refresh_history())
+
+    # ------------------------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        form = QFormLayout()
+        self.stage_combo = QComboBox()
+        for stage in STAGES:
+            self.stage_combo.addItem(stage, stage)
+            self.stage_combo.setItemData(self.stage_combo.count() - 1, STAGE_TIPS[stage],
+                                         Qt.ItemDataRole.ToolTipRole)
+        self.stage_combo.setCurrentIndex(STAGES.index("all"))
+        self.stage_combo.setToolTip("Which model to train.")
+        self.teacher_backbone = self._backbone_combo("Backbone of the teacher (detector).")
+        self.student_backbone = self._backbone_combo("Backbone of the student (tagger).")
+        defaults = TrainConfig()
+        self.epochs = self._spin(1, 500, defaults.epochs, "Passes over the training images.")
+        self.image_size = self._spin(64, 2048, defaults.image_size,
+                                     "Teacher: longest image side in pixels.", step=32)
+        self.student_size = self._spin(32, 1024, defaults.student_image_size,
+                                       "Student: square input size in pixels.", step=32)
+        self.device = QComboBox()
+        self.device.addItems(["auto", "cpu", "cuda"])
+        self.device.setToolTip("auto uses the GPU when there is one.")
+        self.pretrained = QCheckBox("ImageNet weights")
+        self.pretrained.setToolTip("Start the backbones from ImageNet weights (downloaded once; "
+                                   "efficientnet_lite0 has them built in).")
+        self.warm_start = QCheckBox("Continue from the previous round")
+        self.warm_start.setChecked(True)
+        self.warm_start.setToolTip("Start from the previous round's weights when the class list "
+                                   "is unchanged (faster); from scratch when it changed.")
+        form.addRow("Stage", self.stage_combo)
+        form.addRow("Teacher backbone", self.teacher_backbone)
+        form.addRow("Student backbone", self.student_backbone)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Teacher image size", self.image_size)
+        form.addRow("Student image size", self.student_size)
+        form.addRow("Device", self.device)
+        form.addRow("", self.pretrained)
+        form.addRow("", self.warm_start)
+        self.stage_combo.currentIndexChanged.connect(self._stage_changed)
+
+        self.start_button = QPushButton("Start")
+        self.start_button.setToolTip("Train a new round with these settings.")
+        self.start_button.clicked.connect(lambda: self.start())
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue the last cancelled run of this stage from its "
+                                      "checkpoint.")
+        self.resume_button.clicked.connect(lambda: self.start(resume=True))
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop after the current batch; the checkpoint is kept and "
+                                      "the run can be resumed.")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons = QHBoxLayout()
+        for button in (self.start_button, self.resume_button, self.cancel_button):
+            buttons.addWidget(button)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.status = QLabel("Idle.")
+        self.status.setWordWrap(True)
+
+        pg.setConfigOptions(antialias=True)
+        self.loss_plot = pg.PlotWidget(title="Loss per epoch")
+        self.loss_plot.setLabel("bottom", "epoch")
+        self.loss_plot.addLegend(offset=(-5, 5))
+        self.map_plot = pg.PlotWidget(title="Validation mAP per epoch")
+        self.map_plot.setLabel("bottom", "epoch")
+        self.map_plot.setYRange(0, 1)
+        self.map_plot.addLegend(offset=(-5, 5))
+        curves = QWidget()
+        curves_layout = QVBoxLayout(curves)
+        curves_layout.setContentsMargins(0, 0, 0, 0)
+        curves_layout.addWidget(self.loss_plot)
+        curves_layout.addWidget(self.map_plot)
+        self.ap_plot = pg.PlotWidget(title="Per-class AP (validation)")
+        self.ap_plot.setYRange(0, 1)
+        self.ap_bars: pg.BarGraphItem | None = None
+        self.history = QTableWidget(0, 7)
+        self.history.setHorizontalHeaderLabels(
+            ["Version", "Stage", "Status", "Epochs", "Val mAP", "Started from", "Started"])
+        self.history.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.history.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.history.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.history.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.history.verticalHeader().setVisible(False)
+        self.history.itemSelectionChanged.connect(self._history_selected)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(curves, "Curves")
+        self.tabs.addTab(self.ap_plot, "Per-class AP")
+        self.tabs.addTab(self.history, "History")
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.tabs, 1)
+        self._stage_changed()
+
+    def _backbone_combo(self, tip: str) -> QComboBox:
+        combo = QComboBox()
+        combo.addItems(list(BACKBONES))
+        combo.setToolTip(tip)
+        return combo
+
+    @staticmethod
+    def _spin(low: int, high: int, value: int, tip: str, step: int = 1) -> QSpinBox:
+        spin = QSpinBox()
+        spin.setRange(low, high)
+        spin.setSingleStep(step)
+        spin.setValue(value)
+        spin.setToolTip(tip)
+        return spin
+
+    def _stage_changed(self) -> None:
+        stage = self.stage_combo.currentData()
+        self.teacher_backbone.setEnabled(stage in ("teacher", "all"))
+        self.image_size.setEnabled(stage in ("teacher", "all"))
+        self.student_backbone.setEnabled(stage in ("student", "all"))
+        self.student_size.setEnabled(stage in ("student", "all"))
+
+    # ------------------------------------------------------------------------------ settings
+    def config(self, **overrides: Any) -> TrainConfig:
+        """The TrainConfig the form describes (`overrides` replace fields, e.g. in tests)."""
+        values: dict[str, Any] = {
+            "stage": self.stage_combo.currentData(),
+            "backbone": self.teacher_backbone.currentText(),
+            "student_backbone": self.student_backbone.currentText(),
+            "epochs": self.epochs.value(),
+            "image_size": self.image_size.value(),
+            "student_image_size": self.student_size.value(),
+            "device": self.device.currentText(),
+            "pretrained": self.pretrained.isChecked(),
+        }
+        values.update(overrides)
+        return TrainConfig(**values)
+
+    def save_settings(self, settings: QSettings) -> None:
+        settings.setValue("training/stage", self.stage_combo.currentData())
+        for key, widget in self._setting_widgets().items():
+            settings.setValue(f"training/{key}", widget.value() if isinstance(widget, QSpinBox)
+                              else widget.currentText())
+        settings.setValue("training/pretrained", self.pretrained.isChecked())
+        settings.setValue("training/warm_start", self.warm_start.isChecked())
+
+    def restore_settings(self, settings: QSettings) -> None:
+        stage = settings.value("training/stage")
+        if stage in STAGES:
+            self.stage_combo.setCurrentIndex(STAGES.index(stage))
+        for key, widget in self._setting_widgets().items():
+            value = settings.value(f"training/{key}")
+            if value is None:
+                continue
+            if isinstance(widget, QSpinBox):
+                try:
+                    widget.setValue(int(value))
+                except (TypeError, ValueError):
+                    continue
+            elif widget.findText(str(value)) >= 0:
+                widget.setCurrentText(str(value))
+        for key, box in (("pretrained", self.pretrained), ("warm_start", self.warm_start)):
+            value = settings.value(f"training/{key}")
+            if value is not None:
+                box.setChecked(str(value).lower() in ("true", "1"))
+
+    def _setting_widgets(self) -> dict[str, Any]:
+        return {"backbone": self.teacher_backbone, "student_backbone": self.student_backbone,
+                "epochs": self.epochs, "image_size": self.image_size,
+                "student_image_size": self.student_size, "device": self.device}
+
+    # ---------------------------------------------------------------------------- running
+    @property
+    def running(self) -> bool:
+        return self.job is not None
+
+    def start(self, config: TrainConfig | None = None, resume: bool = False) -> None:
+        """Start a round (the form's settings unless `config` is given)."""
+        if self.running:
+            return
+        try:
+            config = config or self.config()
+            if resume:
+                from dataclasses import replace
+                config = replace(config, resume=True)
+            self.job = self.workers.start_job(
+                f"Training ({config.stage})", _train_job, config, self.warm_start.isChecked(),
+                self._bridge, gpu=True, on_done=self._finished, on_error=self._failed)
+        except Exception as exc:  # noqa: BLE001 - a bad setting is shown, never raised
+            self.job = None
+            dialogs.show_error(self, exc, "Training")
+            return
+        self.job.progress.connect(self._on_progress)
+        self.job.cancelled.connect(self._cancelled)
+        self.job.ended.connect(self._ended)
+        self._clear_curves()
+        self.progress.setRange(0, 0)
+        self.status.setText("Preparing…")
+        self._set_running(True)
+        self.training_started.emit()
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.status.setText("Cancelling after the current batch; the checkpoint is kept…")
+            self.cancel_button.setEnabled(False)
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        self.resume_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        for widget in (self.stage_combo, self.teacher_backbone, self.student_backbone, self.epochs,
+                       self.image_size, self.student_size, self.device, self.pretrained,
+                       self.warm_start):
+            widget.setEnabled(not running)
+        if not running:
+            self._stage_changed()
+
+    # ----------------------------------------------------------------------- job signals
+    def _on_stage(self, stage: str) -> None:
+        self._stage_name = stage
+        self._stage_started = time.monotonic()
+
+    def _on_message(self, text: str) -> None:
+        self.status.setText(text)
+
+    def _on_progress(self, done: int, total: int) -> None:
+        if total <= 0:
+            return
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
+        elapsed = time.monotonic() - self._stage_started if self._stage_started else 0.0
+        eta = ""
+        if done > 0 and elapsed > 0 and done < total:
+            eta = f", about {_duration(elapsed / done * (total - done))} left"
+        self.progress.setFormat(f"{self._stage_name} %v/%m steps{eta}")
+
+    def _on_epoch(self, report) -> None:
+        for key, value in report.losses.items():
+            self._add_point(self.loss_plot, (report.stage, key), report.epoch, value)
+        value = report.metrics.get("val_mAP")
+        if value is not None and math.isfinite(value):
+            self._add_point(self.map_plot, (report.stage, "val_mAP"), report.epoch, value)
+        self.status.setText(f"{report.model_version}: epoch {report.epoch}/{report.epochs}"
+                            + (f", validation mAP {value:.3f}" if value is not None else ""))
+
+    def _add_point(self, plot: pg.PlotWidget, key: tuple[str, str], x: int, y: float) -> None:
+        points = self.curve_data.setdefault(key, [])
+        points.append((x, float(y)))
+        curve = self._curves.get(key)
+        if curve is None:
+            colour = PALETTE[len(self._curves) % len(PALETTE)]
+            curve = plot.plot(name=f"{key[0]} {key[1]}", pen=pg.mkPen(colour, width=2),
+                              symbol="o", symbolSize=5, symbolBrush=colour)
+            self._curves[key] = curve
+        curve.setData([p[0] for p in points], [p[1] for p in points])
+
+    def _clear_curves(self) -> None:
+        for plot in (self.loss_plot, self.map_plot):
+            plot.clear()
+        self._curves.clear()
+        self.curve_data.clear()
+
+    def _finished(self, outcome) -> None:
+        figures = ", ".join(f"{version}: validation mAP {f.mAP:.3f}"
+                            for version, f in outcome.figures.items() if not math.isnan(f.mAP))
+        statuses = ", ".join(f"{run.model_version} {run.status}" for run in outcome.runs)
+        self.status.setText(f"Done: {statuses}." + (f" {figures}." if figures else ""))
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+        self.state.models_changed()
+        self.refresh_history(select_last=True)
+        self.training_finished.emit(outcome)
+
+    def _cancelled(self) -> None:
+        self.status.setText("Cancelled: the checkpoint is kept; Resume continues the run.")
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.refresh_history()
+        self.training_finished.emit(None)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.status.setText("Training failed.")
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.refresh_history()
+        self.training_failed.emit(exc)
+        dialogs.show_error(self, exc, "Training")
+
+    def _ended(self) -> None:
+        self.job = None
+        self._set_running(False)
+
+    # ------------------------------------------------------------------------ history
+    def refresh_history(self, select_last: bool = False) -> None:
+        self.workers.db(_runs, key="training-history",
+                        on_done=lambda runs: self._fill_history(runs, select_last))
+
+    def _fill_history(self, runs: list, select_last: bool = False) -> None:
+        self._runs = list(runs)
+        self.history.setRowCount(len(self._runs))
+        for row, run in enumerate(self._runs):
+            epochs = (run.metrics or {}).get("epochs") or []
+            val_map = _final_map(run)
+            cells = [run.model_version or "", run.stage, run.status,
+                     f"{len(epochs)}/{(run.config or {}).get('epochs', '?')}",
+                     "" if math.isnan(val_map) else f"{val_map:.3f}",
+                     (run.config or {}).get("init_from") or "scratch",
+                     run.started_at.strftime("%Y-%m-%d %H:%M") if run.started_at else ""]
+            for column, text in enumerate(cells):
+                self.history.setItem(row, column, QTableWidgetItem(str(text)))
+        if select_last and self._runs:
+            self.history.selectRow(len(self._runs) - 1)
+
+    def _history_selected(self) -> None:
+        rows = {index.row() for index in self.history.selectedIndexes()}
+        if len(rows) == 1 and not self.running:
+            self.show_run(self._runs[rows.pop()])
+
+    def show_run(self, run) -> None:
+        """Plot a stored run: its per-epoch curves and per-class AP."""
+        self._clear_curves()
+        for entry in (run.metrics or {}).get("epochs") or []:
+            for key, value in (entry.get("losses") or {}).items():
+                self._add_point(self.loss_plot, (run.stage, key), entry.get("epoch", 0), value)
+            value = (entry.get("metrics") or {}).get("val_mAP")
+            if value is not None:
+                self._add_point(self.map_plot, (run.stage, "val_mAP"), entry.get("epoch", 0), value)
+        from engine.rounds import per_class_ap
+
+        self.show_per_class_ap(per_class_ap(run))
+
+    def show_per_class_ap(self, values: dict[str, float]) -> None:
+        self.ap_plot.clear()
+        self.ap_bars = None
+        names = list(values)
+        if not names:
+            return
+        heights = np.array([0.0 if math.isnan(values[n]) else values[n] for n in names])
+        self.ap_bars = pg.BarGraphItem(x=np.arange(len(names)), height=heights, width=0.7,
+                                       brush="#4e79a7")
+        self.ap_plot.addItem(self.ap_bars)
+        self.ap_plot.getAxis("bottom").setTicks([[(i, n) for i, n in enumerate(names)]])
+        self.ap_plot.setXRange(-0.6, len(names) - 0.4)
+
+
+def _final_map(run) -> float:
+    from engine.rounds import ROUND_METRICS_KEY
+
+    review = (run.metrics or {}).get(ROUND_METRICS_KEY) or {}
+    if review.get("mAP") is not None:
+        return float(review["mAP"])
+    last = (run.metrics or {}).get("last") or {}
+    value = last.get("val_mAP")
+    return float(value) if value is not None else math.nan
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
