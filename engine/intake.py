@@ -244,6 +244,15 @@ def _inspect(owner: Path, rel_path: str) -> _FileFacts:
 def _reconcile(store: Store, owner: Path, root_id: int, rel_paths: list[str], prefix: str | None,
                detect_vanished: bool, split: str | None, progress: Progress | None) -> ScanReport:
     report = ScanReport(folder=owner)
+    encodable = []
+    for rel in rel_paths:
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:  # undecodable bytes in the name: cannot be stored as text
+            report.unreadable.append((owner / rel, "file name is not valid UTF-8 (not registered)"))
+        else:
+            encodable.append(rel)
+    rel_paths = encodable
     known = store.images.in_root(root_id)
     total = len(rel_paths)
     done = 0

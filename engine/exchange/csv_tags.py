@@ -52,7 +52,10 @@ def export_csv(store: Store, out_path: Path | str, progress: Progress | None = N
                ) -> ExportSummary:
     """Write every image present in the project, with its split and tags (module doc)."""
     out_path = Path(out_path).expanduser()
-    classes = [c for c in store.classes.list() if c.name not in RESERVED]
+    classes = store.classes.list()
+    clash = next((c.name for c in classes if c.name.lower() in RESERVED), None)
+    if clash is not None:
+        raise UserError(f"A class named {clash!r} cannot be a CSV column; rename it first.")
     images = store.images.list()
     paths = store.images.paths([image.id for image in images]) if images else {}
     tags: dict[int, list] = {}

@@ -265,3 +265,16 @@ def test_many_files_are_fast(empty_project, tmp_path):
     first = time.perf_counter() - start
     assert len(report.added) == 500 and not report.unreadable
     assert first < 10
+
+
+def test_undecodable_file_name_is_reported_not_fatal(empty_project, tmp_path):
+    folder = tmp_path / "p"
+    _make(folder, ["ok.jpg"])
+    try:
+        with open(os.fsencode(folder) + b"/bad\xff.jpg", "wb") as handle:
+            handle.write((folder / "ok.jpg").read_bytes())
+    except OSError:
+        pytest.skip("this file system refuses non-UTF-8 names")
+    report = scan_folder(empty_project, folder)
+    assert [p.name for p in report.added] == ["ok.jpg"]
+    assert len(report.unreadable) == 1 and "UTF-8" in report.unreadable[0][1]
