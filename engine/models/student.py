@@ -74,6 +74,8 @@ class Student(nn.Module):
         else:
             self.projection = nn.Identity()
         self.temperature = LearnableTemperature(num_classes)
+        # What inference needs besides the weights (class names, teacher version; set in training).
+        self.meta: dict[str, Any] = {}
 
     # -- inference ---------------------------------------------------------------------------
     def feature_map(self, images: Tensor) -> Tensor:
@@ -123,14 +125,14 @@ def load_student(checkpoint: dict[str, Any], run: Any = None,
                  device: str | torch.device = "cpu") -> Student:
     """Rebuild a trained student from its checkpoint (the registry's loader for stage 'student').
 
-    `checkpoint` is the dict of `engine.training.checkpoint.save_checkpoint`: "model_args" (the
-    `Student.config`) and "model" (its state dict). No teacher is needed: the region head and
+    `checkpoint` is the dict of `engine.training.checkpoint.save_checkpoint`: "model_config" (the
+    `Student.config`; "model_args" is accepted too) and "model" (its state dict). No teacher is needed: the region head and
     projection used in training live in the student's own state dict. Returned in eval mode.
     """
-    try:
-        config, weights = checkpoint["model_args"], checkpoint["model"]
-    except KeyError as exc:
-        raise ValueError(f"not a student checkpoint: missing {exc.args[0]!r}") from exc
+    config = checkpoint.get("model_config") or checkpoint.get("model_args")
+    if config is None or "model" not in checkpoint:
+        raise ValueError("not a student checkpoint: it lacks 'model_config' or 'model'")
     student = build_student(config)
-    student.load_state_dict(weights)
+    student.load_state_dict(checkpoint["model"])
+    student.meta = dict(checkpoint.get("meta", {}))
     return student.to(device).eval()

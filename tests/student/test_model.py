@@ -50,7 +50,7 @@ def test_distillation_parameters_are_the_training_only_parts(student):
 
 
 def test_load_student_needs_only_its_checkpoint(student):
-    checkpoint = {"model_args": dict(student.config), "model": student.state_dict()}
+    checkpoint = {"model_config": dict(student.config), "model": student.state_dict()}
     loaded = load_student(checkpoint, None, "cpu")
     assert not loaded.training
     images = torch.rand(2, 3, 96, 96)
