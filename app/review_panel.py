@@ -582,12 +582,10 @@ class ReviewPanel(QWidget):
         if mode >= 0:
             self.mode_combo.setCurrentIndex(mode)
         for key, spin in (("precision", self.precision), ("accept_target", self.accept_target)):
-            value = settings.value(f"review/{key}")
             try:
-                if value is not None:
-                    spin.setValue(float(value))
+                spin.setValue(float(settings.value(f"review/{key}", spin.value())))
             except (TypeError, ValueError):
-                pass
+                continue
 
 
 def _pct(value: float) -> str:

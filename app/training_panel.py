@@ -49,6 +49,13 @@ STAGE_TIPS = {
     "student": "The fast tagger, distilled from the active teacher (or trained alone without one).",
     "all": "The teacher, then the student distilled from that new teacher.",
 }
+KD_CHOICES = (
+    ("both", "features and predictions", "The paper's method: match the teacher's region features, "
+                                         "then its soft predictions."),
+    ("prediction", "predictions only", "Learn the teacher's soft class scores."),
+    ("feature", "features only", "Match the teacher's region features."),
+    ("none", "none (tags only)", "Train the student from the tags alone; needs no teacher."),
+)
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f")
 
 
@@ -125,6 +132,11 @@ class TrainingPanel(QWidget):
                                      "Teacher: longest image side in pixels.", step=32)
         self.student_size = self._spin(32, 1024, defaults.student_image_size,
                                        "Student: square input size in pixels.", step=32)
+        self.kd = QComboBox()
+        for value, label, tip in KD_CHOICES:
+            self.kd.addItem(label, value)
+            self.kd.setItemData(self.kd.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self.kd.setToolTip("How the student learns from the teacher besides the tags.")
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda"])
         self.device.setToolTip("auto uses the GPU when there is one.")
@@ -141,6 +153,7 @@ class TrainingPanel(QWidget):
         form.addRow("Epochs", self.epochs)
         form.addRow("Teacher image size", self.image_size)
         form.addRow("Student image size", self.student_size)
+        form.addRow("Distillation", self.kd)
         form.addRow("Device", self.device)
         form.addRow("", self.pretrained)
         form.addRow("", self.warm_start)
@@ -225,6 +238,7 @@ class TrainingPanel(QWidget):
         self.image_size.setEnabled(stage in ("teacher", "all"))
         self.student_backbone.setEnabled(stage in ("student", "all"))
         self.student_size.setEnabled(stage in ("student", "all"))
+        self.kd.setEnabled(stage in ("student", "all"))
 
     # ------------------------------------------------------------------------------ settings
     def config(self, **overrides: Any) -> TrainConfig:
@@ -238,6 +252,7 @@ class TrainingPanel(QWidget):
             "student_image_size": self.student_size.value(),
             "device": self.device.currentText(),
             "pretrained": self.pretrained.isChecked(),
+            "kd": self.kd.currentData(),
         }
         values.update(overrides)
         return TrainConfig(**values)
@@ -273,7 +288,7 @@ class TrainingPanel(QWidget):
     def _setting_widgets(self) -> dict[str, Any]:
         return {"backbone": self.teacher_backbone, "student_backbone": self.student_backbone,
                 "epochs": self.epochs, "image_size": self.image_size,
-                "student_image_size": self.student_size, "device": self.device}
+                "student_image_size": self.student_size, "device": self.device, "kd": self.kd}
 
     # ---------------------------------------------------------------------------- running
     @property
@@ -316,7 +331,7 @@ class TrainingPanel(QWidget):
         self.resume_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         for widget in (self.stage_combo, self.teacher_backbone, self.student_backbone, self.epochs,
-                       self.image_size, self.student_size, self.device, self.pretrained,
+                       self.image_size, self.student_size, self.kd, self.device, self.pretrained,
                        self.warm_start):
             widget.setEnabled(not running)
         if not running:

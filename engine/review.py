@@ -21,15 +21,15 @@ Review queue
 ------------
 `QUEUE_ORDERS` lists the orderings, each with the one-line explanation the GUI shows as tooltip.
 `review_queue(store, order)` returns the images in that order, each with a short reason. Images a
-person has fully reviewed are left out unless `include_reviewed=True` ('unreviewed first' keeps
+person has reviewed are left out unless `include_reviewed=True` ('unreviewed first' keeps
 them, last). The 'mistakes' order needs out-of-fold predictions (`engine.label_issues`).
 
 Auto-accept
 -----------
 `auto_accept(store, precision_target)` calibrates one threshold per class at that precision on the
 validation split and turns every suggestion above it into a positive tag with source 'model rule',
-all in ONE tag batch, so `store.tags.revert_batch(result.batch)` undoes the whole rule in one step.
-It never touches an existing tag (a person's decision wins), and never tags validation or test
+all in ONE tag batch, so `undo_auto_accept(store, result.batch)` (or `store.tags.revert_batch`)
+undoes the whole rule in one step. It never touches an existing tag (a person's decision wins), and never tags validation or test
 images (a model's guess must not become the ground truth it is measured against).
 """
 
@@ -448,9 +448,20 @@ class ReviewQueue:
 
 
 def reviewed_images(store: Store, image_ids: Iterable[int]) -> set[int]:
-    """Images a person has reviewed: they have tags and every one of them is marked reviewed."""
-    tags = store.tags.for_images(list(image_ids))
-    return {image_id for image_id, rows in tags.items() if rows and all(t.reviewed for t in rows)}
+    """Images a person has reviewed: at least one of their tags is marked reviewed (every
+    person's edit is; imports are not). The same definition as the gallery's 'unreviewed'
+    filter (`engine.gallery_query`)."""
+    return {image_id for image_id, rows in tags_by_image(store, image_ids).items()
+            if any(t.reviewed for t in rows)}
+
+
+def tags_by_image(store: Store, image_ids: Iterable[int], chunk: int = 900) -> dict[int, list]:
+    """`store.tags.for_images` in chunks (SQLite limits the parameters of one query)."""
+    ids = list(image_ids)
+    result: dict[int, list] = {}
+    for start in range(0, len(ids), chunk):
+        result.update(store.tags.for_images(ids[start:start + chunk]))
+    return result
 
 
 def review_queue(store: Store, order: str, image_ids: Sequence[int] | None = None,
@@ -572,6 +583,7 @@ class AutoAcceptResult:
     thresholds: dict[str, float | None]  # per class; None: target out of reach (class skipped)
     precision_target: float
     model_version: str
+    since_id: int = 0                   # the tag-history id just before the rule's changes
 
     def summary(self) -> str:
         skipped = sorted(name for name, t in self.thresholds.items() if t is None)
@@ -616,7 +628,7 @@ def auto_accept(store: Store, precision_target: float | Mapping[str, float] = 0.
         image_ids = [i for split in splits for i in store.images.ids(split=split)]
     ids = list(image_ids)
     table = score_table(store, ids, version)
-    tags = store.tags.for_images(ids)
+    tags = tags_by_image(store, ids)
     column = {class_id: k for k, class_id in enumerate(table.class_ids)}
     has_tag = np.zeros(table.scores.shape, dtype=bool)
     for i, image_id in enumerate(ids):
@@ -628,17 +640,39 @@ def auto_accept(store: Store, precision_target: float | Mapping[str, float] = 0.
     per_class: dict[str, int] = {}
     for _, k in pairs:
         per_class[names[k]] = per_class.get(names[k], 0) + 1
+    since_id = store.tags.last_change_id()
     batch = store.tags.apply(edits, source="model rule", reviewed=False) if edits else None
     result = AutoAcceptResult(batch, len(edits), per_class, dict(zip(names, thresholds)),
-                              shown_target, version)
+                              shown_target, version, since_id)
     if batch is not None:
         store.settings.set(AUTO_ACCEPT_KEY, {"batch": batch, "count": len(edits),
                                              "precision_target": shown_target,
-                                             "model_version": version})
+                                             "model_version": version, "since_id": since_id})
     log.info(result.summary())
     return result
 
 
-def undo_auto_accept(store: Store, batch: str) -> str:
-    """Revert one auto-accept rule (all its tags) in one step; returns the revert's batch id."""
-    return store.tags.revert_batch(batch)
+def revert_rule(store: Store, batch: str, source: str = "person", since_id: int = 0) -> str | None:
+    """Undo one tag batch (e.g. an auto-accept rule) in one step, but only where the tag is still
+    what the batch made it: a tag a person changed since is left alone. Returns the batch id of
+    the revert (None when nothing was left to revert). `since_id`: a tag-history id before the
+    batch, to read less history."""
+    changes = [c for c in store.tags.history(since_id=since_id) if c.batch == batch]
+    if not changes:
+        return None
+    current = {(t.image_id, t.class_id): ("positive" if t.positive else "negative")
+               for rows in tags_by_image(store, {c.image_id for c in changes}).values()
+               for t in rows}
+    latest: dict[tuple[int, int], object] = {}
+    for change in changes:
+        latest[(change.image_id, change.class_id)] = change
+    still = [c.id for key, c in latest.items() if current.get(key) == c.new_state]
+    if not still:
+        return None
+    return store.tags.revert(still, source=source)
+
+
+def undo_auto_accept(store: Store, batch: str, since_id: int = 0) -> str | None:
+    """Revert one auto-accept rule (every tag it set that nobody changed since) in one step;
+    returns the revert's batch id (to redo it: `revert_rule(store, that_id, "model rule")`)."""
+    return revert_rule(store, batch, source="person", since_id=since_id)

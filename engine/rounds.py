@@ -27,6 +27,8 @@ import numpy as np
 
 from engine.errors import UserError
 
+from engine.splits import SplitAssignment
+
 if TYPE_CHECKING:
     from engine.store import Store
     from engine.store.schema import TrainingRun
@@ -47,6 +49,16 @@ class RoundPlan:
     config: TrainConfig
     warm_start: bool
     reason: str                          # one sentence for the GUI / CLI
+    student_init_from: str | None = None  # stage 'all': the student's own warm start
+
+    def stage_configs(self) -> list[TrainConfig]:
+        """One config per stage to train, in order. Stage 'all' becomes the teacher, then the
+        student (which distils from that new teacher: its `teacher_version` is filled in when the
+        teacher is done), each warm-started from its own previous version."""
+        if self.config.stage != "all":
+            return [self.config]
+        return [replace(self.config, stage="teacher"),
+                replace(self.config, stage="student", init_from=self.student_init_from)]
 
 
 def warm_start_source(store: Store, stage: str) -> tuple[TrainingRun | None, str]:
@@ -67,27 +79,25 @@ def plan_next_round(store: Store, base: TrainConfig | None = None,
                     warm_epochs: int | None = None) -> RoundPlan:
     """The config of the next round: `base` (default `TrainConfig()`) with `init_from` set to the
     previous round's version of the stage when its class list equals the project's, else None
-    (from scratch). For stage 'all' the teacher decides (the student distils from the new teacher
-    and warm-starts from the previous student where the trainer supports it; the previous student
-    version is passed in `extra['student_init_from']`). `warm_epochs`, when given, replaces the
-    number of epochs of a warm-started round (fine-tuning needs fewer)."""
+    (from scratch). For stage 'all' the teacher and the student each start from their own previous
+    version (`RoundPlan.stage_configs`). `warm_epochs`, when given, replaces the number of epochs
+    of a warm-started round (fine-tuning needs fewer)."""
     from engine.training import TrainConfig
 
     config = base or TrainConfig()
     first_stage = "teacher" if config.stage == "all" else config.stage
     previous, reason = warm_start_source(store, first_stage)
-    extra = dict(config.extra)
+    student = None
     if config.stage == "all":
-        student, _ = warm_start_source(store, "student")
-        if student is not None and previous is not None:
-            extra["student_init_from"] = student.model_version
-        else:
-            extra.pop("student_init_from", None)
-    if previous is None:
-        return RoundPlan(replace(config, init_from=None, extra=extra), False, reason)
+        student_run, student_reason = warm_start_source(store, "student")
+        student = student_run.model_version if student_run is not None else None
+        if (previous is None) != (student is None):
+            reason = f"teacher: {reason}; student: {student_reason}"
+    if previous is None and student is None:
+        return RoundPlan(replace(config, init_from=None), False, reason)
     epochs = warm_epochs if warm_epochs is not None else config.epochs
-    return RoundPlan(replace(config, init_from=previous.model_version, epochs=epochs, extra=extra),
-                     True, reason)
+    return RoundPlan(replace(config, init_from=previous.model_version if previous else None,
+                             epochs=epochs), True, reason, student)
 
 
 # ========================================================================= evaluating a round
@@ -109,25 +119,104 @@ class RoundFigures:
 def evaluate_round(store: Store, model_version: str | None = None, split: str = "val",
                    device: str = "auto", progress: Progress = None,
                    should_stop: ShouldStop = None, save: bool = True) -> RoundFigures:
-    """mAP, CF1 and OF1 of a student version (default: the active one) on the tagged images of
-    `split`, at the classes' current thresholds; stored in its run's metrics under 'review'."""
+    """mAP, CF1 and OF1 of a model version (default: the active student) on the tagged images of
+    `split`; stored in its run's metrics under 'review' (with the per-class AP).
+
+    A student is scored from its suggestions (the images get them if they have none yet) at the
+    classes' current thresholds; a teacher through `engine.evaluation` at 0.5."""
     from engine.metrics import multilabel_report
     from engine.review import validation_scores
 
-    table, labels = validation_scores(store, model_version, split, device, progress, should_stop)
-    thresholds = {c.id: c.threshold for c in store.classes.list()}
-    scores = np.nan_to_num(table.scores, nan=0.0)
-    report = multilabel_report(scores, labels,
-                               threshold=np.array([thresholds[i] for i in table.class_ids]),
-                               class_names=table.class_names)
-    figures = RoundFigures(report.mAP, report.CF1, report.OF1, len(table.image_ids), split)
-    if save and table.model_version:
-        run = store.runs.by_version(table.model_version)
+    run = store.runs.by_version(model_version) if model_version else None
+    if run is not None and run.stage == "teacher":
+        from engine.evaluation import evaluate
+
+        evaluation = evaluate(store, split=split, teacher_version=run.model_version, device=device,
+                              progress=progress, should_stop=should_stop, models=("teacher",))
+        report = evaluation.teacher.report
+        version = run.model_version
+    else:
+        table, labels = validation_scores(store, model_version, split, device, progress,
+                                          should_stop)
+        thresholds = {c.id: c.threshold for c in store.classes.list()}
+        scores = np.nan_to_num(table.scores, nan=0.0)
+        report = multilabel_report(scores, labels,
+                                   threshold=np.array([thresholds[i] for i in table.class_ids]),
+                                   class_names=table.class_names)
+        version = table.model_version
+    figures = RoundFigures(report.mAP, report.CF1, report.OF1, report.n_images, split)
+    if save and version:
+        run = store.runs.by_version(version)
         metrics = dict(run.metrics or {})
         metrics[ROUND_METRICS_KEY] = {**figures.to_dict(),
                                       "per_class_ap": report.to_dict()["per_class_ap"]}
         store.runs.update(run.id, metrics=metrics)
     return figures
+
+
+def per_class_ap(run: TrainingRun) -> dict[str, float]:
+    """The per-class AP stored by `evaluate_round` (NaN for a class without positives)."""
+    values = ((run.metrics or {}).get(ROUND_METRICS_KEY) or {}).get("per_class_ap") or {}
+    return {name: (math.nan if ap is None else float(ap)) for name, ap in values.items()}
+
+
+# ============================================================================ one whole round
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    runs: list                      # the TrainingRuns made, in order
+    figures: dict[str, RoundFigures]  # model version -> figures on the validation split
+    plan: RoundPlan
+    splits: SplitAssignment
+
+    @property
+    def completed(self) -> bool:
+        return bool(self.runs) and all(run.status == "completed" for run in self.runs)
+
+
+def train_round(store: Store, config: TrainConfig, callbacks=None, warm_start: bool = True,
+                val_fraction: float = 0.2, evaluate: bool = True,
+                warm_epochs: int | None = None) -> RoundOutcome:
+    """One round of the loop: give unassigned tagged images a split (stratified, stable), plan
+    the round (warm start or from scratch), train, and evaluate each completed run on the
+    validation split. `callbacks` are the trainer's (`TrainCallbacks`): progress, epochs, cancel."""
+    from engine.splits import assign_splits
+    from engine.training import TrainCallbacks, train
+
+    callbacks = callbacks or TrainCallbacks()
+    splits = assign_splits(store, val_fraction=val_fraction)
+    if splits.count:
+        callbacks.message(splits.summary())
+    if warm_start and not config.resume:
+        plan = plan_next_round(store, config, warm_epochs=warm_epochs)
+    else:
+        plan = RoundPlan(replace(config, init_from=None) if not warm_start else config, False,
+                         "resuming the unfinished run" if config.resume else "training from scratch")
+    callbacks.message(plan.reason[0].upper() + plan.reason[1:] + ".")
+    runs: list = []
+    if plan.config.resume:
+        runs = train(store, plan.config, callbacks)
+    else:
+        for stage_config in plan.stage_configs():
+            if runs and stage_config.stage == "student":   # distil from the new teacher
+                stage_config = replace(stage_config, teacher_version=runs[-1].model_version)
+            runs += train(store, stage_config, callbacks)
+            if runs[-1].status != "completed":
+                break
+    figures: dict[str, RoundFigures] = {}
+    if evaluate:
+        for run in runs:
+            if run.status != "completed" or callbacks.stopped():
+                continue
+            callbacks.message(f"Evaluating {run.model_version} on the validation split")
+            try:
+                figures[run.model_version] = evaluate_round(
+                    store, run.model_version, device=plan.config.device,
+                    should_stop=callbacks.should_stop)
+            except UserError as exc:             # e.g. no tagged validation images
+                callbacks.message(f"Not evaluated: {exc}")
+    return RoundOutcome(runs, figures, plan, splits)
 
 
 # ============================================================================ history of rounds

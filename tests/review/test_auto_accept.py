@@ -65,3 +65,20 @@ def test_per_class_targets_and_nothing_to_accept(project):
     assert result.per_class == {"a": 2, "b": 4}
     none = auto_accept(store, precision_target=0.9, image_ids=[])
     assert none.batch is None and none.count == 0
+
+
+def test_undo_leaves_tags_a_person_changed_since_and_redo_reapplies(project):
+    from engine.review import revert_rule
+
+    store, _, (a, _), train, _ = project
+    result = auto_accept(store, precision_target=0.9)
+    store.tags.apply([TagEdit(train[1], a, "negative")], source="person")   # the person disagrees
+    undo = undo_auto_accept(store, result.batch, since_id=result.since_id)
+    tags = store.tags.for_images(train)
+    assert tags[train[0]] == []                                     # the rule's tag is gone
+    assert [(t.positive, t.source) for t in tags[train[1]]] == [(False, "person")]
+    redo = revert_rule(store, undo, source="model rule", since_id=result.since_id)
+    assert redo is not None
+    assert [(t.positive, t.source) for t in store.tags.for_images([train[0]])[train[0]]] == [
+        (True, "model rule")]
+    assert undo_auto_accept(store, "no-such-batch") is None

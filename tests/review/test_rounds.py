@@ -71,8 +71,10 @@ def test_plan_for_stage_all_follows_the_teacher(store):
     teacher = completed_run(store, "teacher")
     student = completed_run(store, "student")
     plan = plan_next_round(store, TrainConfig(stage="all"))
-    assert plan.config.init_from == teacher
-    assert plan.config.extra["student_init_from"] == student
+    assert plan.config.init_from == teacher and plan.student_init_from == student
+    first, second = plan.stage_configs()
+    assert (first.stage, first.init_from) == ("teacher", teacher)
+    assert (second.stage, second.init_from) == ("student", student)
 
 
 @pytest.fixture()

@@ -1,0 +1,89 @@
+"""The training panel drives real (tiny) training runs in the background: curves, per-class AP,
+history, cancel with the checkpoint kept, and resume."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.gui.loop_projects import (  # noqa: F401 - fixtures
+    copy_project,
+    demo_project_dir,
+    loop_state,
+    tiny_config,
+)
+
+
+@pytest.fixture
+def panel(qtbot, tmp_path, demo_project_dir, loop_state, errors):
+    from app.training_panel import TrainingPanel
+
+    state = loop_state(copy_project(demo_project_dir, tmp_path))
+    widget = TrainingPanel(state)
+    qtbot.addWidget(widget)
+    widget.show()
+    yield widget
+    assert errors == []
+
+
+def test_form_builds_the_config_and_settings_persist(panel, settings):
+    panel.stage_combo.setCurrentIndex(panel.stage_combo.findData("student"))
+    panel.epochs.setValue(3)
+    panel.kd.setCurrentIndex(panel.kd.findData("none"))
+    config = panel.config()
+    assert (config.stage, config.epochs, config.kd) == ("student", 3, "none")
+    assert not panel.teacher_backbone.isEnabled() and panel.student_backbone.isEnabled()
+    panel.save_settings(settings)
+    panel.epochs.setValue(7)
+    panel.restore_settings(settings)
+    assert panel.epochs.value() == 3 and panel.kd.currentData() == "none"
+
+
+def test_tiny_training_run_to_completion_updates_the_curves(qtbot, panel):
+    seen_versions = []
+    panel.state.versions_changed.connect(lambda: seen_versions.append(panel.state.versions))
+    with qtbot.waitSignal(panel.training_finished, timeout=240000) as finished:
+        panel.start(tiny_config(epochs=2))
+        assert panel.running and not panel.start_button.isEnabled()
+    outcome = finished.args[0]
+    assert outcome.completed and outcome.runs[0].model_version == "student-1"
+    assert [x for x, _ in panel.curve_data[("student", "loss")]] == [1, 2]
+    assert len(panel.curve_data[("student", "val_mAP")]) == 2
+    assert panel._curves[("student", "loss")].getData()[0].tolist() == [1, 2]
+    assert "student-1" in outcome.figures
+    qtbot.waitUntil(lambda: panel.history.rowCount() == 1, timeout=10000)
+    assert panel.history.item(0, 0).text() == "student-1"
+    assert panel.history.item(0, 2).text() == "completed"
+    qtbot.waitUntil(lambda: panel.ap_bars is not None, timeout=10000)
+    assert len(panel.ap_bars.opts["height"]) == 12
+    qtbot.waitUntil(lambda: not panel.running, timeout=5000)
+    assert panel.start_button.isEnabled() and not panel.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: seen_versions and seen_versions[-1].student == "student-1",
+                    timeout=10000)
+
+
+def test_cancel_keeps_the_checkpoint_and_resume_finishes(qtbot, panel):
+    from engine.models.registry import checkpoint_path
+
+    store = panel.workers.store
+    with qtbot.waitSignal(panel.training_finished, timeout=240000) as finished:
+        panel.start(tiny_config(epochs=3))
+        qtbot.waitUntil(lambda: bool(panel.curve_data), timeout=240000)   # one epoch done
+        panel.cancel()
+    assert finished.args[0] is None
+    qtbot.waitUntil(lambda: not panel.running, timeout=10000)
+    (run,) = store.runs.list()
+    assert run.status == "cancelled" and checkpoint_path(store, run).exists()
+    assert "Resume" in panel.status.text()
+    with qtbot.waitSignal(panel.training_finished, timeout=240000) as resumed:
+        panel.start(tiny_config(epochs=3), resume=True)
+    assert resumed.args[0].completed
+    runs = store.runs.list()
+    assert [r.status for r in runs] == ["completed"] and runs[0].id == run.id
+
+
+def test_a_bad_request_is_reported_not_raised(qtbot, panel, errors):
+    with qtbot.waitSignal(panel.training_failed, timeout=60000):
+        panel.start(tiny_config(kd="both"))          # no teacher to distil from
+    assert len(errors) == 1 and "teacher" in str(errors[0]).lower()
+    errors.clear()
+    qtbot.waitUntil(lambda: not panel.running, timeout=5000)
