@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 from alembic import command
@@ -57,3 +58,9 @@ def upgrade_to_head(engine: Engine) -> None:
     except SQLAlchemyError as exc:
         raise UserError(f"Cannot open the project database {engine.url!r}: {exc.orig or exc}") from exc
     log.debug("schema at head; tables: %s", inspect(engine).get_table_names())
+
+
+def chunked(ids: list[int], size: int = 900) -> Iterable[list[int]]:
+    """Split id lists so IN clauses stay under SQLite's bound-variable limit."""
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]

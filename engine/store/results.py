@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import UserError
+from engine.store.database import chunked
 from engine.store.schema import (
     RUN_STATUSES,
     GroundTruthBox,
@@ -109,7 +110,7 @@ class SuggestionRepository:
                 rows: Sequence[tuple[int, int, float]]) -> None:
         """Replace this version's suggestions for `image_ids` by `rows` (image, class, confidence)."""
         with self._sessions.begin() as session:
-            for chunk in _chunks(list(image_ids)):
+            for chunk in chunked(list(image_ids)):
                 session.execute(delete(Suggestion).where(
                     Suggestion.model_version == model_version, Suggestion.image_id.in_(chunk)))
             if rows:
@@ -127,7 +128,7 @@ class SuggestionRepository:
         ids = list(image_ids)
         result: dict[int, list[Suggestion]] = {image_id: [] for image_id in ids}
         with self._sessions() as session:
-            for chunk in _chunks(ids):
+            for chunk in chunked(ids):
                 for row in session.scalars(select(Suggestion).where(
                         Suggestion.model_version == model_version, Suggestion.image_id.in_(chunk))):
                     result[row.image_id].append(row)
@@ -146,7 +147,7 @@ class RegionRepository:
 
     def replace(self, model_version: str, image_ids: Sequence[int], boxes: Sequence[BoxRow]) -> None:
         with self._sessions.begin() as session:
-            for chunk in _chunks(list(image_ids)):
+            for chunk in chunked(list(image_ids)):
                 session.execute(delete(Region).where(
                     Region.model_version == model_version, Region.image_id.in_(chunk)))
             if boxes:
@@ -179,7 +180,7 @@ class GroundTruthRepository:
         ids = list(image_ids)
         result: dict[int, list[GroundTruthBox]] = {image_id: [] for image_id in ids}
         with self._sessions() as session:
-            for chunk in _chunks(ids):
+            for chunk in chunked(ids):
                 for box in session.scalars(select(GroundTruthBox).where(
                         GroundTruthBox.image_id.in_(chunk))):
                     result[box.image_id].append(box)
@@ -188,7 +189,7 @@ class GroundTruthRepository:
     def replace_for_images(self, image_ids: Sequence[int], boxes: Sequence[BoxRow]) -> None:
         """Replace the boxes of `image_ids` by `boxes` in one transaction (idempotent imports)."""
         with self._sessions.begin() as session:
-            for chunk in _chunks(list(image_ids)):
+            for chunk in chunked(list(image_ids)):
                 session.execute(delete(GroundTruthBox).where(GroundTruthBox.image_id.in_(chunk)))
             if boxes:
                 session.execute(insert(GroundTruthBox), [
@@ -221,9 +222,3 @@ class SettingRepository:
     def set(self, key: str, value: Any) -> None:
         with self._sessions.begin() as session:
             session.merge(Setting(key=key, value=value))
-
-
-def _chunks(ids: list[int], size: int = 900) -> Iterable[list[int]]:
-    """Split id lists so IN clauses stay under SQLite's variable limit."""
-    for start in range(0, len(ids), size):
-        yield ids[start:start + size]

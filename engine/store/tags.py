@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import UserError
+from engine.store.database import chunked
 from engine.store.schema import TAG_SOURCES, Image, Root, Tag, TagChange, TagClass, utcnow
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
@@ -113,13 +114,14 @@ class ClassRepository:
         if source_id == target_id:
             raise UserError("Cannot merge a class into itself.")
         with self._sessions.begin() as session:
-            batch = uuid.uuid4().hex
             moved = session.scalars(select(Tag).where(Tag.class_id == source_id)).all()
+            targets = {tag.image_id: tag.positive for tag in session.scalars(
+                select(Tag).where(Tag.class_id == target_id))}
+            writer = _TagWriter(session, [tag.image_id for tag in moved], source, True,
+                                uuid.uuid4().hex)
             for tag in moved:
-                current = session.scalar(select(Tag).where(
-                    Tag.image_id == tag.image_id, Tag.class_id == target_id))
-                new_state = "positive" if tag.positive or (current and current.positive) else "negative"
-                _apply(session, tag.image_id, target_id, new_state, source, True, batch)
+                positive = tag.positive or targets.get(tag.image_id, False)
+                writer.apply(tag.image_id, target_id, "positive" if positive else "negative")
             session.execute(delete(TagClass).where(TagClass.id == source_id))
 
 
@@ -136,8 +138,9 @@ class TagRepository:
             raise ValueError(f"unknown tag source {source!r}")
         batch = batch or uuid.uuid4().hex
         with self._sessions.begin() as session:
+            writer = _TagWriter(session, [edit.image_id for edit in edits], source, reviewed, batch)
             for edit in edits:
-                _apply(session, edit.image_id, edit.class_id, edit.state, source, reviewed, batch)
+                writer.apply(edit.image_id, edit.class_id, edit.state)
         return batch
 
     def set(self, image_id: int, class_id: int, state: str | None, source: str = "person") -> str:
@@ -151,14 +154,15 @@ class TagRepository:
         ids = list(image_ids)
         result: dict[int, list[Tag]] = {image_id: [] for image_id in ids}
         with self._sessions() as session:
-            for tag in session.scalars(select(Tag).where(Tag.image_id.in_(ids))):
-                result[tag.image_id].append(tag)
+            for chunk in chunked(ids):
+                for tag in session.scalars(select(Tag).where(Tag.image_id.in_(chunk))):
+                    result[tag.image_id].append(tag)
         return result
 
     def mark_reviewed(self, image_ids: Iterable[int]) -> None:
         with self._sessions.begin() as session:
-            session.execute(update(Tag).where(Tag.image_id.in_(list(image_ids)))
-                            .values(reviewed=True))
+            for chunk in chunked(list(image_ids)):
+                session.execute(update(Tag).where(Tag.image_id.in_(chunk)).values(reviewed=True))
 
     def history(self, image_id: int | None = None, since_id: int = 0) -> list[TagChange]:
         query = select(TagChange).where(TagChange.id > since_id).order_by(TagChange.id)
@@ -179,8 +183,9 @@ class TagRepository:
             if len(changes) != len(set(change_ids)):
                 raise UserError("Some of these history entries no longer exist.")
             batch = uuid.uuid4().hex
+            writer = _TagWriter(session, [change.image_id for change in changes], source, True, batch)
             for change in changes:
-                _apply(session, change.image_id, change.class_id, change.old_state, source, True, batch)
+                writer.apply(change.image_id, change.class_id, change.old_state)
             return batch
 
     def revert_batch(self, batch: str, source: str = "person") -> str:
@@ -254,29 +259,46 @@ def _tag_states(session: Session, as_of_change: int | None) -> dict[int, dict[in
     return {image_id: tags for image_id, tags in states.items() if tags}
 
 
-def _apply(session: Session, image_id: int, class_id: int, state: str | None, source: str,
-           reviewed: bool, batch: str) -> None:
-    if state not in ("positive", "negative", None):
-        raise ValueError(f"unknown tag state {state!r}")
-    tag = session.scalar(select(Tag).where(Tag.image_id == image_id, Tag.class_id == class_id))
-    old_state = state_of(tag)
-    if old_state == state:
-        if tag is not None and reviewed and not tag.reviewed:
-            tag.reviewed = True
-        return
-    if state is None:
-        session.delete(tag)
-    elif tag is None:
-        session.add(Tag(image_id=image_id, class_id=class_id, positive=state == "positive",
-                        source=source, reviewed=reviewed))
-    else:
-        tag.positive = state == "positive"
-        tag.source = source
-        tag.reviewed = reviewed
-        tag.updated_at = utcnow()
-    session.add(TagChange(image_id=image_id, class_id=class_id, old_state=old_state,
-                          new_state=state, source=source, batch=batch))
-    session.flush()
+class _TagWriter:
+    """Applies tag edits inside one session: loads the touched images' tags in one query, logs each
+    real change, and flushes once (deletes flush at once so a pair can be re-added)."""
+
+    def __init__(self, session: Session, image_ids: Iterable[int], source: str, reviewed: bool,
+                 batch: str) -> None:
+        self._session = session
+        self._source = source
+        self._reviewed = reviewed
+        self._batch = batch
+        self._tags: dict[tuple[int, int], Tag] = {}
+        for chunk in chunked(sorted(set(image_ids))):
+            for tag in session.scalars(select(Tag).where(Tag.image_id.in_(chunk))):
+                self._tags[(tag.image_id, tag.class_id)] = tag
+
+    def apply(self, image_id: int, class_id: int, state: str | None) -> None:
+        if state not in ("positive", "negative", None):
+            raise ValueError(f"unknown tag state {state!r}")
+        key = (image_id, class_id)
+        tag = self._tags.get(key)
+        old_state = state_of(tag)
+        if old_state == state:
+            if tag is not None and self._reviewed and not tag.reviewed:
+                tag.reviewed = True
+            return
+        if state is None:
+            self._session.delete(self._tags.pop(key))
+            self._session.flush()
+        elif tag is None:
+            tag = Tag(image_id=image_id, class_id=class_id, positive=state == "positive",
+                      source=self._source, reviewed=self._reviewed)
+            self._session.add(tag)
+            self._tags[key] = tag
+        else:
+            tag.positive = state == "positive"
+            tag.source = self._source
+            tag.reviewed = self._reviewed
+            tag.updated_at = utcnow()
+        self._session.add(TagChange(image_id=image_id, class_id=class_id, old_state=old_state,
+                                    new_state=state, source=self._source, batch=self._batch))
 
 
 def _check_name(name: str) -> str:
