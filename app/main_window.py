@@ -116,6 +116,9 @@ class MainWindow(QMainWindow):
     def _add_extension_docks(self) -> None:
         """Docks of other features (training panel, batch tagging, review queue) are created here,
         each with `self.add_dock(Widget(self.state, self.workers, ...), "Title")`."""
+        from app.loop_docks import LoopDocks
+
+        self.loop_docks = LoopDocks(self)      # Training and Review docks, Model menu
 
     # ---------------------------------------------------------------------------------------------
     # Wiring
@@ -399,6 +402,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/splitter", self.splitter.saveState())
         self.filters.save(self.settings)
         self.viewer.save(self.settings)
+        self.loop_docks.save(self.settings)
         self._save_project_view()
         self.settings.sync()
 

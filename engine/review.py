@@ -609,8 +609,9 @@ def auto_accept(store: Store, precision_target: float | Mapping[str, float] = 0.
                 progress: Progress = None, should_stop: ShouldStop = None) -> AutoAcceptResult:
     """Accept, as positive tags with source 'model rule', every suggestion whose confidence is at
     or above its class's threshold for `precision_target` (one value, or per class name),
-    calibrated on the validation split. One tag batch: `store.tags.revert_batch(result.batch)`
-    undoes it all. Pairs that already have a tag are never touched."""
+    calibrated on the validation split. Images without suggestions of that version are run through
+    the student first. One tag batch: `undo_auto_accept(store, result.batch)` undoes it all.
+    Pairs that already have a tag are never touched; a cancel applies nothing."""
     from engine.store import TagEdit
 
     table_val, labels = validation_scores(store, model_version, "val", device, progress, should_stop)
@@ -627,6 +628,10 @@ def auto_accept(store: Store, precision_target: float | Mapping[str, float] = 0.
     if image_ids is None:
         image_ids = [i for split in splits for i in store.images.ids(split=split)]
     ids = list(image_ids)
+    if ids:
+        ensure_suggestions(store, ids, version, device, progress, should_stop)
+    if should_stop is not None and should_stop():
+        return AutoAcceptResult(None, 0, {}, dict(zip(names, thresholds)), shown_target, version)
     table = score_table(store, ids, version)
     tags = tags_by_image(store, ids)
     column = {class_id: k for k, class_id in enumerate(table.class_ids)}
