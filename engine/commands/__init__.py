@@ -5,4 +5,6 @@ COMMAND_MODULES = [
     "engine.commands.project",
     "engine.commands.evaluate",
     "engine.commands.tag",
+    "engine.commands.train",
+    "engine.commands.detect",
 ]

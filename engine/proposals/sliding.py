@@ -15,14 +15,15 @@ class SlidingWindows(ProposalSource):
     """Windows of several sizes (fractions of the image's shorter side) and aspect ratios, slid
     with a step of `step` times the window side; plus the whole image.
 
-    They have no objectness, so their order is a fixed pseudo-random permutation: any prefix of
-    the list covers every scale and position evenly (the "top N" are a uniform sample).
+    They have no objectness; their order interleaves the (size, ratio) groups round-robin, each
+    group in a fixed pseudo-random order, so any prefix of the list covers every scale and the
+    whole image (large windows, being few, are all in early; small ones are sampled evenly).
     """
 
     name = "sliding"
-    sizes: tuple[float, ...] = (0.15, 0.22, 0.3, 0.4, 0.52, 0.66, 0.82)
-    ratios: tuple[float, ...] = (0.5, 1.0, 2.0)   # width / height
-    step: float = 0.25
+    sizes: tuple[float, ...] = (0.15, 0.2, 0.27, 0.36, 0.48, 0.64, 0.85)
+    ratios: tuple[float, ...] = (0.6, 1.0, 1.6)   # width / height
+    step: float = 0.34
     max_side: int = 4096                          # only the image size matters, not its pixels
 
     def params(self) -> dict[str, Any]:
@@ -31,7 +32,8 @@ class SlidingWindows(ProposalSource):
     def windows(self, width: int, height: int) -> np.ndarray:
         """All windows (R, 4) xyxy for an image of this size, in a fixed shuffled order."""
         short = min(width, height)
-        boxes = [np.array([[0, 0, width, height]], dtype=np.float32)]
+        rng = np.random.default_rng(0)
+        groups = []
         for size in self.sizes:
             for ratio in self.ratios:
                 w = min(width, size * short * np.sqrt(ratio))
@@ -41,10 +43,14 @@ class SlidingWindows(ProposalSource):
                 ys = _positions(height - h, stride)
                 gx, gy = np.meshgrid(xs, ys)
                 x0, y0 = gx.ravel(), gy.ravel()
-                boxes.append(np.stack([x0, y0, x0 + w, y0 + h], axis=1).astype(np.float32))
-        out = np.concatenate(boxes)
-        order = np.random.default_rng(0).permutation(len(out) - 1) + 1
-        return out[np.concatenate([[0], order])]
+                group = np.stack([x0, y0, x0 + w, y0 + h], axis=1).astype(np.float32)
+                groups.append(group[rng.permutation(len(group))])
+        # round-robin: rank of a window = its position within its group; ties by group
+        ranks = np.concatenate([np.arange(len(g)) for g in groups])
+        group_ids = np.concatenate([np.full(len(g), k) for k, g in enumerate(groups)])
+        order = np.lexsort((group_ids, ranks))
+        whole = np.array([[0, 0, width, height]], dtype=np.float32)
+        return np.concatenate([whole, np.concatenate(groups)[order]])
 
     def compute(self, rgb: np.ndarray) -> tuple[np.ndarray, None]:
         height, width = rgb.shape[:2]

@@ -1,0 +1,139 @@
+"""`mlic train --stage teacher|student|all ...`: train models on the project's tagged images."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from engine.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from engine.training.api import BACKBONES, PROPOSAL_SOURCES, STAGES, TrainConfig
+
+    defaults = TrainConfig()
+    parser = subparsers.add_parser(
+        "train", help="train the teacher (weakly-supervised detector) and/or the student",
+        description="Train on the images of split train that have tags; validate on split val "
+                    "when it has tagged images. Prints progress and per-epoch losses, and stores "
+                    "the run, its config and its checkpoint in the project. A completed run "
+                    "becomes the active model of its stage.")
+    parser.add_argument("--stage", choices=STAGES, default="teacher",
+                        help="teacher, student, or all (teacher then student); default teacher")
+    parser.add_argument("--backbone", choices=BACKBONES, default=defaults.backbone,
+                        help=f"teacher backbone (default {defaults.backbone})")
+    parser.add_argument("--student-backbone", choices=BACKBONES, default=defaults.student_backbone,
+                        help=f"student backbone (default {defaults.student_backbone})")
+    parser.add_argument("--image-size", type=int, default=defaults.image_size, metavar="N",
+                        help=f"teacher test scale, longest side in pixels; training uses scales "
+                             f"around it (default {defaults.image_size})")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, metavar="N",
+                        help=f"epochs (default {defaults.epochs})")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, metavar="N",
+                        help=f"images per batch (default {defaults.batch_size})")
+    parser.add_argument("--grad-accum", type=int, default=defaults.grad_accum, metavar="N",
+                        help="batches per optimizer step, for small GPUs (default 1)")
+    parser.add_argument("--lr", type=float, default=defaults.lr,
+                        help=f"learning rate (default {defaults.lr})")
+    parser.add_argument("--proposals", choices=PROPOSAL_SOURCES, default=defaults.proposals,
+                        metavar="SRC", help="proposal source: sliding, edgeboxes or "
+                        f"selective_search (default {defaults.proposals})")
+    parser.add_argument("--max-proposals", type=int, default=defaults.max_proposals, metavar="N",
+                        help=f"proposals per image (default {defaults.max_proposals})")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, metavar="S",
+                        help="random seed (default 0)")
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument("--pretrained", action="store_true",
+                         help="start from ImageNet weights (downloaded by torchvision; bundled "
+                              "for efficientnet_lite0)")
+    weights.add_argument("--no-pretrained", action="store_true",
+                         help="start from random weights (the default)")
+    weights.add_argument("--weights", metavar="PATH",
+                         help="start the backbone from a local state-dict file")
+    parser.add_argument("--no-refine", action="store_true",
+                        help="plain WSDDN, without the OICR refinement branches")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the latest unfinished run of the stage from its checkpoint")
+    parser.add_argument("--kd", choices=("none", "feature", "prediction", "both"),
+                        default=defaults.kd, help="student: which distillation (default both)")
+    parser.add_argument("--no-kd", action="store_true", help="student: no distillation")
+    parser.add_argument("--schedule", choices=("staged", "joint"), default=defaults.schedule,
+                        help="student: staged (paper) or joint distillation")
+    parser.add_argument("--loss", choices=("bce", "asl"), default=defaults.loss,
+                        help="student: classification loss")
+    parser.add_argument("--init-from", metavar="VERSION",
+                        help="warm-start from this model version")
+    parser.set_defaults(handler=run)
+
+
+def config_from_args(args: argparse.Namespace):  # noqa: ANN201
+    from engine.training.api import TrainConfig
+
+    return TrainConfig(
+        stage=args.stage, backbone=args.backbone, student_backbone=args.student_backbone,
+        image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
+        grad_accum=args.grad_accum, lr=args.lr, device=args.device, seed=args.seed,
+        proposals=args.proposals, max_proposals=args.max_proposals,
+        pretrained=bool(args.pretrained), weights=args.weights, refine=not args.no_refine,
+        resume=args.resume, kd="none" if args.no_kd else args.kd, schedule=args.schedule,
+        loss=args.loss, init_from=args.init_from)
+
+
+class ConsoleProgress:
+    """tqdm bars per stage/phase on stderr, and one line per epoch on stdout."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.label = None
+
+    def step(self, stage: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None or self.label != stage:
+            self.close()
+            self.label = stage
+            self.bar = tqdm(total=total, desc=stage, unit="batch" if stage in ("teacher", "student")
+                            else "img", file=sys.stderr, leave=False, disable=None)
+        self.bar.n = done
+        self.bar.refresh()
+
+    def epoch(self, report) -> None:  # noqa: ANN001
+        losses = " ".join(f"{k}={v:.4f}" for k, v in report.losses.items())
+        metrics = " ".join(f"{k}={v:.4g}" for k, v in report.metrics.items() if k != "lr")
+        line = (f"{report.model_version} epoch {report.epoch}/{report.epochs}: {losses} "
+                f"{metrics} ({report.seconds:.1f}s)")
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stdout)
+        else:
+            print(line, flush=True)
+
+    def message(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.cli import open_store
+    from engine.training import TrainCallbacks, train
+
+    if args.weights and args.pretrained:
+        raise UserError("Use either --pretrained or --weights, not both.")
+    config = config_from_args(args)
+    store = open_store(args)
+    console = ConsoleProgress()
+    try:
+        runs = train(store, config, TrainCallbacks(on_step=console.step, on_epoch=console.epoch,
+                                                   on_message=console.message))
+    finally:
+        console.close()
+        store.close()
+    for run in runs:
+        last = (run.metrics or {}).get("last", {})
+        figures = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "lr")
+        print(f"{run.model_version}: {run.status} ({figures}); checkpoint {run.checkpoint}")
+    return 0 if all(run.status == "completed" for run in runs) else 1

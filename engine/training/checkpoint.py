@@ -1,0 +1,58 @@
+"""Training checkpoints: one dict, written atomically, that a resume restores whole.
+
+Keys written by the training loop:
+    "model"        state dict of the network
+    "model_config" the network's constructor arguments (its `config` attribute)
+    "meta"         what inference needs to prepare inputs (scales, proposal source, ...)
+    "class_names"  the K class names, in output order
+    "optimizer", "scheduler", "scaler"  their state dicts (scaler None without AMP scaling)
+    "epoch"        completed epochs
+    "config"       the TrainConfig as a dict
+    "history"      per-epoch reports (EpochReport.to_dict())
+    "run_id", "stage", "format"
+Everything is plain data and tensors, so `torch.load(..., weights_only=True)` reads it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.errors import UserError
+
+CHECKPOINT_FORMAT = 1
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write `state` to `path` atomically: a temporary file in the same folder, then
+    `os.replace`, so a crash mid-write leaves the previous checkpoint intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save({"format": CHECKPOINT_FORMAT, **state}, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by `save_checkpoint` (raises UserError when it is damaged)."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError as exc:
+        raise UserError(f"Checkpoint {path} does not exist.") from exc
+    except Exception as exc:  # noqa: BLE001 - truncated or foreign file
+        raise UserError(f"Checkpoint {path} cannot be read ({type(exc).__name__}: {exc}).") from exc
+    if not isinstance(state, dict) or "model" not in state:
+        raise UserError(f"Checkpoint {path} is not a training checkpoint of this tool.")
+    return state

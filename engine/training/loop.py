@@ -1,0 +1,210 @@
+"""The one training loop, shared by every stage (teacher, student), the CLI and the GUI.
+
+A stage builds a `LoopSetup` (model, optimizer, scheduler, data, a `step` function that turns a
+batch into a dict of losses, an optional `validate`) and calls `run_stage`. The loop does the rest:
+
+- mixed precision on CUDA (bfloat16 where supported, else float16 with a `GradScaler`);
+- gradient accumulation (`grad_accum` batches per optimizer step) and gradient clipping;
+- progress through `TrainCallbacks.on_step(stage, done, total)` per batch and an `EpochReport`
+  per epoch (`on_epoch`), cancellation through `should_stop` (checked every batch);
+- stops on a non-finite loss with a clear `UserError` (the last good checkpoint is kept);
+- after every epoch: validation, the run's metrics in the store, and an atomic checkpoint
+  (model, optimizer, scheduler, scaler, epoch, config), so a crash or a cancel can resume.
+
+The run's `metrics` in the store: {"epochs": [EpochReport.to_dict(), ...], "last": {losses and
+metrics of the last epoch}}; its `checkpoint`: the path relative to the project folder.
+Run statuses: 'running' -> 'completed' | 'cancelled' | 'failed'. A completed run becomes the
+active model of its stage (engine.models.registry.set_active).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Sized
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from engine.errors import UserError
+from engine.training.api import EpochReport, TrainCallbacks
+from engine.training.checkpoint import save_checkpoint
+
+if TYPE_CHECKING:
+    from engine.store import Store
+    from engine.store.schema import TrainingRun
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(UserError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class LoopSetup:
+    """Everything the loop needs from a stage.
+
+    `step(model, batch) -> dict[str, Tensor]` moves the batch to the device and returns the losses,
+    with the total under "loss" (the loop runs it under autocast and backpropagates "loss").
+    `validate(model) -> dict[str, float]` runs after each epoch (model in eval mode) and its figures
+    land in `EpochReport.metrics`. `checkpoint_extra` is merged into every checkpoint (model
+    config, meta, class names, TrainConfig dict).
+    """
+
+    stage: str
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loader: Iterable[Any]
+    step: Callable[[nn.Module, Any], dict[str, torch.Tensor]]
+    epochs: int
+    device: torch.device
+    checkpoint_path: Path
+    checkpoint_extra: dict[str, Any]
+    scheduler: Any = None                              # stepped after every optimizer step
+    validate: Callable[[nn.Module], dict[str, float]] | None = None
+    set_epoch: Callable[[int], None] | None = None     # e.g. the batch sampler's set_epoch
+    batch_size: Callable[[Any], int] = lambda batch: len(batch["labels"])
+    grad_accum: int = 1
+    amp: bool = True                                   # only used on CUDA
+    clip_grad_norm: float | None = 10.0
+    start_epoch: int = 0                               # completed epochs (resume)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    scaler_state: dict[str, Any] | None = None
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `device`: bfloat16 on CUDA GPUs that support it, else float16;
+    None (no autocast) on the CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def checkpoint_state(setup: LoopSetup, epoch: int, scaler: torch.amp.GradScaler | None,
+                     run: TrainingRun) -> dict[str, Any]:
+    return {
+        **setup.checkpoint_extra,
+        "model": setup.model.state_dict(),
+        "optimizer": setup.optimizer.state_dict(),
+        "scheduler": None if setup.scheduler is None else setup.scheduler.state_dict(),
+        "scaler": None if scaler is None or not scaler.is_enabled() else scaler.state_dict(),
+        "epoch": epoch,
+        "history": list(setup.history),
+        "run_id": run.id,
+        "stage": setup.stage,
+    }
+
+
+def relative_to_project(store: Store, path: Path) -> str:
+    try:
+        return path.resolve().relative_to(store.paths.root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def run_stage(store: Store, run: TrainingRun, setup: LoopSetup,
+              callbacks: TrainCallbacks) -> TrainingRun:
+    """Train `setup` for the run; record progress, status and checkpoint in the store.
+
+    Returns the updated run (status 'completed' or 'cancelled'). Errors mark the run 'failed' and
+    propagate (a non-finite loss as `NonFiniteLossError`, a UserError).
+    """
+    from engine.models.registry import set_active
+
+    checkpoint_rel = relative_to_project(store, setup.checkpoint_path)
+    try:
+        status = _loop(store, run, setup, callbacks, checkpoint_rel)
+    except BaseException:
+        store.runs.update(run.id, status="failed", finished=True)
+        raise
+    store.runs.update(run.id, status=status, finished=True)
+    if status == "completed":
+        set_active(store, setup.stage, run.model_version)
+    return store.runs.get(run.id)
+
+
+def _loop(store: Store, run: TrainingRun, setup: LoopSetup, callbacks: TrainCallbacks,
+          checkpoint_rel: str) -> str:
+    model, device = setup.model, setup.device
+    dtype = amp_dtype(device) if setup.amp else None
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    if setup.scaler_state and scaler.is_enabled():
+        scaler.load_state_dict(setup.scaler_state)
+    steps_per_epoch = len(setup.loader) if isinstance(setup.loader, Sized) else 0
+    total_steps = steps_per_epoch * setup.epochs
+    accum = max(1, setup.grad_accum)
+
+    def stop_here(epoch_done: int) -> str:
+        """Cancel: keep the weights as they are, marked with the completed epochs."""
+        save_checkpoint(setup.checkpoint_path, checkpoint_state(setup, epoch_done, scaler, run))
+        store.runs.update(run.id, checkpoint=checkpoint_rel)
+        return "cancelled"
+
+    for epoch in range(setup.start_epoch, setup.epochs):
+        if setup.set_epoch is not None:
+            setup.set_epoch(epoch)
+        model.train()
+        sums: dict[str, float] = {}
+        batches = images = 0
+        started = time.perf_counter()
+        setup.optimizer.zero_grad(set_to_none=True)
+        for index, batch in enumerate(setup.loader):
+            if callbacks.stopped():
+                return stop_here(epoch)
+            autocast = (torch.autocast(device_type="cuda", dtype=dtype) if dtype is not None
+                        else contextlib.nullcontext())
+            with autocast:
+                losses = setup.step(model, batch)
+            loss = losses["loss"]
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"Training stopped at epoch {epoch + 1}, batch {index + 1}: the loss became "
+                    f"{value}. Lower the learning rate (--lr) or check the data; the last good "
+                    f"checkpoint is kept.")
+            scaler.scale(loss / accum).backward()
+            last = index + 1 == steps_per_epoch
+            if (index + 1) % accum == 0 or last:
+                if setup.clip_grad_norm is not None:
+                    scaler.unscale_(setup.optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), setup.clip_grad_norm)
+                scaler.step(setup.optimizer)
+                scaler.update()
+                setup.optimizer.zero_grad(set_to_none=True)
+                if setup.scheduler is not None:
+                    setup.scheduler.step()
+            for name, tensor in losses.items():
+                sums[name] = sums.get(name, 0.0) + float(tensor.detach())
+            batches += 1
+            images += setup.batch_size(batch)
+            callbacks.step(setup.stage, epoch * steps_per_epoch + index + 1, total_steps)
+        seconds = time.perf_counter() - started
+        if batches == 0:
+            raise UserError(f"The {setup.stage} has no training batches.")
+        metrics: dict[str, float] = {"images_per_s": images / max(seconds, 1e-9),
+                                     "lr": float(setup.optimizer.param_groups[0]["lr"])}
+        if setup.validate is not None:
+            if callbacks.stopped():
+                return stop_here(epoch + 1)
+            model.eval()
+            with torch.inference_mode():
+                metrics.update(setup.validate(model))
+            model.train()
+        report = EpochReport(stage=setup.stage, run_id=run.id, model_version=run.model_version or "",
+                             epoch=epoch + 1, epochs=setup.epochs,
+                             losses={k: v / batches for k, v in sums.items()}, metrics=metrics,
+                             seconds=seconds)
+        setup.history.append(report.to_dict())
+        save_checkpoint(setup.checkpoint_path, checkpoint_state(setup, epoch + 1, scaler, run))
+        store.runs.update(run.id, checkpoint=checkpoint_rel, metrics={
+            "epochs": setup.history, "last": {**report.losses, **report.metrics}})
+        log.info("%s epoch %d/%d: %s %s", setup.stage, epoch + 1, setup.epochs, report.losses,
+                 report.metrics)
+        callbacks.epoch(report)
+    return "completed"

@@ -1,0 +1,159 @@
+"""WSDDN + OICR: scores and losses against hand-computed values, shapes and ranges, RoIAlign."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torchvision.ops import roi_align
+
+from engine.models.wsddn import (
+    WSDDN,
+    oicr_loss,
+    oicr_pseudo_labels,
+    roi_align_separable,
+    wsddn_loss,
+    wsddn_scores,
+)
+
+LN3 = math.log(3.0)
+
+
+def test_two_stream_scores_of_a_toy_case():
+    # M^c rows: softmax over classes of [0, ln 3] = [1/4, 3/4]; of [0, 0] = [1/2, 1/2]
+    # M^d columns: softmax over regions of [ln 3, 0] = [3/4, 1/4]; of [0, 0] = [1/2, 1/2]
+    class_logits = torch.tensor([[0.0, LN3], [0.0, 0.0]])
+    det_logits = torch.tensor([[LN3, 0.0], [0.0, 0.0]])
+    region, image = wsddn_scores(class_logits, det_logits)
+    expected = torch.tensor([[3 / 16, 3 / 8], [1 / 8, 1 / 4]])
+    assert torch.allclose(region, expected, atol=1e-6)
+    assert torch.allclose(image, torch.tensor([5 / 16, 5 / 8]), atol=1e-6)
+    # BCE with labels [1, 0]: -(ln 5/16 + ln (1 - 5/8)) / 2
+    loss = wsddn_loss(image[None], torch.tensor([[1.0, 0.0]]))
+    assert loss.item() == pytest.approx(-(math.log(5 / 16) + math.log(3 / 8)) / 2, rel=1e-5)
+
+
+def test_temperature_sharpens_both_streams():
+    class_logits = torch.tensor([[0.0, LN3], [0.0, 0.0]])
+    det_logits = torch.tensor([[LN3, 0.0], [0.0, 0.0]])
+    region, _ = wsddn_scores(class_logits, det_logits, temperature=0.5)
+    # logits doubled: ln 9 -> softmax [1/10, 9/10] and [9/10, 1/10]
+    assert region[0, 0].item() == pytest.approx(1 / 10 * 9 / 10, rel=1e-5)
+    assert region[0, 1].item() == pytest.approx(9 / 10 * 1 / 2, rel=1e-5)
+
+
+def test_loss_clamps_scores():
+    scores = torch.tensor([[0.0, 1.0]])
+    loss = wsddn_loss(scores, torch.tensor([[1.0, 0.0]]))
+    assert loss.item() == pytest.approx(-math.log(1e-4), rel=1e-3)
+    assert math.isfinite(loss.item())
+
+
+def test_pseudo_labels_follow_the_top_box():
+    boxes = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 9], [5, 0, 15, 10], [20, 20, 30, 30.0]])
+    scores = torch.tensor([[0.6, 0.9], [0.3, 0.0], [0.05, 0.0], [0.05, 0.1]])
+    labels = torch.tensor([1.0, 0.0])         # class 1 absent: its scores are ignored
+    targets, weights = oicr_pseudo_labels(scores, boxes, labels)
+    # box 0 is the top box of class 0 (weight 0.6); box 1 overlaps it with IoU 0.9 -> class 0;
+    # box 2 has IoU 1/3 -> background; box 3 has IoU 0 (< 0.1) -> ignored
+    assert targets.tolist() == [1, 1, 0, 0]
+    assert torch.allclose(weights, torch.tensor([0.6, 0.6, 0.6, 0.0]))
+    none_targets, none_weights = oicr_pseudo_labels(scores, boxes, torch.zeros(2))
+    assert none_targets.tolist() == [0, 0, 0, 0] and none_weights.sum().item() == 0
+
+
+def test_refinement_loss_value():
+    logits = torch.zeros(3, 3)                 # uniform over K + 1 = 3: log p = -ln 3
+    targets = torch.tensor([1, 1, 0])
+    weights = torch.tensor([0.6, 0.6, 0.0])
+    assert oicr_loss(logits, targets, weights).item() == pytest.approx(0.4 * LN3, rel=1e-6)
+
+
+def test_separable_roi_align_matches_torchvision():
+    torch.manual_seed(0)
+    features = torch.rand(2, 8, 6, 7, requires_grad=True)
+    corners = torch.rand(2, 12, 2) * torch.tensor([140.0, 120.0]) - 10
+    sizes = torch.rand(2, 12, 2) * 60 + 1
+    boxes = [torch.cat([c, c + s], dim=1) for c, s in zip(corners, sizes)]
+    expected = roi_align(features, boxes, 5, 1 / 16, sampling_ratio=2, aligned=True)
+    got = roi_align_separable(features, boxes, 5, 1 / 16)
+    assert torch.allclose(got, expected, atol=1e-5)
+    grad_expected = torch.autograd.grad(expected.square().sum(), features)[0]
+    grad_got = torch.autograd.grad(got.square().sum(), features)[0]
+    assert torch.allclose(grad_got, grad_expected, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def model() -> WSDDN:
+    torch.manual_seed(0)
+    return WSDDN(4, "resnet18", hidden=32, refine_branches=2)
+
+
+def _batch():
+    images = torch.rand(2, 3, 96, 112)
+    boxes = [torch.tensor([[0, 0, 112, 96], [10, 10, 60, 50], [40, 30, 100, 90.0]]),
+             torch.tensor([[0, 0, 50, 50], [20, 20, 90, 80.0]])]
+    labels = torch.tensor([[1.0, 0, 1, 0], [0, 1, 0, 0]])
+    return images, boxes, labels
+
+
+def test_training_losses(model):
+    images, boxes, labels = _batch()
+    model.train()
+    losses = model(images, boxes, labels=labels)
+    assert set(losses) == {"wsddn", "refine", "loss"}
+    assert all(v.dim() == 0 and math.isfinite(v.item()) and v.item() >= 0 for v in losses.values())
+    assert losses["loss"].item() == pytest.approx(losses["wsddn"].item() + losses["refine"].item())
+    losses["loss"].backward()
+    assert model.cls_stream.weight.grad is not None and model.refiners[0].weight.grad is not None
+
+
+def test_inference_outputs_shapes_and_ranges(model):
+    images, boxes, _ = _batch()
+    model.eval()
+    with torch.inference_mode():
+        outputs = model(images, boxes)
+        regions = model.region_outputs(images, boxes, [torch.ones(3), torch.full((2,), 0.5)])
+    assert len(outputs) == 2
+    for out, b in zip(outputs, boxes):
+        assert out["image_scores"].shape == (4,)
+        assert ((out["image_scores"] > 0) & (out["image_scores"] < 1)).all()
+        assert out["region_scores"].shape == (len(b), 4)
+        assert ((out["region_scores"] >= 0) & (out["region_scores"] <= 1)).all()
+    assert [f.shape for f in regions.features] == [(3, 32), (2, 32)]
+    assert [m.shape for m in regions.class_logits] == [(3, 4), (2, 4)]
+    assert [m.shape for m in regions.det_logits] == [(3, 4), (2, 4)]
+    assert [len(r) for r in regions.refine_logits] == [2, 2]
+    assert regions.refine_logits[0][0].shape == (3, 5)
+    # the image score is the sum of the region scores
+    assert torch.allclose(regions.region_scores(0).sum(0), regions.image_scores(0))
+
+
+def test_box_scores_scale_pooled_features(model):
+    images, boxes, _ = _batch()
+    model.eval()
+    with torch.inference_mode():
+        feature_map = model.backbone(images)
+        plain = model.pool_regions(feature_map, boxes)
+        scaled = model.pool_regions(feature_map, boxes, [torch.full((3,), 0.5), torch.ones(2)])
+    assert torch.allclose(scaled[:3], plain[:3] * 0.5) and torch.allclose(scaled[3:], plain[3:])
+
+
+def test_plain_wsddn_has_no_refinement():
+    plain = WSDDN(3, "resnet18", hidden=16, refine_branches=0)
+    images, boxes, _ = _batch()
+    losses = plain(images, boxes, labels=torch.tensor([[1.0, 0, 0], [0, 0, 1]]))
+    assert set(losses) == {"wsddn", "loss"}
+    plain.eval()
+    with torch.inference_mode():
+        out = plain(images, boxes)
+        regions = plain.region_outputs(images, boxes)
+    assert torch.allclose(out[0]["region_scores"], regions.region_scores(0))
+
+
+def test_bad_inputs_are_rejected(model):
+    with pytest.raises(ValueError):
+        model(torch.rand(1, 3, 64, 64), [torch.zeros(1, 4), torch.zeros(1, 4)])
+    with pytest.raises(ValueError):
+        wsddn_scores(torch.zeros(2, 3), torch.zeros(3, 2))
