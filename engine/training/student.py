@@ -243,11 +243,7 @@ def compute_teacher_targets(store: Any, teacher: torch.nn.Module, teacher_versio
             samples = [dataset[(j, scale, flip, 0)] for j, flip in chunk]
             sizes = [(s["image"].shape[2], s["image"].shape[1]) for s in samples]
             batch = collate_regions(samples)
-            with torch.inference_mode():
-                outputs = teacher.region_outputs(
-                    batch["images"].to(device), [b.to(device) for b in batch["boxes"]],
-                    None if batch["box_scores"] is None or not uses_scores
-                    else [s.to(device) for s in batch["box_scores"]])
+            outputs = _run_teacher_batch(teacher, batch, device, uses_scores)
             for b, ((j, flip), (width, height)) in enumerate(zip(chunk, sizes)):
                 m_c = outputs.class_logits[b].float().cpu()
                 m_d = outputs.det_logits[b].float().cpu()
@@ -264,6 +260,16 @@ def compute_teacher_targets(store: Any, teacher: torch.nn.Module, teacher_versio
         save_checkpoint(cache_path, {"model": {}, "format": TARGETS_FORMAT, "entries": cache})
 
     return _stack_targets(cache, keys, keep, teacher)
+
+
+def _run_teacher_batch(teacher: torch.nn.Module, batch: dict[str, Any], device: torch.device,
+                       uses_scores: bool) -> Any:
+    """The frozen teacher's region outputs for one collated batch (eval, inference mode)."""
+    with torch.inference_mode():
+        return teacher.region_outputs(
+            batch["images"].to(device), [b.to(device) for b in batch["boxes"]],
+            None if batch["box_scores"] is None or not uses_scores
+            else [s.to(device) for s in batch["box_scores"]])
 
 
 def _stack_targets(cache: dict[str, dict[str, torch.Tensor]], keys: list[list[str]], keep: int,

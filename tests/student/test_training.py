@@ -1,0 +1,151 @@
+"""A tiny student training run end to end on the demo project: teacher, distillation, checkpoint,
+registry, the teacher-target cache, and suggestions that never overwrite a person's tags."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import UserError
+from engine.training import TrainCallbacks, TrainConfig, train
+
+pytestmark = pytest.mark.slow
+
+TINY = dict(image_size=64, max_proposals=16, hidden=32, epochs=1, batch_size=16, student_image_size=64,
+            seed=0, extra={"kd_boxes": 8, "region_dim": 16})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: the suite runs in parallel workers on a small machine, where two
+    threads per worker oversubscribe the cores and slow the tiny models down many times over."""
+    import engine.training.student as student_stage
+    import engine.training.teacher as teacher_stage
+
+    threads = torch.get_num_threads()
+    saved = teacher_stage.configure_cpu_threads, student_stage.configure_cpu_threads
+    torch.set_num_threads(1)
+    teacher_stage.configure_cpu_threads = student_stage.configure_cpu_threads = lambda: None
+    yield
+    teacher_stage.configure_cpu_threads, student_stage.configure_cpu_threads = saved
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, demo_data, one_thread):
+    """A project with a tiny teacher and a tiny distilled student (both from random init)."""
+    from engine.demo import import_demo
+    from engine.store import Store
+
+    store = Store.open(tmp_path_factory.mktemp("student") / "project")
+    import_demo(store, demo_data.root)
+    reports = []
+    runs = train(store, TrainConfig(stage="all", kd="both", schedule="staged",
+                                    **{**TINY, "epochs": 2}),
+                 TrainCallbacks(on_epoch=reports.append))
+    yield store, runs, reports
+    store.close()
+
+
+def test_all_trains_teacher_then_student(trained):
+    store, runs, reports = trained
+    assert [run.stage for run in runs] == ["teacher", "student"]
+    assert all(run.status == "completed" for run in runs)
+    student = runs[1]
+    assert student.model_version == f"student-{student.id}"
+    assert student.parent_run_id == runs[0].id
+    assert student.config["kd"] == "both" and student.config["teacher_version"] == runs[0].model_version
+    student_reports = [r for r in reports if r.stage == "student"]
+    assert [r.epoch for r in student_reports] == [1, 2]
+    # staged: epoch 1 is feature distillation only, epoch 2 tags + prediction distillation
+    assert set(student_reports[0].losses) == {"feature", "loss"}
+    assert set(student_reports[1].losses) == {"tags", "prediction", "loss"}
+    for report in student_reports:
+        assert 0.0 <= report.metrics["val_mAP"] <= 1.0
+        assert {"val_CF1", "val_OF1", "temperature"} <= set(report.metrics)
+    stored = store.runs.get(student.id)
+    assert len(stored.metrics["epochs"]) == 2 and "val_mAP" in stored.metrics["last"]
+
+
+def test_student_loads_alone_from_the_registry(trained, monkeypatch):
+    from engine.models import registry
+    from engine.models.student import Student
+
+    store, runs, _ = trained
+    # the teacher must not be needed: make loading it fail
+    monkeypatch.setitem(registry.MODEL_LOADERS, "teacher", "no.such.module:load")
+    model, run = registry.load_model(store, "student", device="cpu")
+    assert isinstance(model, Student) and not model.training
+    assert run.model_version == runs[1].model_version
+    assert model.image_size == 64 and model.meta["teacher_version"] == runs[0].model_version
+    with torch.inference_mode():
+        probabilities = torch.sigmoid(model(torch.rand(2, 3, 64, 64)))
+    assert probabilities.shape == (2, len(run.class_names))
+
+
+def test_teacher_targets_are_cached_per_teacher_version(trained, monkeypatch):
+    import engine.training.student as student_stage
+
+    store, runs, _ = trained
+    cache = store.paths.cache_dir / "distill" / f"{runs[0].model_version}-r8.pt"
+    assert cache.exists()
+
+    def no_teacher_forward(*args, **kwargs):
+        raise AssertionError("the teacher ran although its targets are cached")
+
+    monkeypatch.setattr(student_stage, "_run_teacher_batch", no_teacher_forward)
+    again = train(store, TrainConfig(stage="student", kd="prediction", schedule="joint",
+                                     loss="asl", **TINY))
+    assert again[0].status == "completed"
+    assert again[0].config["loss"] == "asl"
+
+
+def test_no_kd_needs_no_teacher(trained, monkeypatch):
+    from engine.models import registry
+
+    store, _, _ = trained
+    monkeypatch.setitem(registry.MODEL_LOADERS, "teacher", "no.such.module:load")
+    runs = train(store, TrainConfig(stage="student", kd="none", **TINY))
+    assert runs[0].status == "completed" and runs[0].parent_run_id is None
+
+
+def test_bad_student_options_are_user_errors(trained):
+    store, _, _ = trained
+    for change in ({"kd": "logits"}, {"schedule": "alternating"}, {"loss": "focal"}):
+        with pytest.raises(UserError):
+            train(store, dataclasses.replace(TrainConfig(stage="student", **TINY), **change))
+
+
+def test_suggestions_never_overwrite_a_persons_tags(trained):
+    from engine.inference.tagging import tag_paths
+    from engine.store import TagEdit
+
+    store, runs, _ = trained
+    images = store.images.list(split="test")[:6]
+    classes = store.classes.list()
+    # a person's decisions, including a negative and a removal, next to the imported tags
+    store.tags.apply([TagEdit(images[0].id, classes[0].id, "negative"),
+                      TagEdit(images[1].id, classes[1].id, "positive")], source="person")
+    ids = [image.id for image in images]
+    before = {i: sorted((t.class_id, t.positive, t.source, t.reviewed) for t in tags)
+              for i, tags in store.tags.for_images(ids).items()}
+    history_before = store.tags.last_change_id()
+
+    matrix = store.tags.label_matrix(image_ids=ids)
+    result = tag_paths(store, matrix.paths, model_version=runs[1].model_version, device="cpu")
+    assert result.model_version == runs[1].model_version
+    assert result.probabilities.shape == (len(ids), len(classes))
+
+    after = {i: sorted((t.class_id, t.positive, t.source, t.reviewed) for t in tags)
+             for i, tags in store.tags.for_images(ids).items()}
+    assert after == before
+    assert store.tags.last_change_id() == history_before
+    suggestions = store.suggestions.for_images(ids, runs[1].model_version)
+    for image_id in ids:
+        rows = suggestions[image_id]
+        assert len(rows) == len(classes)
+        assert all(0.0 <= row.confidence <= 1.0 for row in rows)
+    assert np.isfinite(result.probabilities).all()
