@@ -5,10 +5,10 @@ content hash, so a moved or duplicated file reuses its thumbnail and an edited f
 Decoding uses `engine.images.load_rgb(path, max_side)` (JPEG draft mode: a fraction of a full
 decode). Memory: an LRU of QPixmaps.
 
-Scheduling: the delegate asks for thumbnails of the cells it paints. The view calls `next_frame()`
-before each paint; a queued request that no paint has touched for a frame (the cell scrolled out of
-view) is skipped when its turn comes, and newer requests run first, so fast scrolling never
-builds a backlog of invisible work.
+Scheduling: the delegate asks for thumbnails of the cells it paints, and the view tells the cache
+before each paint which images are on screen (`set_visible`). A queued request for an image no
+longer on screen (it scrolled away) is skipped when its turn comes, and newer requests run first
+(a stack), so fast scrolling never builds a backlog of invisible work.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 
 from app.workers import Workers
@@ -28,7 +28,7 @@ from engine.errors import UserError
 
 log = logging.getLogger(__name__)
 
-THUMB_SIZE = 256          # long side on disk; the view scales down to the cell size
+THUMB_SIZE = 256          # long side on disk; memory holds them scaled to the cell size
 MEMORY_ITEMS = 800
 
 
@@ -69,34 +69,53 @@ def _write_atomically(rgb, target: Path) -> None:
 
 
 class ThumbnailCache(QObject):
-    """Thumbnails by image id for the gallery. `ready(image_id)` fires when one arrives."""
+    """Thumbnails by image id for the gallery. `ready(image_id)` fires when one arrives.
+
+    Requests go on a last-in-first-out stack drained by a few `Workers.pool` tasks (not one task
+    per thumbnail: starting a pool task costs the GUI thread more than pushing on a list)."""
 
     ready = Signal(int)
     failed = Signal(int, str)
+    _loaded = Signal(int, int, object)       # generation, image id, QImage or exception
 
-    def __init__(self, workers: Workers, parent: QObject | None = None) -> None:
+    def __init__(self, workers: Workers, parent: QObject | None = None,
+                 drainers: int | None = None) -> None:
         super().__init__(parent)
         self.workers = workers
         self.cache_dir: Path | None = None
+        self.max_drainers = drainers or max(2, (os.cpu_count() or 2) - 1)
         self._pixmaps: OrderedDict[int, QPixmap] = OrderedDict()
         self._errors: dict[int, str] = {}
-        self._frame = 0
-        self._touched: dict[int, int] = {}     # pending image id -> last frame that wanted it
+        self._generation = 0
+        self._visible: frozenset[int] = frozenset()
+        self._pending: set[int] = set()
+        self._stack: list[tuple[int, str, str | None]] = []
+        self._drainers = 0
         self._lock = threading.Lock()
+        self.display_size = 160                # long side in memory (the delegate's cell)
         self.decoded = 0                       # counters for the benchmark
         self.skipped = 0
+        self._loaded.connect(self._on_loaded)
 
     def set_cache_dir(self, cache_dir: Path | None) -> None:
-        """A new project: forget everything in memory."""
-        self.cache_dir = cache_dir
+        """A new project: forget everything in memory; late results are dropped."""
+        with self._lock:
+            self._generation += 1
+            self.cache_dir = cache_dir
+            self._pending.clear()
+            self._stack.clear()
         self._pixmaps.clear()
         self._errors.clear()
-        with self._lock:
-            self._touched.clear()
 
-    def next_frame(self) -> None:
-        """Called by the view before it paints."""
-        self._frame += 1
+    def set_display_size(self, size: int) -> None:
+        """Thumbnails are kept in memory at the size the cells show (no scaling per paint)."""
+        if size != self.display_size:
+            self.display_size = size
+            self._pixmaps.clear()
+
+    def set_visible(self, image_ids) -> None:
+        """The images on screen (and just around it); called by the view before it paints."""
+        self._visible = frozenset(image_ids)
 
     def error(self, image_id: int) -> str | None:
         return self._errors.get(image_id)
@@ -110,13 +129,12 @@ class ThumbnailCache(QObject):
         if image_id in self._errors:
             return None
         with self._lock:
-            pending = image_id in self._touched
-            self._touched[image_id] = self._frame
-        if not pending:
-            self.workers.pool(self._load, image_id, path, content_hash, self._frame,
-                              priority=min(self._frame, 1 << 30),
-                              on_done=self._arrived, on_error=lambda exc, i=image_id:
-                              self._failed(i, exc))
+            pending = image_id in self._pending
+            if not pending:
+                self._pending.add(image_id)
+                self._stack.append((image_id, path, content_hash))
+        if not pending and self._drainers < self.max_drainers:
+            self._start_drainers()
         return None
 
     def forget(self, image_ids) -> None:
@@ -124,34 +142,55 @@ class ThumbnailCache(QObject):
             self._pixmaps.pop(image_id, None)
             self._errors.pop(image_id, None)
 
-    # -- pool thread -----------------------------------------------------------------------------
-    def _load(self, image_id: int, path: str, content_hash: str | None, _frame: int):
-        with self._lock:
-            touched = self._touched.get(image_id)
-            stale = touched is None or touched < self._frame - 1
-            if stale:
-                self._touched.pop(image_id, None)
-        if stale:
-            return image_id, None
-        return image_id, make_thumbnail(path, content_hash, self.cache_dir)
+    def _start_drainers(self) -> None:
+        while self._drainers < self.max_drainers and self._stack:
+            self._drainers += 1
+            self.workers.pool(self._drain, self._generation, on_done=self._drainer_done,
+                              on_error=self._drainer_done)
+
+    def _drainer_done(self, _result) -> None:
+        self._drainers -= 1
+        self._start_drainers()
+
+    # -- pool threads ----------------------------------------------------------------------------
+    def _drain(self, generation: int) -> None:
+        """Decode the newest wanted request until none is left; skip what scrolled away."""
+        while True:
+            with self._lock:
+                if generation != self._generation or not self._stack:
+                    return
+                image_id, path, content_hash = self._stack.pop()
+                if image_id not in self._visible:       # scrolled away: asked again if seen
+                    self._pending.discard(image_id)
+                    self.skipped += 1
+                    continue
+                cache_dir, display = self.cache_dir, self.display_size
+            try:
+                image = make_thumbnail(path, content_hash, cache_dir)
+                if max(image.width(), image.height()) > display:
+                    image = image.scaled(display, display, Qt.AspectRatioMode.KeepAspectRatio,
+                                         Qt.TransformationMode.SmoothTransformation)
+            except Exception as exc:  # noqa: BLE001 - reported to the GUI thread
+                self._loaded.emit(generation, image_id, exc)
+                continue
+            self._loaded.emit(generation, image_id, image)
 
     # -- GUI thread ------------------------------------------------------------------------------
-    def _arrived(self, result) -> None:
-        image_id, image = result
-        if image is None:
-            self.skipped += 1
+    def _on_loaded(self, generation: int, image_id: int, value) -> None:
+        if generation != self._generation:
             return
         with self._lock:
-            self._touched.pop(image_id, None)
+            self._pending.discard(image_id)
+        if isinstance(value, BaseException):
+            self._failed(image_id, value)
+            return
         self.decoded += 1
-        self._pixmaps[image_id] = QPixmap.fromImage(image)
+        self._pixmaps[image_id] = QPixmap.fromImage(value)
         while len(self._pixmaps) > MEMORY_ITEMS:
             self._pixmaps.popitem(last=False)
         self.ready.emit(image_id)
 
     def _failed(self, image_id: int, exc: BaseException) -> None:
-        with self._lock:
-            self._touched.pop(image_id, None)
         reason = getattr(exc, "reason", None) or str(exc)
         if not isinstance(exc, UserError):
             log.warning("thumbnail of image %s failed: %s", image_id, exc)

@@ -103,10 +103,21 @@ class Job(QObject):
 
 
 class _Relay(QObject):
-    """Carries results from worker threads to the GUI thread (queued connection)."""
+    """Carries results from worker threads to the GUI thread (queued connection). No bool
+    arguments: see app._compat."""
 
-    result = Signal(int, bool, object)       # request id, ok, value or exception
+    result = Signal(int, object)              # request id, _Outcome
     job_result = Signal(object, str, object)  # job, 'finished' | 'failed' | 'cancelled', value
+
+
+class _Outcome:
+    """A request's result (`ok`) or its exception."""
+
+    __slots__ = ("ok", "value")
+
+    def __init__(self, ok: bool, value: object) -> None:
+        self.ok = ok
+        self.value = value
 
 
 class _Task(QRunnable):
@@ -198,7 +209,7 @@ class Workers(QObject):
 
         def body() -> None:
             if self._is_dropped(request_id):
-                self._relay.result.emit(request_id, False, _Skipped())
+                self._relay.result.emit(request_id, _Outcome(False, _Skipped()))
                 return
             self._run_and_relay(request_id, lambda: fn(*args, **kwargs))
 
@@ -332,7 +343,7 @@ class Workers(QObject):
                 call()
                 continue
             if self._is_dropped(request_id) and _key is not None:
-                self._relay.result.emit(request_id, False, _Skipped())
+                self._relay.result.emit(request_id, _Outcome(False, _Skipped()))
                 continue
             self._run_and_relay(request_id, call)
 
@@ -341,12 +352,13 @@ class Workers(QObject):
             value = call()
         except BaseException as exc:  # noqa: BLE001 - reported to the GUI, never swallowed
             _log_unexpected(exc)
-            self._relay.result.emit(request_id, False, exc)
+            self._relay.result.emit(request_id, _Outcome(False, exc))
             return
-        self._relay.result.emit(request_id, True, value)
+        self._relay.result.emit(request_id, _Outcome(True, value))
 
-    @Slot(int, bool, object)
-    def _deliver(self, request_id: int, ok: bool, value: object) -> None:
+    @Slot(int, object)
+    def _deliver(self, request_id: int, outcome: _Outcome) -> None:
+        ok, value = outcome.ok, outcome.value
         with self._lock:
             on_done, on_error, generation = self._callbacks.pop(request_id, (None, None, -1))
             dropped = request_id in self._dropped

@@ -9,7 +9,6 @@ from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainter, QPalett
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 from app import style
-from app.gallery.model import RowRole, ThumbnailErrorRole, ThumbnailRole
 from app.state import ProjectState
 
 MARGIN = 6
@@ -45,14 +44,16 @@ class GalleryDelegate(QStyledItemDelegate):
         elif option.state & QStyle.StateFlag.State_MouseOver:
             painter.fillRect(cell.adjusted(1, 1, -1, -1), palette.color(QPalette.ColorRole.Mid))
         frame = QRect(cell.x() + MARGIN, cell.y() + MARGIN, self.thumb, self.thumb)
-        row = index.data(RowRole)
-        pixmap = index.data(ThumbnailRole)
-        error = index.data(ThumbnailErrorRole)
+        model = index.model()
+        row = model.row_facts(index.row())
+        pixmap = model.thumbnail(index.row())
+        error = model.thumbnail_error(index.row())
         if pixmap is not None and not pixmap.isNull():
-            scaled = pixmap.size().scaled(frame.size(), Qt.AspectRatioMode.KeepAspectRatio)
-            target = QRect(0, 0, scaled.width(), scaled.height())
+            size = pixmap.size()               # already at cell size: no scaling per paint
+            if size.width() > frame.width() or size.height() > frame.height():
+                size = size.scaled(frame.size(), Qt.AspectRatioMode.KeepAspectRatio)
+            target = QRect(0, 0, size.width(), size.height())
             target.moveCenter(frame.center())
-            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
             painter.drawPixmap(target, pixmap)
         else:
             painter.fillRect(frame, palette.color(QPalette.ColorRole.AlternateBase))

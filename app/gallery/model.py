@@ -50,27 +50,44 @@ class GalleryModel(QAbstractListModel):
     def data(self, index, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
             return None
-        image_id = self._ids[index.row()]
+        row = index.row()
         if role == ImageIdRole:
-            return image_id
-        row = self._rows.get(image_id)
-        if row is None:
-            self._request_page(index.row() // PAGE)
+            return self._ids[row]
         if role == RowRole:
-            return row
+            return self.row_facts(row)
         if role == ThumbnailRole:
-            if row is None or row.status == "unreadable":
-                return None
-            return self.thumbnails.get(image_id, row.path, row.content_hash)
+            return self.thumbnail(row)
         if role == ThumbnailErrorRole:
-            if row is not None and row.status == "unreadable":
-                return row.reason or "unreadable"
-            return self.thumbnails.error(image_id)
+            return self.thumbnail_error(row)
         if role == Qt.ItemDataRole.DisplayRole:
-            return row.name if row else ""
+            facts = self.row_facts(row)
+            return facts.name if facts else ""
         if role == Qt.ItemDataRole.ToolTipRole:
-            return self._tooltip(row) if row else None
+            facts = self.row_facts(row)
+            return self._tooltip(facts) if facts else None
         return None
+
+    # The delegate calls these directly: plain Python, no QVariant round trip per cell and role.
+    def row_facts(self, row: int) -> gq.GalleryRow | None:
+        """The row's facts, or None while its page loads (the page is requested)."""
+        image_id = self._ids[row]
+        facts = self._rows.get(image_id)
+        if facts is None:
+            self._request_page(row // PAGE)
+        return facts
+
+    def thumbnail(self, row: int):
+        """QPixmap, or None while it decodes (it is requested) or when the file is unreadable."""
+        facts = self.row_facts(row)
+        if facts is None or facts.status == "unreadable":
+            return None
+        return self.thumbnails.get(facts.image_id, facts.path, facts.content_hash)
+
+    def thumbnail_error(self, row: int) -> str | None:
+        facts = self._rows.get(self._ids[row])
+        if facts is not None and facts.status == "unreadable":
+            return facts.reason or "unreadable"
+        return self.thumbnails.error(self._ids[row])
 
     def flags(self, index):
         if not index.isValid():

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelectionModel, QSize, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, QPoint, QSize, Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QListView
 
 from app.gallery.delegate import GalleryDelegate
@@ -36,6 +36,8 @@ class GalleryView(QListView):
         self.setSpacing(2)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        # A scroll bar appearing mid-layout would change the width and restart the layout.
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
         self.setMouseTracking(True)
         self.setItemDelegate(delegate)
         self.setModel(model)
@@ -46,7 +48,9 @@ class GalleryView(QListView):
         self.setAccessibleName("Image gallery")
 
     def set_thumbnail_size(self, name: str) -> None:
-        self.delegate.set_thumbnail_size(SIZES.get(name, SIZES["medium"]))
+        size = SIZES.get(name, SIZES["medium"])
+        self.delegate.set_thumbnail_size(size)
+        self.thumbnails.set_display_size(size)
         self.setGridSize(self.delegate.cell_size() + QSize(4, 4))
         self.verticalScrollBar().setSingleStep(self.gridSize().height() // 4)
         self.scheduleDelayedItemsLayout()
@@ -102,10 +106,32 @@ class GalleryView(QListView):
         return [ids[row] for row in sorted(rows) if row < len(ids)]
 
     # -- events ----------------------------------------------------------------------------------
+    def visible_rows(self, margin: int = 0) -> range:
+        """Rows on screen (plus `margin` cells either side); empty when none."""
+        rect = self.viewport().rect()
+        grid = self.gridSize()
+        first = None
+        for y in range(2, grid.height() + 2, 6):       # the first cell under the top edge
+            index = self.indexAt(QPoint(grid.width() // 2, y))
+            if index.isValid():
+                first = index
+                break
+        if first is None:
+            return range(0)
+        columns = max(1, rect.width() // max(1, grid.width()))
+        rows = rect.height() // max(1, grid.height()) + 2
+        start = max(0, first.row() - margin)
+        return range(start, min(self.model().rowCount(), first.row() + columns * rows + margin))
+
     def paintEvent(self, event) -> None:
-        self.thumbnails.next_frame()
+        ids = self.model().ids()
+        rows = self.visible_rows(margin=self.columns())
+        self.thumbnails.set_visible(ids[rows.start:rows.stop])
         super().paintEvent(event)
         self.painted.emit()
+
+    def columns(self) -> int:
+        return max(1, self.viewport().width() // max(1, self.gridSize().width()))
 
     def _current_changed(self, current, _previous) -> None:
         self.current_image_changed.emit(current.data(ImageIdRole) if current.isValid() else 0)

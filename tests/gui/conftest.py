@@ -52,8 +52,8 @@ def window(qtbot, project, settings, errors):
     """The main window on a 12-image project with a fake active teacher and student, the first
     image selected and its suggestions shown."""
     window = open_window(qtbot, project["project"], settings)
-    qtbot.waitUntil(lambda: window.model.rowCount() == 12, timeout=10000)
-    qtbot.waitUntil(lambda: len(window.tag_panel.shown) == 2, timeout=10000)
+    qtbot.waitUntil(lambda: window.model.rowCount() == 12, timeout=30000)
+    qtbot.waitUntil(lambda: len(window.tag_panel.shown) == 2, timeout=30000)
     yield window
     window.close()
     assert errors == []

@@ -14,7 +14,7 @@ from engine.errors import UserError
 @pytest.fixture
 def workers(qtbot, tmp_path):
     w = Workers()
-    with qtbot.waitSignal(w.project_opened, timeout=10000):
+    with qtbot.waitSignal(w.project_opened, timeout=30000):
         w.open_project(tmp_path / "project")
     yield w
     w.shutdown()
@@ -32,7 +32,7 @@ def test_db_runs_in_order_off_the_gui_thread(qtbot, workers):
 
     for value in range(5):
         workers.db(record, value, on_done=seen.append)
-    qtbot.waitUntil(lambda: len(seen) == 5, timeout=5000)
+    qtbot.waitUntil(lambda: len(seen) == 5, timeout=20000)
     assert seen == [0, 1, 2, 3, 4]
 
 
@@ -43,7 +43,7 @@ def test_keyed_requests_drop_stale_results(qtbot, workers):
     for value in range(4):
         workers.db(lambda store, v: v, value, key="query", on_done=seen.append)
     gate.set()
-    qtbot.waitUntil(lambda: seen == [3], timeout=5000)
+    qtbot.waitUntil(lambda: seen == [3], timeout=20000)
     qtbot.wait(50)
     assert seen == [3]
 
@@ -54,10 +54,10 @@ def test_cancel_drops_a_result_and_errors_go_to_handlers(qtbot, workers):
     workers.cancel(request)
     assert not workers.is_current(request)
     workers.db(lambda store: (_ for _ in ()).throw(UserError("Bad folder.")), on_error=errors.append)
-    qtbot.waitUntil(lambda: bool(errors), timeout=5000)
+    qtbot.waitUntil(lambda: bool(errors), timeout=20000)
     assert seen == []
     assert describe_error(errors[0]) == ("Bad folder.", None)
-    with qtbot.waitSignal(workers.error, timeout=5000) as blocker:
+    with qtbot.waitSignal(workers.error, timeout=20000) as blocker:
         workers.db(lambda store: 1 / 0)
     message, details = describe_error(blocker.args[0])
     assert "ZeroDivisionError" in message and "Traceback" in details
@@ -74,7 +74,7 @@ def test_job_progress_cancel_and_result(qtbot, workers):
 
     progress = []
     job = workers.start_job("Counting", count, 20, on_progress=lambda d, t: progress.append((d, t)))
-    with qtbot.waitSignal(job.finished, timeout=5000) as blocker:
+    with qtbot.waitSignal(job.finished, timeout=20000) as blocker:
         pass
     assert blocker.args == [20] and progress[-1] == (20, 20)
     assert workers.running_jobs() == []
@@ -82,15 +82,15 @@ def test_job_progress_cancel_and_result(qtbot, workers):
     slow = workers.start_job("Slow", lambda store, progress, should_stop:
                              [time.sleep(0.01) for _ in range(500) if not should_stop()], gpu=True)
     slow.cancel()
-    with qtbot.waitSignal(slow.cancelled, timeout=5000):
+    with qtbot.waitSignal(slow.cancelled, timeout=20000):
         pass
 
 
 def test_switching_project_drops_old_results(qtbot, workers, tmp_path):
     seen = []
     workers.db(lambda store: time.sleep(0.05) or "old", on_done=seen.append)
-    with qtbot.waitSignal(workers.project_opened, timeout=10000):
+    with qtbot.waitSignal(workers.project_opened, timeout=30000):
         workers.open_project(tmp_path / "other")
     workers.db(lambda store: store.paths.root.name, on_done=seen.append)
-    qtbot.waitUntil(lambda: bool(seen), timeout=5000)
+    qtbot.waitUntil(lambda: bool(seen), timeout=20000)
     assert seen == ["other"]
