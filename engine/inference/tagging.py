@@ -6,17 +6,26 @@ image is first registered in the project (through `engine.intake`, so each has a
 probabilities are stored as *suggestions* of that model version: a model never writes tags, so a
 person's tags stay exactly as they were. `write_predictions_csv` writes the `mlic tag` CSV.
 
-Why it is fast:
-- decoding happens at reduced size (`engine.images.load_rgb(..., max_side)` uses JPEG draft mode, a
-  DCT-domain downscale) and the fixed-size resize is done in parallel DataLoader worker processes,
-  which hand over stacked uint8 batches: the main loop does no per-image Python work;
+Why it is fast (`benchmarks/tagging.py` measures it against a naive loop):
+- decoding happens at reduced size: `engine.images.load_rgb(..., max_side)` uses JPEG draft mode
+  (a DCT-domain downscale by 2, 4 or 8), with `max_side` chosen from the image size the project
+  stored at intake (`decode_size`); the resize to the fixed input size happens in parallel
+  DataLoader worker processes, which hand over stacked uint8 batches: the main loop does no
+  per-image Python work;
 - uint8 batches travel to the device (4x less than float), pinned on CUDA and copied
   asynchronously; the [0, 1] scaling happens on the device (the model normalises itself);
-- `torch.inference_mode`, channels_last, float16 autocast on CUDA, large batches.
+- the network runs with batch norms folded into the convolutions, channels_last, under
+  `torch.inference_mode`, in large batches, with autocast: float16 on CUDA, bfloat16 on CPUs that
+  run it natively (AVX512-BF16 / AMX; about twice the float32 speed, probabilities within ~0.01);
+  `precision="fp32"` turns that off (evaluation uses float32).
 
 Input geometry: the student sees the whole image stretched to its square input size
-(`student.image_size`), exactly as `student_input` prepares it, the function the student's training
-uses for its inputs too.
+(`student.image_size`), exactly as `student_input` prepares it; the student's training prepares its
+inputs with the same two functions (`decode_size`, `student_input`).
+
+Loader processes are forked from the main thread of a command-line process, and started from a
+forkserver on any other thread (the GUI's workers), where forking could inherit locks held by
+other threads.
 """
 
 from __future__ import annotations
@@ -42,7 +51,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
-__all__ = ["TaggingResult", "list_images", "student_input", "tag_paths", "write_predictions_csv"]
+__all__ = ["TaggingResult", "autocast_dtype", "decode_size", "inference_model", "list_images",
+           "predict_files", "prepare_file", "student_input", "tag_paths", "write_predictions_csv"]
 
 
 @dataclass
@@ -157,6 +167,18 @@ def default_num_workers(device: torch.device, n_images: int, batch_size: int) ->
     return max(1, min(4, cores - 1))
 
 
+def _worker_context() -> str | None:
+    """How loader processes start: forked (fast) from the main thread of a command-line process;
+    from a forkserver when called on a background thread (the GUI's workers), since forking a
+    process with other threads running (Qt's) can inherit their held locks."""
+    import multiprocessing
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        return None
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
 # ----------------------------------------------------------------------------- inference
 
 
@@ -239,7 +261,8 @@ def predict_files(model: torch.nn.Module, paths: Sequence[Path], image_size: int
     loader = DataLoader(
         _ImageFiles(paths, image_size, sizes), batch_size=batch_size, shuffle=False,
         num_workers=workers, collate_fn=_collate, pin_memory=cuda,
-        prefetch_factor=4 if workers > 0 else None)
+        prefetch_factor=4 if workers > 0 else None,
+        multiprocessing_context=_worker_context() if workers > 0 else None)
     probabilities: np.ndarray | None = None
     reasons = ["cancelled"] * n
     done = 0

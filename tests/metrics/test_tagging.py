@@ -156,3 +156,17 @@ def test_csv_is_written_whole(tmp_path):
     assert out.read_text() == ('path,cat,dog\n"a,b.jpg",0.250000,1.000000\n'
                                'x/c.jpg,0.000000,0.500000\n')
     assert [p.name for p in tmp_path.iterdir()] == ["p.csv"]
+
+
+def test_tagging_from_a_background_thread(student_project, demo_data):
+    """The GUI tags on a worker thread: loader processes then start from a forkserver."""
+    import threading
+
+    store, run, _ = student_project
+    files = sorted(demo_data.images_dir.glob("*.jpg"))[:20]
+    results = []
+    thread = threading.Thread(target=lambda: results.append(
+        tag_paths(store, files, batch_size=8, device="cpu", num_workers=1)))
+    thread.start()
+    thread.join(timeout=300)
+    assert not thread.is_alive() and len(results[0].paths) == 20
