@@ -378,22 +378,21 @@ def _canonical(path: Path | str) -> Path:
 
 
 def _store_suggestions(store, result: TaggingResult) -> None:
-    """Replace this model version's suggestions for the tagged images (never touches tags)."""
+    """Replace this model version's suggestions for the tagged images (never touches tags).
+
+    A class the model knows but the project no longer has (deleted since training) gets no
+    suggestion; it is not re-created."""
     if not result.paths:
         return
     class_ids = {c.name: c.id for c in store.classes.list()}
-    missing = [name for name in result.class_names if name not in class_ids]
-    if missing:
-        store.classes.ensure(missing)
-        class_ids = {c.name: c.id for c in store.classes.list()}
-    columns = [class_ids[name] for name in result.class_names]
+    columns = [(k, class_ids[name]) for k, name in enumerate(result.class_names) if name in class_ids]
     rows: list[tuple[int, int, float]] = []
     image_ids: list[int] = []
     for image_id, probs in zip(result.image_ids, result.probabilities):
         if image_id is None:
             continue
         image_ids.append(image_id)
-        rows.extend((image_id, class_id, float(p)) for class_id, p in zip(columns, probs))
+        rows.extend((image_id, class_id, float(probs[k])) for k, class_id in columns)
     store.suggestions.replace(result.model_version, image_ids, rows)
 
 

@@ -170,3 +170,23 @@ def test_tagging_from_a_background_thread(student_project, demo_data):
     thread.start()
     thread.join(timeout=300)
     assert not thread.is_alive() and len(results[0].paths) == 20
+
+
+def test_empty_folder_and_deleted_class(student_project, tmp_path, demo_data, capsys):
+    store, run, _ = student_project
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "p.csv"
+    assert main(["--project", str(store.paths.root), "tag", str(empty), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    assert out.read_text() == "path," + ",".join(run.class_names) + "\n"
+    # a class deleted after training: still in the CSV (the model's classes), no suggestion row,
+    # and not re-created in the project
+    gone = store.classes.get(run.class_names[0])
+    store.classes.delete(gone.id)
+    files = sorted(demo_data.images_dir.glob("*.jpg"))[:3]
+    result = tag_paths(store, files, device="cpu")
+    assert result.class_names == list(run.class_names)
+    assert run.class_names[0] not in store.classes.names()
+    assert len(store.suggestions.for_image(result.image_ids[0], run.model_version)) == \
+        len(run.class_names) - 1
