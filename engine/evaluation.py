@@ -251,8 +251,8 @@ def evaluate(store, split: str = "test", teacher_version: str | None = None,
                       teacher_classes=names, teacher_boxes=boxes)
         offset += n
     if "student" in runs:
-        scores = _student_predictions(store, matrix.paths, runs["student"], device, batch_size,
-                                      step, should_stop)
+        scores = _student_predictions(store, matrix.paths, sizes, runs["student"], device,
+                                      batch_size, step, should_stop)
         kwargs.update(student_version=runs["student"].model_version, student_scores=scores,
                       student_classes=list(runs["student"].class_names))
     return evaluate_predictions(matrix.class_names, matrix.labels, split=split,
@@ -260,8 +260,9 @@ def evaluate(store, split: str = "test", teacher_version: str | None = None,
                                 **kwargs)
 
 
-def _student_predictions(store, paths: Sequence[Path], run, device: str, batch_size: int,
-                         progress: Progress, should_stop) -> np.ndarray:
+def _student_predictions(store, paths: Sequence[Path], sizes: Sequence[tuple[int, int] | None],
+                         run, device: str, batch_size: int, progress: Progress,
+                         should_stop) -> np.ndarray:
     from engine.inference.tagging import predict_files
     from engine.models.registry import load_model
 
@@ -269,8 +270,8 @@ def _student_predictions(store, paths: Sequence[Path], run, device: str, batch_s
     torch_device = next(model.parameters()).device
     image_size = int(getattr(model, "image_size", 0) or run.config.get("student_image_size", 224))
     probabilities, reasons, cancelled = predict_files(
-        model, list(paths), image_size, torch_device, batch_size=batch_size, progress=progress,
-        should_stop=should_stop, precision="fp32")
+        model, list(paths), image_size, torch_device, batch_size=batch_size, sizes=sizes,
+        progress=progress, should_stop=should_stop, precision="fp32")
     if cancelled:
         raise UserError("Evaluation was cancelled.")
     _check_unreadable(paths, reasons)

@@ -307,6 +307,7 @@ def tag_paths(store, paths: Sequence[Path | str], model_version: str | None = No
     trained student. `progress(done, total)` is called after each batch; `should_stop()` is checked
     before each batch (the images done so far are kept and stored). `precision`: see
     `autocast_dtype` ('auto' uses float16 on CUDA and bfloat16 on CPUs that run it natively).
+    `store_suggestions=False` writes nothing to the project (no registration, no suggestions).
     """
     import time
 
@@ -318,8 +319,7 @@ def tag_paths(store, paths: Sequence[Path | str], model_version: str | None = No
     class_names = list(run.class_names or [])
     image_size = int(getattr(model, "image_size", 0) or run.config.get("student_image_size", 224))
     files = [_canonical(p) for p in paths]
-    image_ids, sizes = _register(store, files) if store_suggestions else ([None] * len(files),
-                                                                          [None] * len(files))
+    image_ids, sizes = _register(store, files, register=store_suggestions)
     probabilities, reasons, cancelled = predict_files(
         model, files, image_size, torch_device, batch_size=batch_size, num_workers=num_workers,
         sizes=sizes, progress=progress, should_stop=should_stop, precision=precision)
@@ -341,31 +341,37 @@ def tag_paths(store, paths: Sequence[Path | str], model_version: str | None = No
     return result
 
 
-def _register(store, files: list[Path]) -> tuple[list[int | None], list[tuple[int, int] | None]]:
-    """Project image ids and original sizes of `files`, registering unknown ones through intake.
-
-    Files under a folder the project already has are registered under that root; others under
-    their own folder. Already known, unchanged files cost one `stat` each."""
+def _register(store, files: list[Path], register: bool = True,
+              ) -> tuple[list[int | None], list[tuple[int, int] | None]]:
+    """Project image ids and original sizes of `files`. With `register`, unknown files are
+    registered through intake first (under the project folder that holds them, else their own
+    folder); known, unchanged files cost one `stat` each. Without, unknown files get None."""
     from engine.intake import register_files
 
     roots = sorted(((Path(root.path), root.id) for root in store.roots.list()),
                    key=lambda item: len(item[0].parts), reverse=True)
     groups: dict[Path, list[Path]] = {}
     for path in files:
-        owner = next((root for root, _ in roots if path.is_relative_to(root)), path.parent)
-        groups.setdefault(owner, []).append(path)
-    ids_by_path: dict[Path, int] = {}
-    for owner, members in groups.items():
-        if not owner.is_dir():
+        owner = next((root for root, _ in roots if path.is_relative_to(root)), None)
+        if owner is None and not register:
             continue
-        report = register_files(store, owner, members)
-        ids_by_path.update(report.image_ids)
+        groups.setdefault(owner or path.parent, []).append(path)
+    if register:
+        for owner, members in groups.items():
+            if owner.is_dir():
+                register_files(store, owner, members)
+    ids_by_path: dict[Path, int] = {}
     sizes_by_id: dict[int, tuple[int, int]] = {}
     for root in store.roots.list():
-        if any(Path(root.path) == owner for owner in groups):
-            for image in store.images.in_root(root.id).values():
-                if image.width and image.height:
-                    sizes_by_id[image.id] = (image.width, image.height)
+        root_path = Path(root.path)
+        if root_path not in groups:
+            continue
+        for rel_path, image in store.images.in_root(root.id).items():
+            if not image.present:
+                continue
+            ids_by_path[root_path / rel_path] = image.id
+            if image.width and image.height:
+                sizes_by_id[image.id] = (image.width, image.height)
     ids = [ids_by_path.get(path) for path in files]
     return ids, [sizes_by_id.get(i) if i is not None else None for i in ids]
 
