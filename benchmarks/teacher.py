@@ -24,6 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch  # noqa: E402
+
 from engine.demo import generate_demo, import_demo  # noqa: E402
 from engine.evaluation import evaluate  # noqa: E402
 from engine.store import Store  # noqa: E402
@@ -49,11 +51,14 @@ def main() -> None:
     parser.add_argument("--roi-op", default=defaults.roi_op)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--only", choices=("refine", "plain"), help="train only one variant")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)

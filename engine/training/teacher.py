@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from engine.device import configure_cpu_threads, resolve_device
+from engine.device import resolve_device
 from engine.errors import UserError
 from engine.models.wsddn import WSDDN
 from engine.proposals import (
@@ -139,8 +139,6 @@ def train_teacher(store: Any, config: TrainConfig,
                                      device=config.device, resume=True)
         callbacks.message(f"Resuming {run.model_version} after epoch {checkpoint['epoch']}")
     device = resolve_device(config.device)
-    if device.type == "cpu":
-        configure_cpu_threads()
     seed_everything(config.seed)
 
     matrix = store.tags.label_matrix("train")
