@@ -79,6 +79,18 @@ def _torchvision_model(name: str, pretrained: bool) -> nn.Module:
         "mobilenet_v3_large": (tvm.mobilenet_v3_large, tvm.MobileNet_V3_Large_Weights.IMAGENET1K_V2),
     }
     builder, weights = builders[name]
+    if not pretrained and name == "vgg16":
+        # only the convolutional part: skips building and initialising the 120M-parameter
+        # classifier (same `features.N` names, so weights files still load)
+        from torchvision.models.vgg import cfgs, make_layers
+
+        holder = nn.Module()
+        holder.features = make_layers(cfgs["D"], batch_norm=False)
+        for layer in holder.features.modules():          # torchvision's VGG initialisation
+            if isinstance(layer, nn.Conv2d):
+                nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
+        return holder
     if not pretrained:
         return builder(weights=None)
     try:

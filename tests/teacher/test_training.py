@@ -106,7 +106,8 @@ def test_no_training_data_is_a_user_error(empty_project):
 
 
 def test_gradient_accumulation_and_box_scores(demo_project):
-    run = train(demo_project, tiny_config(grad_accum=2, batch_size=8, proposals="edgeboxes"))[0]
+    run = train(demo_project, tiny_config(grad_accum=2, batch_size=8, proposals="edgeboxes",
+                                          extra={"proposal_params": {"max_side": 96}}))[0]
     assert run.status == "completed"
     model, _ = registry.load_model(demo_project, "teacher", device="cpu")
     assert model.meta["box_scores"] is True and model.meta["proposals"] == "edgeboxes"

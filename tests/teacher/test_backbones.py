@@ -1,0 +1,62 @@
+"""Backbones: shapes and strides, ImageNet weights (offline error, local file, bundled Lite0)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from engine.errors import UserError
+from engine.models import backbones
+from engine.models.backbones import BACKBONE_NAMES, build_backbone
+
+
+@pytest.mark.parametrize("name", BACKBONE_NAMES)
+def test_feature_maps_have_the_announced_channels_and_stride(name):
+    torch.manual_seed(0)
+    for stride in (16, 32):
+        spec = build_backbone(name, stride=stride)
+        spec.module.eval()
+        with torch.inference_mode():
+            out = spec.module(torch.rand(1, 3, 96, 128))
+        assert spec.stride == stride
+        assert out.shape == (1, spec.out_channels, 96 // stride, 128 // stride)
+
+
+def test_offline_download_failure_is_a_user_error(monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(torchvision.models, "resnet18", offline)
+    with pytest.raises(UserError, match="--weights PATH.*--no-pretrained"):
+        build_backbone("resnet18", pretrained=True)
+
+
+def test_local_weights_file(tmp_path):
+    reference = torchvision.models.resnet18(weights=None)
+    torch.save(reference.state_dict(), tmp_path / "r18.pth")
+    spec = build_backbone("resnet18", weights=tmp_path / "r18.pth")
+    assert torch.equal(spec.module[1].weight, reference.conv1.weight)     # [0] is Normalize
+    with pytest.raises(UserError, match="does not fit"):
+        build_backbone("resnet50", weights=tmp_path / "r18.pth")
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(UserError, match="Cannot read"):
+        build_backbone("resnet18", weights=tmp_path / "junk.pth")
+    with pytest.raises(UserError, match="does not exist"):
+        build_backbone("resnet18", weights=tmp_path / "missing.pth")
+
+
+def test_bundled_efficientnet_lite0_weights_load_strictly():
+    state = backbones._efficientnet_lite0_package_weights()
+    assert state["_fc.weight"].shape == (1000, 1280)              # an ImageNet classifier
+    net = backbones.EfficientNetLite0()
+    net.load_state_dict(state)                                    # strict: every key matches
+    spec = build_backbone("efficientnet_lite0", pretrained=True)
+    assert torch.equal(spec.module[1].conv.weight, state["_conv_stem.weight"])
+    # trained batch-norm statistics, not the defaults of a fresh network
+    assert not torch.allclose(state["_bn0.running_var"], torch.ones(32))
+
+
+def test_unknown_backbone():
+    with pytest.raises(UserError, match="Unknown backbone"):
+        build_backbone("alexnet")
