@@ -29,7 +29,9 @@ def new_action(parent: QWidget, text: str, slot: Callable | None = None,
         if window_wide:
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
     if tip:
-        action.setToolTip(tip)
+        keys = ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText)
+                         for k in action.shortcuts())
+        action.setToolTip(f"{tip} ({keys})" if keys else tip)
         action.setStatusTip(tip)
     if checkable:
         action.setCheckable(True)

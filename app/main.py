@@ -35,9 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName("mlic")
 
+    from app.icons import icon
     from app.main_window import MainWindow
     from app.style import apply_style, follow_system_scheme
 
+    app.setWindowIcon(icon("mlic"))
     settings = QSettings()
     apply_style(app, str(settings.value("theme", "system")))
     follow_system_scheme(app, lambda: str(settings.value("theme", "system")))

@@ -16,8 +16,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
-from PySide6.QtWidgets import QApplication, QDockWidget, QFileDialog, QMainWindow, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QMainWindow,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app import dialogs, project_jobs
 from app.classes_dialog import ClassesDialog
@@ -99,9 +107,11 @@ class MainWindow(QMainWindow):
                  area: Qt.DockWidgetArea = Qt.DockWidgetArea.BottomDockWidgetArea,
                  object_name: str | None = None) -> QDockWidget:
         """Dock `widget` (tabbed with other docks of the same area); its state persists by
-        `object_name` (default: from the title). Returns the QDockWidget; the View menu lists it."""
+        `object_name` (default: from the title). Returns the QDockWidget; the View menu lists it.
+        Its minimum size is relaxed, so a tall panel never squeezes the gallery and the viewer."""
         dock = QDockWidget(title, self)
         dock.setObjectName(object_name or f"dock-{title.lower().replace(' ', '-')}")
+        widget.setMinimumSize(QSize(60, 60))   # an explicit minimum overrides the layout's
         dock.setWidget(widget)
         existing = [d for d in self.findChildren(QDockWidget)
                     if d is not dock and self.dockWidgetArea(d) == area and not d.isFloating()]
@@ -379,9 +389,7 @@ class MainWindow(QMainWindow):
         if isinstance(state, QByteArray):
             self.restoreState(state)
         else:
-            self.resizeDocks([self.tags_dock], [340], Qt.Orientation.Horizontal)
-            self.resizeDocks([self.tags_dock, self.history_dock], [520, 260],
-                             Qt.Orientation.Vertical)
+            QTimer.singleShot(0, self._default_dock_sizes)      # once the window is laid out
         splitter = self.settings.value("window/splitter")
         if isinstance(splitter, QByteArray):
             self.splitter.restoreState(splitter)
@@ -390,6 +398,16 @@ class MainWindow(QMainWindow):
         self.filters.restore(self.settings)
         self.model.filter = self.filters.current_filter()
         self.gallery.set_thumbnail_size(str(self.settings.value("gallery/thumb_size", "medium")))
+
+    def _default_dock_sizes(self) -> None:
+        """First start: the gallery and the viewer come first; side and bottom docks start small."""
+        self.resizeDocks([self.tags_dock], [340], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.tags_dock, self.history_dock], [520, 260], Qt.Orientation.Vertical)
+        bottom = [d for d in self.findChildren(QDockWidget) if not d.isFloating()
+                  and self.dockWidgetArea(d) == Qt.DockWidgetArea.BottomDockWidgetArea]
+        if bottom:
+            self.resizeDocks(bottom, [max(200, self.height() // 4)] * len(bottom),
+                             Qt.Orientation.Vertical)
 
     def _save_project_view(self) -> None:
         image_id = self.gallery.current_image_id()

@@ -10,6 +10,7 @@ from PySide6.QtGui import QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMenu
 
 from app.actions import new_action
+from app.icons import icon
 from app.style import THEMES
 
 
@@ -173,6 +174,24 @@ def build_menus(window) -> WindowActions:
                        "Show every keyboard shortcut")
     help_menu.addAction(sheet)
     acts.group("Help", sheet)
+
+    # Tool bar
+    for action, name in ((add_folder, "folder-add"), (undo, "undo"), (redo, "redo"),
+                         (previous_image, "previous"), (next_image, "next"),
+                         (accept_all, "accept-all"), (reject, "reject"), (classes, "tags"),
+                         (fit, "fit"), (refresh, "refresh"), (sheet, "keyboard")):
+        action.setIcon(icon(name))
+    toolbar = window.addToolBar("Main")
+    toolbar.setObjectName("mainToolBar")
+    toolbar.setMovable(False)
+    toolbar.addActions([add_folder])
+    toolbar.addSeparator()
+    toolbar.addActions([undo, redo])
+    toolbar.addSeparator()
+    toolbar.addActions([previous_image, next_image, accept_all, reject])
+    toolbar.addSeparator()
+    toolbar.addActions([classes, fit, refresh, sheet])
+    acts.toolbar = toolbar
     return acts
 
 

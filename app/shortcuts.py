@@ -30,7 +30,7 @@ def sheet_html(groups: dict[str, list[QAction]], class_keys: list[tuple[str, str
             keys = _keys(action)
             if keys:
                 text = action.text().replace("&", "")
-                rows.setdefault(group, []).append((keys, action.toolTip() or text))
+                rows.setdefault(group, []).append((keys, action.statusTip() or text))
     for group, keys, text in EXTRA:
         rows.setdefault(group, []).append((keys, text))
     if class_keys:

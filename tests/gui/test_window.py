@@ -89,6 +89,7 @@ def test_classes_dialog_threshold_count_and_rename(qtbot, window, project, monke
     qtbot.waitUntil(lambda: "puppy" in project["store"].classes.names(), timeout=20000)
     window.state.undo_stack.undo()
     qtbot.waitUntil(lambda: "dog" in project["store"].classes.names(), timeout=20000)
+    qtbot.waitUntil(lambda: window.state.class_by_name("dog") is not None, timeout=20000)
     dialog.table.item(row, 2).setText("1")               # reserved: refused with a message
     assert project["store"].classes.get("dog").shortcut is None
     assert "taken by the review shortcuts" in str(errors.pop())
@@ -96,12 +97,14 @@ def test_classes_dialog_threshold_count_and_rename(qtbot, window, project, monke
     dialog.select_class(project["classes"]["tree"])
     dialog.delete_selected()                              # confirmed by the `errors` fixture
     qtbot.waitUntil(lambda: "tree" not in project["store"].classes.names(), timeout=20000)
+    qtbot.waitUntil(lambda: project["classes"]["tree"] not in dialog._ids, timeout=20000)
     from app import dialogs
 
     monkeypatch.setattr(dialogs, "get_item", lambda *args: "dog")
     dialog.select_class(project["classes"]["car"])
     dialog.merge_selected()
-    qtbot.waitUntil(lambda: "car" not in project["store"].classes.names(), timeout=20000)
+    qtbot.waitUntil(lambda: "car" not in project["store"].classes.names() or bool(errors), timeout=20000)
+    assert errors == []
     qtbot.waitUntil(lambda: project["classes"]["car"] not in window.state.classes, timeout=20000)
     dialog.close()
 
