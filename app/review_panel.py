@@ -47,6 +47,7 @@ from PySide6.QtWidgets import (
 
 from app import dialogs
 from app.state import ProjectState
+from app.training_panel import style_plot
 from engine import review
 from engine.review import QUEUE_ORDERS
 
@@ -253,7 +254,7 @@ class ReviewPanel(QWidget):
         more = len(queue.entries) - QUEUE_SHOWN
         note = f"{len(queue.entries)} images in this order"
         note += f" (first {QUEUE_SHOWN} listed)" if more > 0 else ""
-        self.queue_note.setText(". ".join(t for t in (note, queue.note) if t) + ".")
+        self.queue_note.setText(" ".join(t.rstrip(".") + "." for t in (note, queue.note) if t))
         self.queue_ready.emit(queue.image_ids)
 
     def _entry_activated(self, item: QListWidgetItem | None) -> None:
@@ -312,12 +313,17 @@ class ReviewPanel(QWidget):
         rule_form.addRow("Precision target", self.accept_target)
         rule_form.addRow(self.accept_button)
         rule_form.addRow(self.accept_label)
+        thresholds = QVBoxLayout()
+        thresholds.addLayout(calibration)
+        thresholds.addWidget(self.threshold_table, 1)
+        thresholds.addWidget(self.auto_button)
+        side = QVBoxLayout()
+        side.addWidget(rule)
+        side.addStretch(1)
         tab = QWidget()
-        layout = QVBoxLayout(tab)
-        layout.addLayout(calibration)
-        layout.addWidget(self.threshold_table, 1)
-        layout.addWidget(self.auto_button)
-        layout.addWidget(rule)
+        layout = QHBoxLayout(tab)
+        layout.addLayout(thresholds, 3)
+        layout.addLayout(side, 1)
         return tab
 
     @staticmethod
@@ -433,6 +439,7 @@ class ReviewPanel(QWidget):
                                        symbolBrush=colour, symbolSize=6)
             for key, colour in (("mAP", "#4e79a7"), ("CF1", "#f28e2b"), ("OF1", "#59a14f"))}
         self.tag_bars: pg.BarGraphItem | None = None
+        style_plot(self.rounds_plot)
 
         self.version_table = QTableWidget(0, 8)
         self.version_table.setHorizontalHeaderLabels(
@@ -456,11 +463,13 @@ class ReviewPanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.rollback_button)
         buttons.addWidget(self.evaluate_button)
+        versions = QVBoxLayout()
+        versions.addWidget(self.version_table, 1)
+        versions.addLayout(buttons)
         tab = QWidget()
-        layout = QVBoxLayout(tab)
-        layout.addWidget(self.rounds_plot, 1)
-        layout.addWidget(self.version_table, 1)
-        layout.addLayout(buttons)
+        layout = QHBoxLayout(tab)
+        layout.addWidget(self.rounds_plot, 3)
+        layout.addLayout(versions, 2)
         return tab
 
     def refresh(self) -> None:

@@ -22,16 +22,19 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, QSettings, Qt, Signal
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -188,7 +191,7 @@ class TrainingPanel(QWidget):
         self.map_plot.setYRange(0, 1)
         self.map_plot.addLegend(offset=(-5, 5))
         curves = QWidget()
-        curves_layout = QVBoxLayout(curves)
+        curves_layout = QHBoxLayout(curves)
         curves_layout.setContentsMargins(0, 0, 0, 0)
         curves_layout.addWidget(self.loss_plot)
         curves_layout.addWidget(self.map_plot)
@@ -209,12 +212,25 @@ class TrainingPanel(QWidget):
         self.tabs.addTab(self.ap_plot, "Per-class AP")
         self.tabs.addTab(self.history, "History")
 
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
+        controls = QWidget()
+        left = QVBoxLayout(controls)
+        left.addLayout(form)
+        left.addLayout(buttons)
+        left.addWidget(self.progress)
+        left.addWidget(self.status)
+        left.addStretch(1)
+        scroll = QScrollArea()                  # a short dock scrolls instead of squashing
+        scroll.setWidget(controls)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(controls.sizeHint().width() + 20)
+        scroll.setMaximumWidth(420)
+        layout = QHBoxLayout(self)
+        layout.addWidget(scroll)
         layout.addWidget(self.tabs, 1)
+        for plot in (self.loss_plot, self.map_plot, self.ap_plot):
+            style_plot(plot)
         self._stage_changed()
 
     def _backbone_combo(self, tip: str) -> QComboBox:
@@ -463,6 +479,22 @@ class TrainingPanel(QWidget):
         self.ap_plot.addItem(self.ap_bars)
         self.ap_plot.getAxis("bottom").setTicks([[(i, n) for i, n in enumerate(names)]])
         self.ap_plot.setXRange(-0.6, len(names) - 0.4)
+
+
+def style_plot(plot: pg.PlotWidget) -> None:
+    """Plot colours from the widget's palette (light or dark scheme) instead of pyqtgraph's
+    black default; a minimum height that keeps the axes readable."""
+    palette = plot.palette()
+    plot.setBackground(palette.color(QPalette.ColorRole.Base))
+    text = palette.color(QPalette.ColorRole.Text)
+    item = plot.getPlotItem()
+    for name in ("left", "bottom", "right", "top"):
+        axis = item.getAxis(name)
+        axis.setPen(text)
+        axis.setTextPen(text)
+    item.titleLabel.setAttr("color", text.name())
+    item.titleLabel.setText(item.titleLabel.text)
+    plot.setMinimumHeight(140)
 
 
 def _final_map(run) -> float:

@@ -29,8 +29,9 @@ Auto-accept
 `auto_accept(store, precision_target)` calibrates one threshold per class at that precision on the
 validation split and turns every suggestion above it into a positive tag with source 'model rule',
 all in ONE tag batch, so `undo_auto_accept(store, result.batch)` (or `store.tags.revert_batch`)
-undoes the whole rule in one step. It never touches an existing tag (a person's decision wins), and never tags validation or test
-images (a model's guess must not become the ground truth it is measured against).
+undoes the whole rule in one step (tags a person changed since are left alone). It never touches
+an existing tag (a person's decision wins), and never tags validation or test images (a model's
+guess must not become the ground truth it is measured against).
 """
 
 from __future__ import annotations
@@ -560,14 +561,14 @@ def _mistake_priorities(store: Store, ids: Sequence[int], oof: OutOfFold,
         return priority, reasons, "No tagged images with out-of-fold predictions."
     columns = np.flatnonzero(known)
     scores, suspect, flagged = label_issue_priority(labels[:, columns], probs[:, columns])
-    for n, score, k, flag in zip(keep, scores, suspect, flagged):
+    for row, (n, score, k, flag) in enumerate(zip(keep, scores, suspect, flagged)):
         image_id = matrix.image_ids[n]
         k_full = columns[k]
-        tagged = labels[keep.index(n), k_full] > 0.5
+        tagged = labels[row, k_full] > 0.5
         priority[row_of[image_id]] = score
         reasons[row_of[image_id]] = (
             f"{names[k_full]}: tagged {'yes' if tagged else 'no'}, out-of-fold model "
-            f"{probs[keep.index(n), k_full]:.2f}" + (" (flagged)" if flag else ""))
+            f"{probs[row, k_full]:.2f}" + (" (flagged)" if flag else ""))
     note = f"{int(flagged.sum())} images flagged by cleanlab as likely label issues."
     return priority, reasons, note
 

@@ -176,11 +176,14 @@ class RoundOutcome:
 
 
 def train_round(store: Store, config: TrainConfig, callbacks=None, warm_start: bool = True,
-                val_fraction: float = 0.2, evaluate: bool = True,
+                val_fraction: float = 0.2, evaluate: bool = True, calibrate: bool = True,
                 warm_epochs: int | None = None) -> RoundOutcome:
     """One round of the loop: give unassigned tagged images a split (stratified, stable), plan
-    the round (warm start or from scratch), train, and evaluate each completed run on the
-    validation split. `callbacks` are the trainer's (`TrainCallbacks`): progress, epochs, cancel."""
+    the round (warm start or from scratch), train, and, with `evaluate`, measure each completed
+    run on the validation split; a new student first gets its class thresholds calibrated there
+    (best F1; thresholds set by hand are kept), so CF1/OF1 are at the thresholds the GUI will use
+    (optimistic: chosen and measured on the same split; mAP does not depend on thresholds).
+    `callbacks` are the trainer's (`TrainCallbacks`): progress, epochs, cancel."""
     from engine.splits import assign_splits
     from engine.training import TrainCallbacks, train
 
@@ -211,6 +214,12 @@ def train_round(store: Store, config: TrainConfig, callbacks=None, warm_start: b
                 continue
             callbacks.message(f"Evaluating {run.model_version} on the validation split")
             try:
+                if run.stage == "student" and calibrate:
+                    from engine.review import calibrate_thresholds
+
+                    calibrate_thresholds(store, model_version=run.model_version,
+                                         device=plan.config.device,
+                                         should_stop=callbacks.should_stop)
                 figures[run.model_version] = evaluate_round(
                     store, run.model_version, device=plan.config.device,
                     should_stop=callbacks.should_stop)
