@@ -4,7 +4,7 @@ its `save()` runs with the window's other settings."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, QSettings, Qt, QTimer
+from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QMenu
 
 from app.actions import new_action
@@ -13,9 +13,8 @@ from app.tagging_job import BatchTagger
 from app.training_panel import TrainingPanel
 
 
-class LoopDocks(QObject):
+class LoopDocks:
     def __init__(self, window) -> None:
-        super().__init__(window)
         self.window = window
         self.training = TrainingPanel(window.state)
         self.review = ReviewPanel(window.state)
@@ -27,17 +26,8 @@ class LoopDocks(QObject):
         self.tagger.message.connect(lambda text: window.status.showMessage(text, 10000))
         self.review.auto_accepted.connect(
             lambda result: window.status.showMessage(result.summary(), 10000))
-        self._size_docks = window.settings.value("window/state") is None   # first start
-        window.installEventFilter(self)
         self.training.restore_settings(window.settings)
         self.review.restore_settings(window.settings)
-
-    def eventFilter(self, watched, event) -> bool:
-        if self._size_docks and watched is self.window and event.type() == QEvent.Type.Show:
-            self._size_docks = False                # room for the plots, once laid out
-            QTimer.singleShot(100, lambda: self.window.resizeDocks(
-                [self.review_dock], [380], Qt.Orientation.Vertical))
-        return False
 
     def _menu(self) -> None:
         window = self.window
