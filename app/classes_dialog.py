@@ -33,7 +33,7 @@ from engine import gallery_query as gq
 from engine.errors import UserError
 
 COLUMNS = ["Colour", "Name", "Key", "Threshold", "Images ≥ threshold", "Tagged"]
-RESERVED_KEYS = set("123456789jkt?") | {" "}
+RESERVED_KEYS = set("123456789jktr?") | {" "}
 COUNT_DELAY_MS = 120
 COMMIT_DELAY_MS = 700
 
@@ -233,7 +233,7 @@ class ClassesDialog(QDialog):
         if key is None:
             return None
         if key in RESERVED_KEYS:
-            return f"The key {key!r} is taken by the review shortcuts (1-9, J, K, T, ?)."
+            return f"The key {key!r} is taken by the review shortcuts (1-9, J, K, T, R, ?)."
         for other in self.state.classes.values():
             if other.class_id != class_id and (other.shortcut or "").lower() == key:
                 return f"The key {key!r} already belongs to the class {other.name!r}."

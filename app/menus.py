@@ -125,8 +125,8 @@ def build_menus(window) -> WindowActions:
     review_menu.addActions([accept_all, reject])
     review_menu.addSeparator()
     review_menu.addActions([next_image, previous_image, add_tag_field, search, refresh])
-    acts.group("Review", accept[0], accept_all, reject, next_image, previous_image, add_tag_field,
-               search, refresh)
+    acts.group("Review", accept_all, reject, next_image, previous_image, add_tag_field, search,
+               refresh)
     acts.accept_actions = accept
 
     # View

@@ -7,8 +7,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QScrollArea, QVBoxLayout
 
-# Keys handled outside QActions (by the gallery and the viewer themselves).
+# Keys handled outside QActions (by the gallery and the viewer themselves), or summarised.
 EXTRA = [
+    ("Review", "1 … 9", "Accept the suggestion with that number"),
     ("Gallery", "Up / Down", "Move one row in the grid"),
     ("Gallery", "Shift+click, Ctrl+click", "Extend the selection"),
     ("Viewer", "Wheel", "Zoom around the pointer"),
@@ -18,8 +19,16 @@ EXTRA = [
 ]
 
 
+def _typable(text: str) -> bool:
+    """Keys a person can type: skip platform aliases such as 'Undo', 'Find' or 'F14'."""
+    if "+" in text or len(text) <= 5 and not text.isalpha():
+        return not (text.startswith("F") and text[1:].isdigit() and int(text[1:]) > 12)
+    return len(text) == 1 or text in ("Space", "Del", "Delete", "Return", "Esc")
+
+
 def _keys(action: QAction) -> str:
-    return ", ".join(s.toString(QKeySequence.SequenceFormat.NativeText) for s in action.shortcuts())
+    texts = [s.toString(QKeySequence.SequenceFormat.NativeText) for s in action.shortcuts()]
+    return ", ".join(t for t in texts if _typable(t))
 
 
 def sheet_html(groups: dict[str, list[QAction]], class_keys: list[tuple[str, str]]) -> str:

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QScrollArea,
+    QSizePolicy,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -56,8 +57,12 @@ class SuggestionRow(QFrame):
         key = QLabel(str(number) if number <= 9 else "")
         key.setFixedWidth(14)
         name = QLabel(info.name)
+        name.setToolTip(info.name)
+        name.setMinimumWidth(30)
+        name.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         bar = QProgressBar(minimum=0, maximum=1000, value=int(confidence * 1000), textVisible=False)
         bar.setFixedHeight(10)
+        bar.setMinimumWidth(24)
         bar.setStyleSheet(f"QProgressBar::chunk {{ background: {info.color}; }}")
         value = QLabel(f"{confidence:.2f}")
         value.setToolTip(f"Student confidence {confidence:.3f}; class threshold {threshold:.2f}")
@@ -72,8 +77,8 @@ class SuggestionRow(QFrame):
         layout.setContentsMargins(4, 1, 2, 1)
         layout.addWidget(key)
         layout.addWidget(_swatch(info.color))
-        layout.addWidget(name, 2)
-        layout.addWidget(bar, 3)
+        layout.addWidget(name, 3)
+        layout.addWidget(bar, 2)
         layout.addWidget(value)
         layout.addWidget(ok)
         layout.addWidget(no)
@@ -114,12 +119,17 @@ class TagChip(QFrame):
         layout.setContentsMargins(4, 0, 0, 0)
         layout.addWidget(_swatch(info.color))
         text = QLabel(info.name if positive else f"not {info.name}")
+        text.setMinimumWidth(30)
+        text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         if not positive:
             text.setStyleSheet("color: gray; text-decoration: line-through;")
-        layout.addWidget(text, 1)
+        layout.addWidget(text, 2)
         source = QLabel(detail)
         source.setStyleSheet("color: gray;")
-        layout.addWidget(source)
+        source.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        source.setMinimumWidth(20)
+        source.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        layout.addWidget(source, 2)
         button = QToolButton(text="×", toolTip="Remove this tag (undoable)", autoRaise=True)
         button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         button.clicked.connect(lambda: self.remove.emit(self.class_id))
@@ -226,6 +236,8 @@ class TagPanel(QWidget):
         _clear(self.tags_box)
         _clear(self.suggestions_box)
         self.shown = []
+        for widget in (self.show_below, self.hint):
+            widget.setVisible(not self.is_bulk())
         if self.is_bulk():
             self._build_bulk()
             return

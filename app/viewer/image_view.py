@@ -76,9 +76,17 @@ class ImageView(QGraphicsView):
     def regions(self) -> list[RegionItem]:
         return list(self._regions)
 
-    def filter_regions(self, hidden: set[int], min_score: float, show: bool = True) -> None:
+    def filter_regions(self, hidden: set[int], min_score: float, show: bool = True,
+                       best_only: bool = False) -> None:
+        """Show regions of the classes not hidden, scoring at least `min_score`; with
+        `best_only`, only each class's best region."""
+        best: dict[int, RegionItem] = {}
         for item in self._regions:
-            item.setVisible(show and item.class_id not in hidden and item.score >= min_score)
+            if item.class_id not in best or item.score > best[item.class_id].score:
+                best[item.class_id] = item
+        for item in self._regions:
+            item.setVisible(show and item.class_id not in hidden and item.score >= min_score
+                            and (not best_only or best[item.class_id] is item))
 
     def highlight(self, class_id: int | None) -> None:
         for item in self._regions:

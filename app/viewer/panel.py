@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.state import ProjectState
+from app.viewer.flow_layout import FlowLayout
 from app.viewer.image_view import ImageView
 from engine.gallery_query import ImageDetail
 
@@ -53,6 +54,8 @@ class ViewerPanel(QWidget):
         self.view = ImageView()
         self.show_regions = QCheckBox("Regions", checked=True, toolTip=(
             "Show the teacher's regions: where the detector found each class (R)"))
+        self.best_only = QCheckBox("Best per class", checked=True, toolTip=(
+            "Show only each class's highest-scoring region (the evidence for its tag)"))
         self.slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100)
         self.slider.setToolTip("Hide regions whose teacher score is below this value")
         self.slider.setMinimumWidth(90)
@@ -60,8 +63,8 @@ class ViewerPanel(QWidget):
         self.slider.setObjectName("scoreSlider")
         self.score_label = QLabel()
         self.score_label.setMinimumWidth(34)
-        self.class_bar = QHBoxLayout()
-        self.class_bar.setSpacing(2)
+        self.class_box = QWidget()
+        self.class_bar = FlowLayout(self.class_box)
         self.class_buttons: dict[int, QToolButton] = {}
         self.version_label = QLabel()
         self.version_label.setObjectName("versionLabel")
@@ -72,11 +75,13 @@ class ViewerPanel(QWidget):
         self.zoom_label = QLabel()
         bar = QHBoxLayout()
         bar.addWidget(self.show_regions)
+        bar.addWidget(self.best_only)
         bar.addWidget(QLabel("min score"))
         bar.addWidget(self.slider)
         bar.addWidget(self.score_label)
         bar.addStretch(1)
         bar.addWidget(self.version_label)
+        bar.addSpacing(8)
         bar.addWidget(self.zoom_label)
         bar.addWidget(fit)
         bar.addWidget(one)
@@ -84,15 +89,16 @@ class ViewerPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         layout.addLayout(bar)
-        self.class_bar.addStretch(1)
-        layout.addLayout(self.class_bar)
+        layout.addWidget(self.class_box)
         layout.addWidget(self.view, 1)
         self.view.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f}%"))
         self.slider.valueChanged.connect(self._filter_changed)
         self.show_regions.toggled.connect(self._filter_changed)
+        self.best_only.toggled.connect(self._filter_changed)
         self.slider.setValue(int(float(settings.value("viewer/min_score", 0.2)) * 100))
         self.show_regions.setChecked(settings.value("viewer/show_regions", "true") in
                                      (True, "true"))
+        self.best_only.setChecked(settings.value("viewer/best_only", "true") in (True, "true"))
         self._hidden_names = set(settings.value("viewer/hidden_classes", []) or [])
         self.view.clear("No image selected")
         state.classes_changed.connect(self._rebuild_regions)
@@ -154,10 +160,10 @@ class ViewerPanel(QWidget):
         self.class_buttons = {}
         if self.detail is None:
             return
-        seen: list[int] = []
-        for region in self.detail.regions:
-            if region.class_id not in seen:
-                seen.append(region.class_id)
+        best: dict[int, float] = {}
+        for region in self.detail.regions:                 # best first
+            best.setdefault(region.class_id, region.score)
+        seen = [c for c, score in best.items() if score >= self.min_score]
         for class_id in seen:
             info = self.state.classes.get(class_id)
             button = QToolButton(text=info.name if info else str(class_id), checkable=True)
@@ -167,7 +173,7 @@ class ViewerPanel(QWidget):
             button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
             button.setToolTip("Show or hide this class's regions")
             button.toggled.connect(lambda on, c=class_id: self.toggle_class(c, on))
-            self.class_bar.insertWidget(self.class_bar.count() - 1, button)
+            self.class_bar.addWidget(button)
             self.class_buttons[class_id] = button
 
     def toggle_class(self, class_id: int, visible: bool) -> None:
@@ -182,8 +188,14 @@ class ViewerPanel(QWidget):
         self.view.highlight(class_id)
 
     def _filter_changed(self, *_args) -> None:
+        shown = sorted(self.class_buttons)
+        wanted = sorted({r.class_id for r in (self.detail.regions if self.detail else ())
+                         if r.score >= self.min_score})
+        if shown != wanted:
+            self._rebuild_toggles()        # a toggle for each class with a region above the slider
         self.score_label.setText(f"{self.min_score:.2f}")
-        self.view.filter_regions(self.hidden, self.min_score, self.show_regions.isChecked())
+        self.view.filter_regions(self.hidden, self.min_score, self.show_regions.isChecked(),
+                                 self.best_only.isChecked())
 
     def _hidden_from_names(self) -> None:
         if self._hidden_names and self.state.classes:
@@ -195,5 +207,6 @@ class ViewerPanel(QWidget):
     def save(self, settings: QSettings) -> None:
         settings.setValue("viewer/min_score", self.min_score)
         settings.setValue("viewer/show_regions", self.show_regions.isChecked())
+        settings.setValue("viewer/best_only", self.best_only.isChecked())
         settings.setValue("viewer/hidden_classes",
                           [self.state.class_name(c) for c in sorted(self.hidden)])

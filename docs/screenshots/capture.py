@@ -1,0 +1,167 @@
+"""Capture the screenshots in this folder from a real window on an X server (e.g. Xvfb).
+
+    Xvfb :99 -screen 0 1600x1000x24 &
+    DISPLAY=:99 python docs/screenshots/capture.py --project PROJECT [--out docs/screenshots]
+
+PROJECT is a project with the demo data imported and a trained teacher and student (regions and
+suggestions stored), e.g. built with `mlic demo`, `mlic import-coco`, `mlic train --stage all`,
+`mlic detect` and `mlic tag`; for the committed shots the tags of the val and test images were
+removed afterwards, as for a newly added folder, so that their suggestions are pending. The main window is shown full-screen; the screen is captured with
+ImageMagick's `import -window root` when available (else `QScreen.grabWindow`), dialogs with
+`QWidget.grab()`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication, QDockWidget  # noqa: E402
+
+
+def wait(ms: int) -> None:
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec()
+
+
+def wait_until(predicate, timeout_ms: int = 30000) -> None:
+    waited = 0
+    while not predicate() and waited < timeout_ms:
+        wait(50)
+        waited += 50
+
+
+def capture_screen(app: QApplication, target: Path) -> None:
+    if shutil.which("import"):
+        subprocess.run(["import", "-window", "root", str(target)], check=True)
+    else:
+        app.primaryScreen().grabWindow(0).save(str(target))
+
+
+def pick_review_image(project: Path) -> int | None:
+    """An image whose best pending suggestion is backed by a strong teacher region of its class
+    (the case the review view is for), preferring images with several objects."""
+    from engine import gallery_query as gq
+    from engine.store import Store
+
+    store = Store.open(project)
+    try:
+        versions = gq.active_versions(store)
+        thresholds = {c.id: c.threshold for c in store.classes.list()}
+        best, best_key = None, -1.0
+        for image_id in gq.query_ids(store, gq.GalleryFilter(has_suggestions=True), versions):
+            detail = gq.image_detail(store, image_id, versions)
+            decided = {t.class_id for t in detail.tags}
+            pending = [s for s in detail.suggestions if s.class_id not in decided
+                       and s.confidence >= thresholds[s.class_id]]
+            regions = {}
+            for region in detail.regions:
+                regions.setdefault(region.class_id, region.score)
+            backed = [regions.get(s.class_id, 0.0) for s in pending]
+            if not backed or min(backed) < 0.5:
+                continue
+            key = min(backed) + 0.2 * len(pending)
+            if key > best_key:
+                best, best_key = image_id, key
+        return best
+    finally:
+        store.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--project", required=True, type=Path)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    parser.add_argument("--image", type=int, help="image id for the review shot")
+    args = parser.parse_args()
+    app = QApplication(sys.argv[:1])
+    app.setApplicationName("mlic-gui")
+
+    from app.icons import icon
+    from app.main_window import MainWindow, set_theme
+    from app.style import apply_style
+
+    app.setWindowIcon(icon("mlic"))
+    apply_style(app, "light")
+    settings = QSettings(str(Path(tempfile.mkdtemp()) / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(project_dir=args.project, settings=settings, offer_demo=False)
+    screen = app.primaryScreen().geometry()
+    window.setGeometry(screen)
+    window.show()
+    wait_until(lambda: window.model.rowCount() > 0)
+    wait_until(lambda: window.tag_panel.detail is not None)
+    wait(2500)                                      # thumbnails
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    # Review shot: an image with several suggestions and regions, one suggestion hovered.
+    image_id = args.image or pick_review_image(args.project)
+    for dock in window.findChildren(QDockWidget):       # other features' panels: their own shots
+        if window.dockWidgetArea(dock) == Qt.DockWidgetArea.BottomDockWidgetArea:
+            dock.hide()
+    gallery_width = screen.width() - window.tags_dock.width()
+
+    # Gallery: every image (tagged ones first), a wide grid.
+    window.splitter.setSizes([gallery_width * 6 // 10, gallery_width * 4 // 10])
+    window.gallery.select_row(4)
+    wait_until(lambda: window.tag_panel.detail is not None and window.viewer.view.has_image())
+    wait(2000)
+    capture_screen(app, args.out / "gallery.png")
+
+    # Review: images with pending suggestions, most confident first; one suggestion hovered.
+    window.filters.set_state("has_suggestions")
+    window.filters.sort_combo.setCurrentIndex(window.filters.sort_combo.findData("confidence"))
+    wait(300)
+    wait_until(lambda: window.model.rowCount() > 0 and not window.model.loading)
+    if not (image_id and window.gallery.select_image(image_id)):
+        window.gallery.select_row(0)
+    window.splitter.setSizes([gallery_width * 3 // 10, gallery_width * 7 // 10])
+    wait_until(lambda: window.tag_panel.detail is not None and window.viewer.view.has_image())
+    wait(1500)
+    if window.tag_panel.shown:
+        window.tag_panel.hovered.emit(window.tag_panel.shown[0].class_id)
+    wait(500)
+    capture_screen(app, args.out / "review.png")
+    window.tag_panel.hovered.emit(-1)
+
+    # Dark theme: a multi-selection of tagged images in the bulk editor.
+    set_theme(window, "dark")
+    window.filters.set_state(None)
+    window.filters.sort_combo.setCurrentIndex(window.filters.sort_combo.findData("added"))
+    window.splitter.setSizes([gallery_width * 6 // 10, gallery_width * 4 // 10])
+    wait(300)
+    wait_until(lambda: not window.model.loading)
+    window.gallery.select_row(0)
+    for row in (1, 3, 4):
+        index = window.model.index(row, 0)
+        window.gallery.selectionModel().select(
+            index, window.gallery.selectionModel().SelectionFlag.Select)
+    wait(2500)
+    capture_screen(app, args.out / "gallery-dark.png")
+    set_theme(window, "light")
+
+    window.show_classes()
+    dialog = window._classes_dialog
+    dialog.resize(760, 480)
+    wait(1500)
+    dialog.grab().save(str(args.out / "classes.png"))
+    dialog.close()
+
+    sheet = window.show_shortcuts()
+    sheet.resize(560, 760)
+    wait(500)
+    sheet.grab().save(str(args.out / "shortcuts.png"))
+    sheet.close()
+    window.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
