@@ -59,7 +59,7 @@ QUEUE_SHOWN = 500          # entries listed in the panel (the gallery gets the w
 
 def _build_queue(store, order: str, include_reviewed: bool, *, progress, should_stop):
     queue = review.review_queue(store, order, include_reviewed=include_reviewed,
-                                progress=progress, should_stop=should_stop)
+                                ensure_scores=True, progress=progress, should_stop=should_stop)
     shown = queue.entries[:QUEUE_SHOWN]
     paths = store.images.paths([entry.image_id for entry in shown])
     names = {i: Path(p).name for i, p in paths.items()}

@@ -195,6 +195,31 @@ def teacher_table(store: Store, image_ids: Sequence[int], model_version: str | N
     return table
 
 
+def ensure_teacher_scores(store: Store, image_ids: Sequence[int], model_version: str,
+                          device: str = "auto", progress: Progress = None,
+                          should_stop: ShouldStop = None) -> None:
+    """Run the teacher (`detect_paths`) on the images that have neither its suggestions nor its
+    regions; store its regions and its image-level scores (as suggestions of the teacher's
+    version, which the gallery reads as the teacher's opinion)."""
+    have = store.suggestions.for_images(image_ids, model_version)
+    missing = [i for i in image_ids
+               if not have.get(i) and not store.regions.for_image(i, model_version)]
+    if not missing:
+        return
+    from engine.inference.detect import detect_paths
+
+    paths = store.images.paths(missing)
+    result = detect_paths(store, [paths[i] for i in missing if i in paths],
+                          model_version=model_version, device=device, progress=progress,
+                          should_stop=should_stop)
+    class_ids = {c.name: c.id for c in store.classes.list()}
+    columns = [class_ids.get(name) for name in result.class_names]
+    done = [item for item in result if item.image_id is not None]
+    rows = [(item.image_id, class_id, float(p)) for item in done
+            for class_id, p in zip(columns, item.image_scores) if class_id is not None]
+    store.suggestions.replace(model_version, [item.image_id for item in done], rows)
+
+
 def ensure_suggestions(store: Store, image_ids: Sequence[int], model_version: str,
                        device: str = "auto", progress: Progress = None,
                        should_stop: ShouldStop = None) -> None:
@@ -469,14 +494,16 @@ def review_queue(store: Store, order: str, image_ids: Sequence[int] | None = Non
                  model_version: str | None = None, teacher_version: str | None = None,
                  include_reviewed: bool = False, seed: int = 0,
                  out_of_fold: OutOfFold | None = None, limit: int | None = None,
-                 device: str = "auto", progress: Progress = None,
+                 ensure_scores: bool = False, device: str = "auto", progress: Progress = None,
                  should_stop: ShouldStop = None) -> ReviewQueue:
     """The images (default: every readable image) in the review order `order` (QUEUE_ORDER_KEYS).
 
     Scores are the stored suggestions of `model_version` (default: the active student) and, for
     'disagreement', of `teacher_version` (default: the active teacher). 'mistakes' uses
     `out_of_fold` predictions, computed with `engine.label_issues.out_of_fold_predictions` when
-    not given (this runs the student: pass `device`, `progress`, `should_stop`).
+    not given. With `ensure_scores`, images without scores of those versions are run through the
+    student (and, for 'disagreement', the teacher) first; otherwise they go last. Long work takes
+    `device`, `progress` and `should_stop`.
     """
     queue_order(order)
     ids = list(store.images.ids() if image_ids is None else image_ids)
@@ -502,6 +529,8 @@ def review_queue(store: Store, order: str, image_ids: Sequence[int] | None = Non
         tie_keys = list(ids)                                   # oldest (lowest id) first
         reasons = ["reviewed" if i in reviewed else "not reviewed yet" for i in ids]
     elif order == "uncertain":
+        if ensure_scores and version is not None:
+            ensure_suggestions(store, ids, version, device, progress, should_stop)
         table = _need_scores(store, ids, version)
         thresholds = [c.threshold for c in classes]
         priority, best = uncertainty_priority(table.scores, thresholds)
@@ -510,10 +539,14 @@ def review_queue(store: Store, order: str, image_ids: Sequence[int] | None = Non
                 reasons[n] = (f"{names[k]}: {table.scores[n, k]:.2f} vs threshold "
                               f"{thresholds[k]:.2f}")
     elif order == "disagreement":
+        if ensure_scores and version is not None:
+            ensure_suggestions(store, ids, version, device, progress, should_stop)
         table = _need_scores(store, ids, version)
         teacher = teacher_version or active_version(store, "teacher")
         if teacher is None:
             raise UserError("This project has no trained teacher to compare the student with.")
+        if ensure_scores:
+            ensure_teacher_scores(store, ids, teacher, device, progress, should_stop)
         other = teacher_table(store, ids, teacher)
         priority, best = disagreement_priority(table.scores, other.scores)
         for n, (p, k) in enumerate(zip(priority, best)):

@@ -145,3 +145,38 @@ def test_unknown_order_and_missing_model(store):
         review_queue(store, "alphabetical")
     with pytest.raises(UserError, match="no trained student"):
         review_queue(store, "uncertain")
+
+
+def test_scores_are_filled_in_for_images_without_them(scored, monkeypatch):
+    import engine.inference.detect as detect
+    import engine.inference.tagging as tagging
+
+    store, ids, (a, b), student = scored
+    teacher = completed_run(store, "teacher")
+    suggest(store, teacher, ids[:2], [a, b], [[0.9, 0.9], [0.5, 0.1]])
+    tagged_paths, detected_paths = [], []
+
+    def fake_tag(store_, paths, model_version=None, **_kwargs):
+        tagged_paths.extend(paths)
+        suggest(store_, model_version, [ids[3]], [a, b], [[0.45, 0.3]])
+
+    class Item:
+        def __init__(self, image_id):
+            self.image_id, self.image_scores = image_id, np.array([0.2, 0.8])
+
+    class Result(list):
+        class_names = ["a", "b"]
+
+    def fake_detect(store_, paths, model_version=None, **_kwargs):
+        detected_paths.extend(paths)
+        return Result([Item(ids[2]), Item(ids[3])])
+
+    monkeypatch.setattr(tagging, "tag_paths", fake_tag)
+    monkeypatch.setattr(detect, "detect_paths", fake_detect)
+    queue = review_queue(store, "uncertain", ensure_scores=True)
+    assert len(tagged_paths) == 1 and queue.image_ids[0] == ids[3]        # 0.45 vs 0.5
+    queue = review_queue(store, "disagreement", ensure_scores=True)
+    assert len(detected_paths) == 2                                        # images 2 and 3
+    assert store.suggestions.for_image(ids[2], teacher)[0].confidence == pytest.approx(0.8)
+    # gaps: image 3: b 0.3 vs 0.8 -> 0.5; image 2: b 0.32 vs 0.8 -> 0.48; image 1: 0.1; image 0: 0
+    assert queue.image_ids == [ids[3], ids[2], ids[1], ids[0]]
