@@ -63,6 +63,7 @@ class MainWindow(QMainWindow):
         self._pending_folder = str(folder) if folder else None
         self._restore_image: int | None = None
         self._classes_dialog: ClassesDialog | None = None
+        self._falling_back = False
         self._class_actions: list = []
 
         self.workers = Workers(parent=self)
@@ -208,7 +209,16 @@ class MainWindow(QMainWindow):
     # ---------------------------------------------------------------------------------------------
     # Projects
     def open_project(self, project_dir: Path | str) -> None:
-        """Open (or create) a project folder; the current one is closed after its queued writes."""
+        """Open (or create) a project folder; the current one is closed after its queued writes.
+        Running jobs (they work on the current project) are cancelled, after asking."""
+        jobs = self.workers.running_jobs()
+        if jobs:
+            titles = ", ".join(job.title for job in jobs)
+            if not dialogs.ask(self, "Switch project", f"Running: {titles}. Switching projects "
+                               "cancels it (a training run keeps its checkpoint). Switch?"):
+                return
+            for job in jobs:
+                job.cancel()
         self._save_project_view()
         self.model.clear()
         self.tag_panel.set_detail(None)
@@ -220,6 +230,7 @@ class MainWindow(QMainWindow):
                                   on_error=self._project_failed)
 
     def _project_opened(self, store) -> None:
+        self._falling_back = False
         self.project_dir = store.paths.root
         self.thumbnails.set_cache_dir(store.paths.thumbnails_cache)
         self.settings.setValue("last_project", str(self.project_dir))
@@ -238,13 +249,13 @@ class MainWindow(QMainWindow):
         self.gallery.setFocus()
 
     def _project_failed(self, exc: BaseException) -> None:
+        """Say why, then go back to the project that was open (or the default one), once."""
         dialogs.show_error(self, exc, "Cannot open project")
-        fallback = default_project_dir()
-        if self.project_dir is None and Path(str(fallback)) != Path(str(self._last_tried or "")):
-            self._last_tried = fallback
+        fallback = self.project_dir or default_project_dir()
+        if not self._falling_back:
+            self._falling_back = True
+            self.project_dir = None
             self.open_project(fallback)
-
-    _last_tried: Path | None = None
 
     def _maybe_offer_demo(self, count: int) -> None:
         if count or self.settings.value(self._project_key("demo_offered")) in ("true", True):

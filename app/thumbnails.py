@@ -137,11 +137,6 @@ class ThumbnailCache(QObject):
             self._start_drainers()
         return None
 
-    def forget(self, image_ids) -> None:
-        for image_id in image_ids:
-            self._pixmaps.pop(image_id, None)
-            self._errors.pop(image_id, None)
-
     def _start_drainers(self) -> None:
         while self._drainers < self.max_drainers and self._stack:
             self._drainers += 1

@@ -169,3 +169,21 @@ def test_first_launch_offers_demo(qtbot, tmp_path, settings, errors, monkeypatch
     store.close()
     window.close()
     assert errors == []
+
+
+def test_switch_project_and_fall_back_after_a_bad_one(qtbot, window, project, tmp_path, errors):
+    other = tmp_path / "other-project"
+    window.open_project(other)
+    qtbot.waitUntil(lambda: window.project_dir == other, timeout=30000)
+    qtbot.waitUntil(lambda: window.state.counts.images == 0, timeout=20000)
+    assert window.model.rowCount() == 0 and window.windowTitle().startswith("other-project")
+    recent = window.recent_projects()
+    assert recent[0] == str(other) and recent[1] == str(project["project"])
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("x")
+    window.open_project(not_a_folder)                  # cannot be a project: a clear error
+    qtbot.waitUntil(lambda: len(errors) == 1, timeout=30000)
+    assert "Cannot create the project folder" in str(errors.pop())
+    qtbot.waitUntil(lambda: window.project_dir == other, timeout=30000)   # back where it was
+    window.actions.recent_menu.actions()[1].trigger()  # the Recent menu reopens the first one
+    qtbot.waitUntil(lambda: window.model.rowCount() == 12, timeout=30000)
