@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import case, exists, func, literal, not_, or_, select, union_all
+from sqlalchemy import case, exists, false, func, literal, not_, or_, select, union_all
 from sqlalchemy.sql import ColumnElement, Select
 
 from engine.errors import UserError
@@ -212,7 +212,9 @@ def _conditions(flt: GalleryFilter, versions: Versions) -> list[ColumnElement]:
         undecided = _undecided(versions.student).subquery()
         conditions.append(image_id.in_(select(undecided.c.image_id).where(
             func.abs(undecided.c.confidence - undecided.c.threshold) <= flt.margin)))
-    if flt.disagreement:
+    if flt.disagreement and not (versions.teacher and versions.student):
+        conditions.append(false())             # no disagreement without both models
+    elif flt.disagreement:
         pairs = _teacher_student(versions).subquery()
         conditions.append(image_id.in_(select(pairs.c.image_id).where(
             (pairs.c.teacher >= pairs.c.threshold) != (pairs.c.student >= pairs.c.threshold))))

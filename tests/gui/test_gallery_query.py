@@ -61,6 +61,8 @@ def test_confidence_uncertainty_and_disagreement(project):
     assert ids_for(project, disagreement=True) == ids[1:]
     assert ids_for(project, sort="disagreement")[-1] == ids[0]
     assert ids_for(project, sort="confidence") == ids          # dog 0.9 - 0.01 n
+    no_teacher = gq.Versions(None, project["student"])
+    assert gq.query_ids(store, gq.GalleryFilter(disagreement=True), no_teacher) == []
     assert ids_for(project, sort="confidence", descending=True) == ids[::-1]
 
 
