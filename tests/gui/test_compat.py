@@ -45,6 +45,9 @@ def test_guard_keeps_the_interpreter_alive():
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="None is immortal on 3.12+")
 def test_the_bug_is_real_without_the_guard():
-    """If this starts failing, the binding was fixed and app._compat can go."""
+    """Documents the bug; skips once the installed binding no longer has it."""
     result = run("")
-    assert result.returncode != 0 and "_dealloc" in result.stderr
+    if result.returncode == 0:
+        pytest.skip("this PySide6 no longer drops references to None/True/False: "
+                    "app._compat can go")
+    assert "_dealloc" in result.stderr
