@@ -151,12 +151,29 @@ def train_teacher(store: Any, config: TrainConfig,
                         "resumed. Start a new training run instead.")
     if not matrix.labels.any():
         raise UserError("The train split has no positive tags to learn from.")
-
     source = source_from_config(config)
+
+    if run is None:
+        run = store.runs.create(STAGE, config.to_dict(), class_names)
+    else:
+        store.runs.update(run.id, status="running")
+    try:
+        return _train(store, config, callbacks, run, checkpoint, matrix, source, device)
+    except BaseException:
+        if store.runs.get(run.id).status == "running":
+            store.runs.update(run.id, status="failed", finished=True)
+        raise
+
+
+def _train(store: Any, config: TrainConfig, callbacks: TrainCallbacks, run: Any,
+           checkpoint: dict[str, Any] | None, matrix: Any, source: ProposalSource,
+           device: torch.device) -> Any:
+    class_names = list(matrix.class_names)
     proposals, failed = proposals_for_images(store, matrix.image_ids, matrix.paths, source,
                                              callbacks)
     if callbacks.stopped():
-        raise UserError("Training was cancelled while computing proposals.")
+        store.runs.update(run.id, status="cancelled", finished=True)
+        return store.runs.get(run.id)
     keep = [i for i, p in enumerate(proposals) if p is not None and len(p) > 0]
     for image_id, reason in failed.items():
         log.warning("Skipping training image %s: %s", image_id, reason)
@@ -223,10 +240,6 @@ def train_teacher(store: Any, config: TrainConfig,
         if checkpoint.get("scheduler"):
             scheduler.load_state_dict(checkpoint["scheduler"])
 
-    if run is None:
-        run = store.runs.create(STAGE, config.to_dict(), class_names)
-    else:
-        store.runs.update(run.id, status="running")
     checkpoint_path = store.paths.models_dir / f"{run.model_version}.pt"
 
     def step(net: WSDDN, batch: dict[str, Any]) -> dict[str, torch.Tensor]:

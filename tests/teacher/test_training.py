@@ -113,3 +113,9 @@ def test_gradient_accumulation_and_box_scores(demo_project):
     assert model.meta["box_scores"] is True and model.meta["proposals"] == "edgeboxes"
     assert all(math.isfinite(v) for v in run.metrics["last"].values())
     assert torch.isfinite(next(model.parameters())).all()
+
+
+def test_cancel_before_training_starts(demo_project):
+    run = train(demo_project, tiny_config(), TrainCallbacks(should_stop=lambda: True))[0]
+    assert run.status == "cancelled" and run.checkpoint is None
+    assert registry.active_run(demo_project, "teacher") is None
