@@ -24,6 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"teacher backbone (default {defaults.backbone})")
     parser.add_argument("--student-backbone", choices=BACKBONES, default=defaults.student_backbone,
                         help=f"student backbone (default {defaults.student_backbone})")
+    parser.add_argument("--student-image-size", type=int, default=defaults.student_image_size,
+                        metavar="N", help=f"student input size, square, in pixels "
+                                          f"(default {defaults.student_image_size})")
+    parser.add_argument("--teacher-version", metavar="VERSION",
+                        help="student: distil from this teacher (default: the active teacher)")
     parser.add_argument("--image-size", type=int, default=defaults.image_size, metavar="N",
                         help=f"teacher test scale, longest side in pixels; training uses scales "
                              f"around it (default {defaults.image_size})")
@@ -72,7 +77,8 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
 
     return TrainConfig(
         stage=args.stage, backbone=args.backbone, student_backbone=args.student_backbone,
-        image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
+        image_size=args.image_size, student_image_size=args.student_image_size,
+        teacher_version=args.teacher_version, epochs=args.epochs, batch_size=args.batch_size,
         grad_accum=args.grad_accum, lr=args.lr, device=args.device, seed=args.seed,
         proposals=args.proposals, max_proposals=args.max_proposals,
         pretrained=bool(args.pretrained), weights=args.weights, refine=not args.no_refine,

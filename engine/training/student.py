@@ -30,8 +30,9 @@
 Stage-specific knobs live in `config.extra` (stored with the run): `student_epochs`,
 `student_lr`, `student_batch_size` (default: the shared `epochs`, `lr` and `batch_size`),
 `feature_epochs`, `feature_weight` (1.0), `prediction_weight` (1.0), `kd_boxes` (48, 0 = all the
-teacher's proposals), `feature_norm` ("none" | "l2" | "scale": divide both sides by the teacher
-features' RMS norm, default), `region_dim` (256), `roi_size` (2).
+teacher's proposals), `student_pretrained` (default: `pretrained`), `feature_norm` ("none" | "l2" | "scale": divide both sides by the teacher
+features' RMS norm, default), `region_dim` (256), `roi_size` (2), `student_stride` (32: the backbone's whole trunk; 16: cut at
+its stride-16 stage, a finer map for the region head).
 """
 
 from __future__ import annotations
@@ -41,16 +42,16 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from engine.device import configure_cpu_threads, resolve_device
+from engine.device import resolve_device
 from engine.errors import UserError
 from engine.losses import (
     TEACHER_TEMPERATURE,
@@ -72,8 +73,8 @@ SCHEDULES = ("staged", "joint")
 LOSSES = ("bce", "asl")
 FEATURE_NORMS = ("none", "l2", "scale")
 DEFAULTS: dict[str, Any] = {
-    "feature_weight": 1.0, "prediction_weight": 1.0, "kd_boxes": 48, "feature_norm": "scale",
-    "feature_share": 0.4, "region_dim": 256, "roi_size": 2,
+    "feature_weight": 1.0, "prediction_weight": 1.0, "kd_boxes": 48, "feature_norm": "scale", "views": 1,
+    "feature_share": 0.4, "region_dim": 256, "roi_size": 2, "student_stride": 32,
 }
 TARGETS_FORMAT = 1
 
@@ -95,9 +96,11 @@ class StudentOptions:
     feature_weight: float
     prediction_weight: float
     kd_boxes: int
+    views: int                   # augmented views per image: the whole image + views - 1 crops
     feature_norm: str
     region_dim: int
     roi_size: int
+    stride: int                  # 32: the whole trunk; 16: cut at the stride-16 stage
 
     @property
     def uses_feature(self) -> bool:
@@ -143,10 +146,13 @@ def student_options(config: TrainConfig) -> StudentOptions:
         kd=config.kd, schedule=config.schedule, loss=config.loss, feature_epochs=feature_epochs,
         feature_weight=float(extra["feature_weight"]),
         prediction_weight=float(extra["prediction_weight"]), kd_boxes=int(extra["kd_boxes"]),
+        views=int(extra["views"]),
         feature_norm=str(extra["feature_norm"]), region_dim=int(extra["region_dim"]),
-        roi_size=int(extra["roi_size"]))
+        roi_size=int(extra["roi_size"]), stride=int(extra["student_stride"]))
     if options.epochs < 1 or options.batch_size < 1 or options.lr <= 0:
         raise UserError("Student epochs, batch size and learning rate must be positive.")
+    if options.views < 1:
+        raise UserError("views must be at least 1 (the whole image).")
     if options.kd_boxes < 0:
         raise UserError("kd_boxes must be 0 (all proposals) or a positive number of boxes.")
     return options
@@ -157,12 +163,13 @@ def student_options(config: TrainConfig) -> StudentOptions:
 
 @dataclass
 class TeacherTargets:
-    """What the frozen teacher says about each training image, per flip (0: as is, 1: mirrored).
+    """What the frozen teacher says about each training image, per view (0: the whole image,
+    v > 0: the crop `view_crop(digest, v)`) and flip (0: as is, 1: mirrored).
 
-    soft: (N, F, K) float32 soft targets q at T = 0.5; boxes: (N, F, R, 4) float32 xyxy as
+    soft: (N, V, F, K) float32 soft targets q at T = 0.5; boxes: (N, V, F, R, 4) float32 xyxy as
     fractions of the teacher's input width/height (so they rescale to any input size); features:
-    (N, F, R, D) float16 region features f_r of those boxes; valid: (N, F, R) bool (an image with
-    fewer than R proposals pads with invalid boxes).
+    (N, V, F, R, D) float16 region features f_r of those boxes; valid: (N, V, F, R) bool (a view
+    with fewer than R proposals pads with invalid boxes).
     """
 
     soft: torch.Tensor
@@ -199,12 +206,48 @@ def _load_cached_targets(path: Path) -> dict[str, dict[str, torch.Tensor]]:
     return dict(state.get("entries", {}))
 
 
+CROP_AREA = (0.35, 1.0)          # crop views: share of the image area
+CROP_RATIO = (3 / 4, 4 / 3)      # and aspect-ratio range (as torchvision's RandomResizedCrop)
+
+
+def view_crop(digest: str, view: int) -> tuple[float, float, float, float]:
+    """The crop of augmented view `view` of an image, as fractions (x0, y0, x1, y1) of its width
+    and height. View 0 is the whole image; the others are random-resized crops drawn from a
+    generator seeded by the image's content hash and the view number, so the teacher's cached
+    targets and the student's inputs always agree."""
+    if view == 0:
+        return (0.0, 0.0, 1.0, 1.0)
+    rng = np.random.default_rng(int(hashlib.sha1(f"{digest}:{view}".encode()).hexdigest()[:12], 16))
+    area = rng.uniform(*CROP_AREA)
+    ratio = math.exp(rng.uniform(math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1])))
+    width, height = min(1.0, math.sqrt(area * ratio)), min(1.0, math.sqrt(area / ratio))
+    x0, y0 = rng.uniform(0.0, 1.0 - width), rng.uniform(0.0, 1.0 - height)
+    return (float(x0), float(y0), float(x0 + width), float(y0 + height))
+
+
+def _crop_pixels(size: tuple[int, int], crop: tuple[float, float, float, float]) -> tuple[int, ...]:
+    width, height = size
+    x0, y0 = int(round(crop[0] * width)), int(round(crop[1] * height))
+    x1 = max(x0 + 1, int(round(crop[2] * width)))
+    y1 = max(y0 + 1, int(round(crop[3] * height)))
+    return (x0, y0, min(width, x1), min(height, y1))
+
+
+def _target_key(digest: str, view: int, flip: bool) -> str:
+    return f"{digest}:{int(flip)}" if view == 0 else f"{digest}:v{view}:{int(flip)}"
+
+
 def compute_teacher_targets(store: Any, teacher: torch.nn.Module, teacher_version: str,
                             image_ids: Sequence[int], paths: Sequence[Path], kd_boxes: int,
                             flips: Sequence[bool], device: torch.device,
-                            callbacks: TrainCallbacks, batch_size: int = 8) -> TeacherTargets:
-    """Run the frozen teacher (eval mode, inference mode) on every image and flip, or read its
-    outputs from the project's distillation cache. See `TeacherTargets`."""
+                            callbacks: TrainCallbacks, batch_size: int = 8,
+                            views: int = 1) -> TeacherTargets:
+    """Run the frozen teacher (eval mode, inference mode) on every image, view and flip, or read
+    its outputs from the project's distillation cache. See `TeacherTargets` and `view_crop`.
+
+    View 0 is the whole image with the project's cached proposals; a crop view is a new image to
+    the teacher: the crop, resized to the teacher's scale, with proposals computed on it by the
+    teacher's proposal source."""
     from engine.training.data import RegionDataset, collate_regions
     from engine.training.teacher import proposals_for_images, source_from_meta
 
@@ -216,35 +259,59 @@ def compute_teacher_targets(store: Any, teacher: torch.nn.Module, teacher_versio
     digests = _content_digests(store, image_ids, paths)
     cache_path = _targets_cache_path(store, teacher_version, kd_boxes)
     cache = _load_cached_targets(cache_path)
-    keys = [[f"{digest}:{int(flip)}" for flip in flips] for digest in digests]
-    missing = sorted({i for i, row in enumerate(keys) for key in row if key not in cache})
+    keys = [[[_target_key(digest, v, flip) for flip in flips] for v in range(views)]
+            for digest in digests]
+    jobs = [(i, v, flip) for i in range(len(digests)) for v in range(views) for flip in flips
+            if _target_key(digests[i], v, flip) not in cache]
+    if not jobs:
+        return _stack_targets(cache, keys, keep, teacher)
 
-    if missing:
-        source = source_from_meta(meta)
+    source = source_from_meta(meta)
+    whole = sorted({i for i, v, _ in jobs if v == 0})
+    whole_set: RegionDataset | None = None
+    position: dict[int, int] = {}
+    if whole:
         proposals, failed = proposals_for_images(
-            store, [image_ids[i] for i in missing], [paths[i] for i in missing], source, callbacks,
+            store, [image_ids[i] for i in whole], [paths[i] for i in whole], source, callbacks,
             label="teacher proposals")
         if callbacks.stopped():
             raise UserError("Training was cancelled while computing proposals.")
-        usable = [j for j, p in enumerate(proposals) if p is not None and len(p) > 0]
         for image_id, reason in failed.items():
             log.warning("No teacher targets for image %s: %s", image_id, reason)
-        dataset = RegionDataset([paths[missing[j]] for j in usable], [proposals[j] for j in usable],
-                                np.zeros((len(usable), 1), np.float32), max_proposals,
-                                box_scores=uses_scores, train=False)
-        callbacks.message(f"Running the teacher {teacher_version} on {len(usable)} images "
-                          f"({len(flips)} view{'s' if len(flips) > 1 else ''} each)")
-        teacher.eval()
-        jobs = [(j, flip) for j in range(len(usable)) for flip in flips]
-        for start in range(0, len(jobs), batch_size):
-            if callbacks.stopped():
-                raise UserError("Training was cancelled while running the teacher.")
-            chunk = jobs[start:start + batch_size]
-            samples = [dataset[(j, scale, flip, 0)] for j, flip in chunk]
+        usable = [j for j, p in enumerate(proposals) if p is not None and len(p) > 0]
+        position = {whole[j]: k for k, j in enumerate(usable)}
+        whole_set = RegionDataset([paths[whole[j]] for j in usable], [proposals[j] for j in usable],
+                                  np.zeros((len(usable), 1), np.float32), max_proposals,
+                                  box_scores=uses_scores, train=False)
+        jobs = [job for job in jobs if job[1] != 0 or job[0] in position]
+
+    callbacks.message(f"Running the teacher {teacher_version} on {len(digests)} images "
+                      f"({len(jobs)} views)")
+    teacher.eval()
+    decoded: dict[int, Any] = {}
+    done = 0
+    for start in range(0, len(jobs), batch_size):
+        if callbacks.stopped():
+            raise UserError("Training was cancelled while running the teacher.")
+        chunk, samples = [], []
+        for i, v, flip in jobs[start:start + batch_size]:
+            try:
+                if v == 0:
+                    sample = whole_set[(position[i], scale, flip, 0)]  # type: ignore[index]
+                else:
+                    sample = _crop_view_sample(paths[i], view_crop(digests[i], v), scale, source,
+                                               max_proposals, uses_scores, flip, decoded, i)
+            except Exception as exc:  # noqa: BLE001 - one unreadable image must not end training
+                log.warning("No teacher targets for %s: %s", paths[i], exc)
+                continue
+            chunk.append((i, v, flip))
+            samples.append(sample)
+        if len(decoded) > 64:
+            decoded.clear()
+        if samples:
             sizes = [(s["image"].shape[2], s["image"].shape[1]) for s in samples]
-            batch = collate_regions(samples)
-            outputs = _run_teacher_batch(teacher, batch, device, uses_scores)
-            for b, ((j, flip), (width, height)) in enumerate(zip(chunk, sizes)):
+            outputs = _run_teacher_batch(teacher, collate_regions(samples), device, uses_scores)
+            for b, ((i, v, flip), (width, height)) in enumerate(zip(chunk, sizes)):
                 m_c = outputs.class_logits[b].float().cpu()
                 m_d = outputs.det_logits[b].float().cpu()
                 soft = teacher_soft_targets(m_c, m_d, TEACHER_TEMPERATURE)
@@ -252,14 +319,44 @@ def compute_teacher_targets(store: Any, teacher: torch.nn.Module, teacher_versio
                 top = torch.argsort(ranking, descending=True)[:keep]
                 boxes = outputs.boxes[b].float().cpu()[top]
                 boxes = boxes / torch.tensor([width, height, width, height], dtype=torch.float32)
-                cache[f"{digests[missing[usable[j]]]}:{int(flip)}"] = {
+                cache[_target_key(digests[i], v, flip)] = {
                     "soft": soft, "boxes": boxes.clamp(0.0, 1.0),
                     "features": outputs.features[b].float().cpu()[top].half()}
-            callbacks.step("teacher targets", min(start + batch_size, len(jobs)), len(jobs))
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(cache_path, {"model": {}, "format": TARGETS_FORMAT, "entries": cache})
-
+        done = min(start + batch_size, len(jobs))
+        callbacks.step("teacher targets", done, len(jobs))
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(cache_path, {"model": {}, "format": TARGETS_FORMAT, "entries": cache})
     return _stack_targets(cache, keys, keep, teacher)
+
+
+def _crop_view_sample(path: Path, crop: tuple[float, float, float, float], scale: int,
+                      source: Any, max_proposals: int, uses_scores: bool, flip: bool,
+                      decoded: dict[int, Any], index: int) -> dict[str, Any]:
+    """A `RegionDataset`-style sample of one crop view: the crop at the teacher's scale with
+    proposals computed on the crop, mirrored when `flip`."""
+    from engine.images import load_rgb
+    from engine.training.data import image_to_tensor, resize_longest, select_proposals
+
+    image = decoded.get(index)
+    if image is None:
+        image = decoded[index] = load_rgb(path)
+    region = image.crop(_crop_pixels(image.size, crop))
+    proposals = source.propose_array(np.asarray(region), region.size)
+    if len(proposals) == 0:
+        raise ValueError("no proposals in the crop")
+    region = resize_longest(region, scale)
+    width, height = region.size
+    sx, sy = width / proposals.size[0], height / proposals.size[1]
+    boxes, scores = select_proposals(proposals, max_proposals, None, uses_scores)
+    boxes = boxes * np.array([sx, sy, sx, sy], dtype=np.float32)
+    tensor = image_to_tensor(region)
+    if flip:
+        tensor = tensor.flip(-1)
+        boxes = np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
+    return {"image": tensor, "boxes": torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32)),
+            "box_scores": None if scores is None else torch.from_numpy(scores),
+            "labels": torch.zeros(1), "index": index,
+            "to_original": torch.ones(4, dtype=torch.float32)}
 
 
 def _run_teacher_batch(teacher: torch.nn.Module, batch: dict[str, Any], device: torch.device,
@@ -272,26 +369,30 @@ def _run_teacher_batch(teacher: torch.nn.Module, batch: dict[str, Any], device: 
             else [s.to(device) for s in batch["box_scores"]])
 
 
-def _stack_targets(cache: dict[str, dict[str, torch.Tensor]], keys: list[list[str]], keep: int,
-                   teacher: torch.nn.Module) -> TeacherTargets:
-    num_classes = int(getattr(teacher, "num_classes", 0) or next(
-        iter(cache.values()))["soft"].shape[0])
-    dim = int(getattr(teacher, "feature_dim", 0) or next(iter(cache.values()))["features"].shape[1])
-    n, f = len(keys), len(keys[0]) if keys else 1
-    soft = torch.full((n, f, num_classes), float("nan"))
-    boxes = torch.zeros(n, f, keep, 4)
-    features = torch.zeros(n, f, keep, dim, dtype=torch.float16)
-    valid = torch.zeros(n, f, keep, dtype=torch.bool)
-    for i, row in enumerate(keys):
-        for v, key in enumerate(row):
-            entry = cache.get(key)
-            if entry is None:
-                continue
-            r = min(keep, int(entry["boxes"].shape[0]))
-            soft[i, v] = entry["soft"]
-            boxes[i, v, :r] = entry["boxes"][:r]
-            features[i, v, :r] = entry["features"][:r]
-            valid[i, v, :r] = True
+def _stack_targets(cache: dict[str, dict[str, torch.Tensor]], keys: list[list[list[str]]],
+                   keep: int, teacher: torch.nn.Module) -> TeacherTargets:
+    """Stack cached entries into (N, V, F, ...) tensors; missing entries: NaN soft targets."""
+    first = next(iter(cache.values()), None)
+    num_classes = int(getattr(teacher, "num_classes", 0) or (first["soft"].shape[0] if first else 1))
+    dim = int(getattr(teacher, "feature_dim", 0) or (first["features"].shape[1] if first else 1))
+    n = len(keys)
+    v = len(keys[0]) if keys else 1
+    f = len(keys[0][0]) if keys else 1
+    soft = torch.full((n, v, f, num_classes), float("nan"))
+    boxes = torch.zeros(n, v, f, keep, 4)
+    features = torch.zeros(n, v, f, keep, dim, dtype=torch.float16)
+    valid = torch.zeros(n, v, f, keep, dtype=torch.bool)
+    for i, per_view in enumerate(keys):
+        for j, per_flip in enumerate(per_view):
+            for k, key in enumerate(per_flip):
+                entry = cache.get(key)
+                if entry is None:
+                    continue
+                r = min(keep, int(entry["boxes"].shape[0]))
+                soft[i, j, k] = entry["soft"]
+                boxes[i, j, k, :r] = entry["boxes"][:r]
+                features[i, j, k, :r] = entry["features"][:r]
+                valid[i, j, k, :r] = True
     return TeacherTargets(soft, boxes, features, valid)
 
 
@@ -311,51 +412,92 @@ def _content_digests(store: Any, image_ids: Sequence[int], paths: Sequence[Path]
 
 
 class StudentImages(Dataset):
-    """Training images for the student, keyed like `engine.training.data.ScaleBatchSampler`'s
-    `(index, scale, flip, nonce)` (the scale is the student's fixed size; the nonce is unused).
+    """Training images for the student, keyed `(index, view, flip)` (see `ViewBatchSampler`).
 
-    A sample: "image" uint8 (3, S, S) (the whole image stretched to the square, mirrored when
-    flip), "labels" (K,), "index", "flip". Decoded images are kept in memory up to `cache_bytes`.
+    A sample: "image" uint8 (3, S, S): view 0 is the whole image stretched to the square exactly
+    as batch tagging prepares it (`engine.inference.tagging.student_input`); view v > 0 is the crop
+    `view_crop(digest, v)` stretched to the square; mirrored when flip. Also "labels" (K,),
+    "index", "view", "flip". Decoded images are kept in memory up to `cache_bytes`.
     """
 
     def __init__(self, paths: Sequence[Path], labels: np.ndarray, size: int,
                  original_sizes: Sequence[tuple[int, int] | None] | None = None,
+                 digests: Sequence[str] | None = None, views: int = 1,
                  cache_bytes: int = 1 << 30) -> None:
         self.paths = [Path(p) for p in paths]
         self.labels = np.asarray(labels, dtype=np.float32)
         self.size = size
         self.sizes = list(original_sizes) if original_sizes is not None else [None] * len(self.paths)
-        self._cache: dict[int, torch.Tensor] = {}
-        self._cache_limit = max(0, cache_bytes // (3 * size * size))
+        self.digests = list(digests) if digests is not None else [str(p) for p in self.paths]
+        self.views = max(1, int(views))
+        self._cache: dict[int, Any] = {}
+        # crops need the decoded image (about 2.5 S on its short side); whole views the tensor
+        per_image = 3 * size * size * (8 if self.views > 1 else 1)
+        self._cache_limit = max(0, cache_bytes // per_image)
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def image(self, index: int) -> torch.Tensor:
+    def _decoded(self, index: int) -> Any:
+        from engine.images import load_rgb
+        from engine.inference.tagging import decode_size
+
         cached = self._cache.get(index)
         if cached is not None:
             return cached
-        from engine.images import load_rgb
-        from engine.inference.tagging import decode_size, student_input
-
-        tensor = student_input(load_rgb(self.paths[index],
-                                        max_side=decode_size(self.size, self.sizes[index])),
-                               self.size)
+        needed = self.size if self.views == 1 else int(math.ceil(self.size / math.sqrt(CROP_AREA[0])))
+        image = load_rgb(self.paths[index], max_side=decode_size(needed, self.sizes[index]))
         if len(self._cache) < self._cache_limit:
-            self._cache[index] = tensor
-        return tensor
+            self._cache[index] = image
+        return image
 
-    def __getitem__(self, key: tuple[int, int, bool, int] | int) -> dict[str, Any]:
-        index, _, flip, _ = key if isinstance(key, tuple) else (key, 0, False, 0)
-        image = self.image(index)
+    def image(self, index: int, view: int = 0) -> torch.Tensor:
+        """uint8 (3, S, S) of one view (unflipped)."""
+        from engine.inference.tagging import student_input
+
+        image = self._decoded(index)
+        if view:
+            image = image.crop(_crop_pixels(image.size, view_crop(self.digests[index], view)))
+        return student_input(image, self.size)
+
+    def __getitem__(self, key: tuple[int, int, bool] | int) -> dict[str, Any]:
+        index, view, flip = key if isinstance(key, tuple) else (key, 0, False)
+        image = self.image(index, view)
         return {"image": image.flip(-1) if flip else image,
-                "labels": torch.from_numpy(self.labels[index]), "index": index, "flip": bool(flip)}
+                "labels": torch.from_numpy(self.labels[index]), "index": index, "view": view,
+                "flip": bool(flip)}
+
+
+class ViewBatchSampler(Sampler[list[tuple[int, int, bool]]]):
+    """Shuffled batches of `(index, view, flip)`: a random view in [0, views) and a random flip
+    (p = 0.5, when `flip`) per image; deterministic per (seed, epoch). Call `set_epoch`."""
+
+    def __init__(self, size: int, batch_size: int, views: int = 1, flip: bool = True,
+                 seed: int = 0) -> None:
+        self.size, self.batch_size, self.views, self.flip, self.seed = size, batch_size, views, flip, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.size / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, bool]]]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        order = rng.permutation(self.size)
+        views = rng.integers(0, self.views, size=self.size)
+        flips = rng.random(self.size) < 0.5 if self.flip else np.zeros(self.size, bool)
+        for start in range(0, self.size, self.batch_size):
+            yield [(int(i), int(views[i]), bool(flips[i]))
+                   for i in order[start:start + self.batch_size]]
 
 
 def collate_student(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return {"images": torch.stack([s["image"] for s in samples]),
             "labels": torch.stack([s["labels"] for s in samples]),
             "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
+            "view": torch.tensor([s["view"] for s in samples], dtype=torch.long),
             "flip": torch.tensor([s["flip"] for s in samples], dtype=torch.long)}
 
 
@@ -411,7 +553,6 @@ def _resumable_run(store: Any) -> tuple[Any, Path]:
 def train_student(store: Any, config: TrainConfig, callbacks: TrainCallbacks | None = None) -> Any:
     """Train (or resume) a student; returns its TrainingRun (see the module docstring)."""
     from engine.models.registry import load_model
-    from engine.training.data import ScaleBatchSampler
     from engine.training.teacher import seed_everything
 
     callbacks = callbacks or TrainCallbacks()
@@ -425,8 +566,6 @@ def train_student(store: Any, config: TrainConfig, callbacks: TrainCallbacks | N
         callbacks.message(f"Resuming {run.model_version} after epoch {checkpoint['epoch']}")
     options = student_options(config)
     device = resolve_device(config.device)
-    if device.type == "cpu":
-        configure_cpu_threads()
     seed_everything(config.seed)
 
     matrix = store.tags.label_matrix("train")
@@ -456,7 +595,8 @@ def train_student(store: Any, config: TrainConfig, callbacks: TrainCallbacks | N
         flips = (False, True) if config.flip else (False,)
         targets = compute_teacher_targets(
             store, teacher, teacher_run.model_version, matrix.image_ids, matrix.paths,
-            options.kd_boxes, flips, device, callbacks, batch_size=max(1, config.batch_size))
+            options.kd_boxes, flips, device, callbacks, batch_size=max(1, config.batch_size),
+            views=options.views)
         del teacher
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -470,18 +610,23 @@ def train_student(store: Any, config: TrainConfig, callbacks: TrainCallbacks | N
     paths = [matrix.paths[i] for i in keep]
     labels = matrix.labels[keep]
     size = int(config.student_image_size)
-    train_set = StudentImages(paths, labels, size,
-                              _original_sizes(store, [matrix.image_ids[i] for i in keep]))
+    kept_ids = [matrix.image_ids[i] for i in keep]
+    train_set = StudentImages(paths, labels, size, _original_sizes(store, kept_ids),
+                              digests=_content_digests(store, kept_ids, paths), views=options.views)
 
     feature_scale = 1.0
     if targets is not None and options.uses_feature and options.feature_norm == "scale":
         feature_scale = targets.feature_rms()
+    fresh = checkpoint is None and not config.init_from
+    pretrained = bool(config.extra.get("student_pretrained", config.pretrained))
+    # a --weights file is the teacher backbone's; it only fits a student of the same backbone
+    weights = config.weights if config.student_backbone == config.backbone else None
     model = Student(
         config.student_backbone, len(class_names),
-        pretrained=config.pretrained and checkpoint is None and not config.init_from,
-        weights=config.weights if checkpoint is None and not config.init_from else None,
+        pretrained=pretrained and fresh and weights is None, weights=weights if fresh else None,
         teacher_feature_dim=targets.feature_dim if targets is not None else None,
-        region_dim=options.region_dim, roi_size=options.roi_size, image_size=size)
+        region_dim=options.region_dim, roi_size=options.roi_size, image_size=size,
+        stride=options.stride)
     meta = {"class_names": class_names, "image_size": size,
             "teacher_version": teacher_run.model_version if teacher_run else None,
             "feature_scale": feature_scale, "options": dataclasses.asdict(options)}
@@ -494,8 +639,8 @@ def train_student(store: Any, config: TrainConfig, callbacks: TrainCallbacks | N
     if channels_last:
         model.to(memory_format=torch.channels_last)
 
-    sampler = ScaleBatchSampler(len(train_set), options.batch_size, [size], flip=config.flip,
-                                seed=config.seed)
+    sampler = ViewBatchSampler(len(train_set), options.batch_size, views=options.views,
+                               flip=config.flip, seed=config.seed)
     workers = config.num_workers if config.num_workers is not None else 0
     loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate_student,
                         num_workers=workers, pin_memory=device.type == "cuda",
@@ -539,6 +684,7 @@ def train_student(store: Any, config: TrainConfig, callbacks: TrainCallbacks | N
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels_b = batch["labels"].to(device, non_blocking=True)
+        index, view, flip = (batch[k].to(device) for k in ("index", "view", "flip"))
         stage_one = phase["epoch"] < options.feature_epochs
         use_feature = options.uses_feature and (stage_one or options.schedule == "joint"
                                                 or options.feature_epochs == 0)
@@ -552,19 +698,15 @@ def train_student(store: Any, config: TrainConfig, callbacks: TrainCallbacks | N
             losses["tags"] = classification_loss(options.loss, logits, labels_b)
             total = total + losses["tags"]
             if use_prediction:
-                index = batch["index"].to(device)
-                flip = batch["flip"].to(device)
-                soft = soft_all[index, flip]
+                soft = soft_all[index, view, flip]
                 losses["prediction"] = prediction_distillation_loss(logits, soft, net.temperature())
                 total = total + options.prediction_weight * losses["prediction"]
         if use_feature:
-            index = batch["index"].to(device)
-            flip = batch["flip"].to(device)
-            valid = valid_all[index, flip]                                   # (B, R)
-            boxes = boxes_all[index, flip] * size                            # (B, R, 4)
+            valid = valid_all[index, view, flip]                             # (B, R)
+            boxes = boxes_all[index, view, flip] * size                      # (B, R, 4)
             box_list = [boxes[b][valid[b]] for b in range(boxes.shape[0])]
             g = net.region_features(feature_map, box_list).float()
-            f = features_all[index, flip][valid].float()
+            f = features_all[index, view, flip][valid].float()
             if options.feature_norm == "scale":
                 g, f = g / feature_scale, f / feature_scale
             losses["feature"] = feature_distillation_loss(
