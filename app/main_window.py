@@ -64,6 +64,8 @@ class MainWindow(QMainWindow):
         self._restore_image: int | None = None
         self._classes_dialog: ClassesDialog | None = None
         self._falling_back = False
+        self._loop_docks = None
+        self._state_restored = False
         self._class_actions: list = []
 
         self.workers = Workers(parent=self)
@@ -96,9 +98,14 @@ class MainWindow(QMainWindow):
         self.history_dock = self.add_dock(self.history, "History",
                                           Qt.DockWidgetArea.RightDockWidgetArea)
         self.actions = build_menus(self)
-        self._add_extension_docks()
         self._wire()
         self._restore_window()
+        # Extension docks (and their imports, e.g. pyqtgraph) come after the first gallery paint:
+        # they are not needed to see the images. Asking for `loop_docks` creates them at once.
+        self.gallery.painted.connect(self._first_paint)
+        self._docks_timer = QTimer(self, singleShot=True, interval=1500)   # empty projects too
+        self._docks_timer.timeout.connect(self._ensure_extension_docks)
+        self._docks_timer.start()
         self.open_project(project_dir or self.settings.value("last_project") or
                           default_project_dir())
 
@@ -119,6 +126,8 @@ class MainWindow(QMainWindow):
         self.addDockWidget(area, dock)
         if existing and area == Qt.DockWidgetArea.BottomDockWidgetArea:
             self.tabifyDockWidget(existing[-1], dock)
+        if self._state_restored:
+            self.restoreDockWidget(dock)      # a dock added after restoreState() gets its place
         view_menu = getattr(self, "view_docks_menu", None)
         if view_menu is not None:
             view_menu.addAction(dock.toggleViewAction())
@@ -129,7 +138,26 @@ class MainWindow(QMainWindow):
         each with `self.add_dock(Widget(self.state, self.workers, ...), "Title")`."""
         from app.loop_docks import LoopDocks
 
-        self.loop_docks = LoopDocks(self)      # Training and Review docks, Model menu
+        self._loop_docks = LoopDocks(self)     # Training and Review docks, Model menu
+
+    @property
+    def loop_docks(self):
+        """The Training / Review loop docks (created now if the window has not yet)."""
+        self._ensure_extension_docks()
+        return self._loop_docks
+
+    def _first_paint(self) -> None:
+        if self.model.rowCount():
+            self.gallery.painted.disconnect(self._first_paint)
+            QTimer.singleShot(0, self._ensure_extension_docks)
+
+    def _ensure_extension_docks(self) -> None:
+        if self._loop_docks is not None:
+            return
+        self._docks_timer.stop()
+        self._add_extension_docks()
+        if not self._state_restored:
+            QTimer.singleShot(0, self._default_dock_sizes)
 
     # ---------------------------------------------------------------------------------------------
     # Wiring
@@ -398,8 +426,8 @@ class MainWindow(QMainWindow):
             self.resize(1400, 860)
         state = self.settings.value("window/state")
         if isinstance(state, QByteArray):
-            self.restoreState(state)
-        else:
+            self._state_restored = self.restoreState(state)
+        if not self._state_restored:
             QTimer.singleShot(0, self._default_dock_sizes)      # once the window is laid out
         splitter = self.settings.value("window/splitter")
         if isinstance(splitter, QByteArray):
@@ -431,7 +459,8 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/splitter", self.splitter.saveState())
         self.filters.save(self.settings)
         self.viewer.save(self.settings)
-        self.loop_docks.save(self.settings)
+        if self._loop_docks is not None:
+            self._loop_docks.save(self.settings)
         self._save_project_view()
         self.settings.sync()
 

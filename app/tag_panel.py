@@ -257,7 +257,9 @@ class TagPanel(QWidget):
             info = self.state.classes.get(tag.class_id)
             if info is None:
                 continue
-            chip = TagChip(info, tag.positive, tag.source + ("" if tag.reviewed else " · unreviewed"))
+            chip = TagChip(info, tag.positive, tag.source if tag.reviewed else f"{tag.source}?")
+            chip.setToolTip(f"Set by {tag.source}" + ("" if tag.reviewed else
+                                                      "; not reviewed by a person yet"))
             chip.remove.connect(self.remove_tag)
             chip.hovered.connect(self._hover)
             self.tags_box.addWidget(chip)

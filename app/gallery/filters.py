@@ -93,6 +93,12 @@ class FilterBar(QWidget):
                                        value=1.0, enabled=False)
         self.count_label = QLabel("")
         self.count_label.setObjectName("filterCount")
+        self.search.setMinimumWidth(110)
+        for combo in (self.class_combo, self.class_mode, self.state_combo, self.split_combo,
+                      self.sort_combo):        # narrow panes: combos shrink, popups stay wide
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(6)
 
         top = QHBoxLayout()
         top.addWidget(self.search, 3)

@@ -54,7 +54,7 @@ class ViewerPanel(QWidget):
         self.view = ImageView()
         self.show_regions = QCheckBox("Regions", checked=True, toolTip=(
             "Show the teacher's regions: where the detector found each class (R)"))
-        self.best_only = QCheckBox("Best per class", checked=True, toolTip=(
+        self.best_only = QCheckBox("Best only", checked=True, toolTip=(
             "Show only each class's highest-scoring region (the evidence for its tag)"))
         self.slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100)
         self.slider.setToolTip("Hide regions whose teacher score is below this value")
@@ -68,6 +68,8 @@ class ViewerPanel(QWidget):
         self.class_buttons: dict[int, QToolButton] = {}
         self.version_label = QLabel()
         self.version_label.setObjectName("versionLabel")
+        self.version_label.setStyleSheet("color: gray; padding-left: 4px;")
+        self.class_bar.addWidget(self.version_label)
         fit = QToolButton(text="Fit", toolTip="Fit the image to the view (Ctrl+0)")
         fit.clicked.connect(self.view.fit)
         one = QToolButton(text="1:1", toolTip="Actual size (Ctrl+1)")
@@ -80,8 +82,6 @@ class ViewerPanel(QWidget):
         bar.addWidget(self.slider)
         bar.addWidget(self.score_label)
         bar.addStretch(1)
-        bar.addWidget(self.version_label)
-        bar.addSpacing(8)
         bar.addWidget(self.zoom_label)
         bar.addWidget(fit)
         bar.addWidget(one)
@@ -150,8 +150,8 @@ class ViewerPanel(QWidget):
         self._rebuild_toggles()
         self._filter_changed()
         versions = self.detail.versions if self.detail else None
-        self.version_label.setText(f"regions: {versions.teacher}" if versions and versions.teacher
-                                   else "no teacher model yet")
+        self.version_label.setText(f"regions of {versions.teacher}" if versions and versions.teacher
+                                   else "no teacher model yet: no regions")
 
     def _rebuild_toggles(self) -> None:
         for button in self.class_buttons.values():
@@ -173,7 +173,7 @@ class ViewerPanel(QWidget):
             button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
             button.setToolTip("Show or hide this class's regions")
             button.toggled.connect(lambda on, c=class_id: self.toggle_class(c, on))
-            self.class_bar.addWidget(button)
+            self.class_bar.insertWidget(self.class_bar.count() - 1, button)
             self.class_buttons[class_id] = button
 
     def toggle_class(self, class_id: int, visible: bool) -> None:
