@@ -1,6 +1,3 @@
 """The mlic desktop app (PySide6). Talks to the engine only through its public API, and only from
 background workers (`app.workers`): the GUI thread never waits on disk, database or GPU."""
 
-from app._compat import pin_singletons
-
-pin_singletons()

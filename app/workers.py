@@ -103,8 +103,7 @@ class Job(QObject):
 
 
 class _Relay(QObject):
-    """Carries results from worker threads to the GUI thread (queued connection). No bool
-    arguments: see app._compat."""
+    """Carries results from worker threads to the GUI thread (queued connection)."""
 
     result = Signal(int, object)              # request id, _Outcome
     job_result = Signal(object, str, object)  # job, 'finished' | 'failed' | 'cancelled', value

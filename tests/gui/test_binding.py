@@ -1,16 +1,16 @@
-"""The binding bug that app._compat guards against, and the guard."""
+"""PySide6 6.12.0 on Python 3.11 hands `None` (an invalid QVariant) and `True`/`False` (through
+`Signal(bool)`) to Python without taking a reference; after some thousands of calls the interpreter
+aborts ("none_dealloc" / "bool_dealloc"), e.g. while scrolling the gallery. pyproject.toml pins the
+binding below 6.12; this test fails if an installed binding has the bug again."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-import pytest
-
 SCRIPT = """
 import os, sys
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
-{guard}
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication
 app = QApplication([])
@@ -33,21 +33,7 @@ print("survived")
 """
 
 
-def run(guard: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", SCRIPT.format(guard=guard)],
-                          capture_output=True, text=True, timeout=120)
-
-
-def test_guard_keeps_the_interpreter_alive():
-    result = run("import app")
+def test_binding_keeps_references_to_none_and_bools():
+    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
+                            timeout=120)
     assert "survived" in result.stdout, result.stderr[-2000:]
-
-
-@pytest.mark.skipif(sys.version_info >= (3, 12), reason="None is immortal on 3.12+")
-def test_the_bug_is_real_without_the_guard():
-    """Documents the bug; skips once the installed binding no longer has it."""
-    result = run("")
-    if result.returncode == 0:
-        pytest.skip("this PySide6 no longer drops references to None/True/False: "
-                    "app._compat can go")
-    assert "_dealloc" in result.stderr
