@@ -161,8 +161,9 @@ def load_rgb(path: Path | str, max_side: int | None = None) -> Image.Image:
                 if max_side is not None and image.format in ("JPEG", "MPO"):
                     scale = max_side / max(raw_w, raw_h)
                     if scale < 1:
-                        image.draft("RGB", (max(1, int(raw_w * scale + 0.999)),
-                                            max(1, int(raw_h * scale + 0.999))))
+                        # Pillow reduces by r only when raw // requested >= r on both sides, so
+                        # request floored sizes; the decode is still at least this large.
+                        image.draft("RGB", (max(1, int(raw_w * scale)), max(1, int(raw_h * scale))))
                 image.load()
                 rgb = _to_rgb(image)
     except UnreadableImageError:
