@@ -73,7 +73,7 @@ SCHEDULES = ("staged", "joint")
 LOSSES = ("bce", "asl")
 FEATURE_NORMS = ("none", "l2", "scale")
 DEFAULTS: dict[str, Any] = {
-    "feature_weight": 1.0, "prediction_weight": 1.0, "kd_boxes": 48, "feature_norm": "scale", "views": 1,
+    "feature_weight": 1.0, "prediction_weight": 1.0, "kd_boxes": 48, "feature_norm": "scale", "views": 1, "temperature_lr_mult": 10.0,
     "feature_share": 0.4, "region_dim": 256, "roi_size": 2, "student_stride": 32,
 }
 TARGETS_FORMAT = 1
@@ -97,6 +97,7 @@ class StudentOptions:
     prediction_weight: float
     kd_boxes: int
     views: int                   # augmented views per image: the whole image + views - 1 crops
+    temperature_lr_mult: float   # learning-rate multiplier of the learnable 1/t
     feature_norm: str
     region_dim: int
     roi_size: int
@@ -146,7 +147,7 @@ def student_options(config: TrainConfig) -> StudentOptions:
         kd=config.kd, schedule=config.schedule, loss=config.loss, feature_epochs=feature_epochs,
         feature_weight=float(extra["feature_weight"]),
         prediction_weight=float(extra["prediction_weight"]), kd_boxes=int(extra["kd_boxes"]),
-        views=int(extra["views"]),
+        views=int(extra["views"]), temperature_lr_mult=float(extra["temperature_lr_mult"]),
         feature_norm=str(extra["feature_norm"]), region_dim=int(extra["region_dim"]),
         roi_size=int(extra["roi_size"]), stride=int(extra["student_stride"]))
     if options.epochs < 1 or options.batch_size < 1 or options.lr <= 0:
@@ -648,10 +649,17 @@ def train_student(store: Any, config: TrainConfig, callbacks: TrainCallbacks | N
                         multiprocessing_context="spawn" if workers > 0 else None)
 
     decay, no_decay = [], []
+    temperature = {id(p) for p in model.temperature.parameters()}
     for name, parameter in model.named_parameters():
-        (no_decay if parameter.ndim <= 1 else decay).append(parameter)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=options.lr)
+        if id(parameter) not in temperature:
+            (no_decay if parameter.ndim <= 1 else decay).append(parameter)
+    # the temperature learns 10x faster and without weight decay, as in the authors' prototxt
+    # (lr_mult 10, decay_mult 0 on the scale layer that holds 1/t)
+    optimizer = torch.optim.AdamW([
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+        {"params": list(model.temperature.parameters()), "weight_decay": 0.0,
+         "lr": options.lr * options.temperature_lr_mult}], lr=options.lr)
     steps_per_epoch = math.ceil(len(sampler) / max(1, config.grad_accum))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, staged_lr(options.epochs, steps_per_epoch, options.feature_epochs))
