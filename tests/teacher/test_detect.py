@@ -112,6 +112,7 @@ def test_detect_without_teacher_is_a_clear_error(empty_project, tmp_path, capsys
 def test_train_command_on_a_tiny_demo_project(demo_project, capsys):
     code, out, err = mlic(capsys, demo_project.paths.root, "train", "--stage", "teacher",
                           "--epochs", "1", "--image-size", "64", "--max-proposals", "8",
+                          "--proposals", "sliding",
                           "--batch-size", "16", "--device", "cpu", "--seed", "3", "--no-refine")
     assert code == 0, err
     run = active_run(demo_project, "teacher")
@@ -120,6 +121,14 @@ def test_train_command_on_a_tiny_demo_project(demo_project, capsys):
     assert run.config["seed"] == 3 and run.config["refine"] is False
     assert run.config["image_size"] == 64
     assert (demo_project.paths.root / run.checkpoint).is_file()
+
+
+def test_train_command_defaults():
+    from engine.cli import build_parser
+
+    args = build_parser().parse_args(["train"])
+    assert args.stage == "teacher" and args.proposals == "selective_search"
+    assert not args.no_refine and not args.resume and args.weights is None
 
 
 def test_train_command_rejects_bad_values(demo_project, capsys):
