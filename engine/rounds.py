@@ -7,8 +7,11 @@
 - `plan_next_round` decides how the next round starts: from the previous round's weights
   (`TrainConfig.init_from`) when the class list is unchanged, which converges in fewer epochs;
   from scratch when classes were added, removed or renamed (the old output layer does not fit).
-- `evaluate_round` measures a student version on the validation split (mAP, CF1, OF1 at the
-  classes' thresholds, through `engine.metrics`) and stores the figures with its run.
+- `train_round` is one round: stable stratified split for unassigned tagged images, the plan,
+  training, threshold calibration of a new student and `evaluate_round` on the validation split.
+- `evaluate_round` measures a version on the validation split (mAP, CF1, OF1 at the classes'
+  thresholds, through `engine.metrics`; a teacher through `engine.evaluation`) and stores the
+  figures with its run.
 - `round_history` lists the rounds with those figures and the number of tags a person had set by
   each round's watermark (replayed from the tag history), for the GUI's plot over rounds.
 - `rollback(store, version)` makes an earlier version the active one (`registry.set_active`).
@@ -26,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.errors import UserError
-
 from engine.splits import SplitAssignment
 
 if TYPE_CHECKING:
@@ -280,17 +282,11 @@ def _figure(run: TrainingRun, key: str) -> float:
 
 
 def _last_val_map(metrics: dict[str, Any]) -> float | None:
-    """The last epoch's validation mAP as the trainer stored it, whatever its layout."""
-    if isinstance(metrics.get("val_mAP"), (int, float)):
-        return float(metrics["val_mAP"])
-    for key in ("epochs", "history"):
-        epochs = metrics.get(key)
-        if isinstance(epochs, list):
-            for entry in reversed(epochs):
-                value = (entry.get("metrics") or entry).get("val_mAP") if isinstance(entry, dict) else None
-                if isinstance(value, (int, float)):
-                    return float(value)
-    return None
+    """The last epoch's validation mAP as the training loop stored it (`last`, else `epochs`)."""
+    value = (metrics.get("last") or {}).get("val_mAP")
+    if value is None and metrics.get("epochs"):
+        value = (metrics["epochs"][-1].get("metrics") or {}).get("val_mAP")
+    return float(value) if value is not None else None
 
 
 def round_history(store: Store, stage: str | None = None,
