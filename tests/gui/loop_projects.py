@@ -29,10 +29,17 @@ def _import(root: Path, demo_data) -> Path:
     return root
 
 
+# Each test module imports these fixtures, which makes a separate session fixture per module:
+# the folders are kept here so that a test session builds each one once.
+_BUILT: dict[str, Path] = {}
+
+
 @pytest.fixture(scope="session")
 def demo_project_dir(tmp_path_factory, demo_data) -> Path:
     """A project folder with the demo data imported (do not modify: copy it)."""
-    return _import(tmp_path_factory.mktemp("loop") / "demo-project", demo_data)
+    if "demo" not in _BUILT:
+        _BUILT["demo"] = _import(tmp_path_factory.mktemp("loop") / "demo-project", demo_data)
+    return _BUILT["demo"]
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +49,8 @@ def trained_project_dir(tmp_path_factory, demo_data) -> Path:
     from engine.rounds import train_round
     from engine.store import Store, TagEdit
 
+    if "trained" in _BUILT:
+        return _BUILT["trained"]
     root = _import(tmp_path_factory.mktemp("loop") / "trained-project", demo_data)
     store = Store.open(root)
     train_round(store, tiny_config())
@@ -49,6 +58,7 @@ def trained_project_dir(tmp_path_factory, demo_data) -> Path:
     store.tags.apply([TagEdit(image, store.classes.list()[0].id, "negative")], source="person")
     train_round(store, tiny_config())
     store.close()
+    _BUILT["trained"] = root
     return root
 
 
