@@ -45,7 +45,8 @@ from PySide6.QtWidgets import (
 
 from app import dialogs
 from app.state import ProjectState
-from engine.training.api import BACKBONES, STAGES, TrainConfig
+from engine.training.api import (
+    BACKBONES, PROPOSAL_SOURCES, RECOMMENDED_PROPOSALS, STAGES, TrainConfig)
 
 STAGE_TIPS = {
     "teacher": "The weakly-supervised detector: learns from image-level tags where each class is.",
@@ -140,6 +141,11 @@ class TrainingPanel(QWidget):
             self.kd.addItem(label, value)
             self.kd.setItemData(self.kd.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         self.kd.setToolTip("How the student learns from the teacher besides the tags.")
+        self.proposals = QComboBox()
+        self.proposals.addItems(list(PROPOSAL_SOURCES))
+        self.proposals.setCurrentText(RECOMMENDED_PROPOSALS)
+        self.proposals.setToolTip("Candidate regions for the teacher: selective search localises "
+                                  "best; sliding windows are fastest to compute.")
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda"])
         self.device.setToolTip("auto uses the GPU when there is one.")
@@ -157,6 +163,7 @@ class TrainingPanel(QWidget):
         form.addRow("Teacher image size", self.image_size)
         form.addRow("Student image size", self.student_size)
         form.addRow("Distillation", self.kd)
+        form.addRow("Proposals", self.proposals)
         form.addRow("Device", self.device)
         form.addRow("", self.pretrained)
         form.addRow("", self.warm_start)
@@ -255,6 +262,7 @@ class TrainingPanel(QWidget):
         self.student_backbone.setEnabled(stage in ("student", "all"))
         self.student_size.setEnabled(stage in ("student", "all"))
         self.kd.setEnabled(stage in ("student", "all"))
+        self.proposals.setEnabled(stage in ("teacher", "all"))
 
     # ------------------------------------------------------------------------------ settings
     def config(self, **overrides: Any) -> TrainConfig:
@@ -267,6 +275,7 @@ class TrainingPanel(QWidget):
             "image_size": self.image_size.value(),
             "student_image_size": self.student_size.value(),
             "device": self.device.currentText(),
+            "proposals": self.proposals.currentText(),
             "pretrained": self.pretrained.isChecked(),
             "kd": self.kd.currentData(),
         }
@@ -304,7 +313,8 @@ class TrainingPanel(QWidget):
     def _setting_widgets(self) -> dict[str, Any]:
         return {"backbone": self.teacher_backbone, "student_backbone": self.student_backbone,
                 "epochs": self.epochs, "image_size": self.image_size,
-                "student_image_size": self.student_size, "device": self.device, "kd": self.kd}
+                "student_image_size": self.student_size, "device": self.device, "kd": self.kd,
+                "proposals": self.proposals}
 
     # ---------------------------------------------------------------------------- running
     @property
@@ -347,8 +357,8 @@ class TrainingPanel(QWidget):
         self.resume_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         for widget in (self.stage_combo, self.teacher_backbone, self.student_backbone, self.epochs,
-                       self.image_size, self.student_size, self.kd, self.device, self.pretrained,
-                       self.warm_start):
+                       self.image_size, self.student_size, self.kd, self.device, self.proposals,
+                       self.pretrained, self.warm_start):
             widget.setEnabled(not running)
         if not running:
             self._stage_changed()

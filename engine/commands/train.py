@@ -7,13 +7,10 @@ import sys
 
 from engine.errors import UserError
 
-# The command line's proposal source. `TrainConfig.proposals` stays "sliding" (the dependency-free
-# fallback that the tests use); people get the source that localised best (docs/teacher.md).
-CLI_PROPOSALS = "selective_search"
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from engine.training.api import BACKBONES, PROPOSAL_SOURCES, STAGES, TrainConfig
+    from engine.training.api import (
+        BACKBONES, PROPOSAL_SOURCES, RECOMMENDED_PROPOSALS, STAGES, TrainConfig)
 
     defaults = TrainConfig()
     parser = subparsers.add_parser(
@@ -44,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="batches per optimizer step, for small GPUs (default 1)")
     parser.add_argument("--lr", type=float, default=defaults.lr,
                         help=f"learning rate (default {defaults.lr})")
-    parser.add_argument("--proposals", choices=PROPOSAL_SOURCES, default=CLI_PROPOSALS,
+    parser.add_argument("--proposals", choices=PROPOSAL_SOURCES, default=RECOMMENDED_PROPOSALS,
                         metavar="SRC", help="proposal source: selective_search (default; best "
                         "localisation in benchmarks/teacher.py), edgeboxes (scored, faster) or "
                         "sliding (no OpenCV needed; weakest)")

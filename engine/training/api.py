@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 STAGES = ("teacher", "student", "all")
 BACKBONES = ("resnet18", "resnet50", "vgg16", "mobilenet_v3_large", "efficientnet_lite0")
 PROPOSAL_SOURCES = ("sliding", "edgeboxes", "selective_search")
+# What people get from the command line and the GUI: the source that localised best on the demo
+# data (docs/teacher.md). `TrainConfig.proposals` stays "sliding", the dependency-free fallback.
+RECOMMENDED_PROPOSALS = "selective_search"
 
 
 @dataclass

@@ -31,11 +31,16 @@ def test_form_builds_the_config_and_settings_persist(panel, settings):
     panel.kd.setCurrentIndex(panel.kd.findData("none"))
     config = panel.config()
     assert (config.stage, config.epochs, config.kd) == ("student", 3, "none")
+    assert config.proposals == "selective_search"   # what people get, as on the command line
     assert not panel.teacher_backbone.isEnabled() and panel.student_backbone.isEnabled()
+    assert not panel.proposals.isEnabled()
+    panel.proposals.setCurrentText("edgeboxes")
     panel.save_settings(settings)
     panel.epochs.setValue(7)
+    panel.proposals.setCurrentText("sliding")
     panel.restore_settings(settings)
     assert panel.epochs.value() == 3 and panel.kd.currentData() == "none"
+    assert panel.proposals.currentText() == "edgeboxes"
 
 
 def test_tiny_training_run_to_completion_updates_the_curves(qtbot, panel):
