@@ -34,7 +34,11 @@ class Student(nn.Module):
         num_classes: K.
         teacher_feature_dim: width of the teacher's region features f_r (None: no projection).
         region_dim: width of the student's region features g_r.
-        roi_size: output size of RoI align on the student's map (its maps are small, ~4-5 cells).
+        roi_size: output size of RoI align on the student's map (its maps are small, ~4-8 cells).
+        region_layers: 2: the region head is two fc layers (width `region_dim`) on the RoI cells,
+            as the paper's fc6/fc7; 0: the RoI's mean feature (width C) and the learned
+            projection alone, so the backbone's own features must predict the teacher's (the
+            features the global-pooling classifier reads).
         image_size: the student's square input size (recorded for inference).
         stride: 32 (the whole trunk, as a classifier) or 16 (cut where region heads read).
     """
@@ -42,7 +46,7 @@ class Student(nn.Module):
     def __init__(self, backbone: str, num_classes: int, *, pretrained: bool = False,
                  weights: str | None = None, teacher_feature_dim: int | None = None,
                  region_dim: int = 256, roi_size: int = 2, image_size: int = 160,
-                 dropout: float = 0.0, stride: int = 32) -> None:
+                 dropout: float = 0.0, stride: int = 32, region_layers: int = 2) -> None:
         super().__init__()
         from engine.models.backbones import build_backbone
 
@@ -51,7 +55,7 @@ class Student(nn.Module):
         self.config: dict[str, Any] = {
             "backbone": backbone, "num_classes": num_classes, "teacher_feature_dim": teacher_feature_dim,
             "region_dim": region_dim, "roi_size": roi_size, "image_size": image_size,
-            "dropout": dropout, "stride": stride,
+            "dropout": dropout, "stride": stride, "region_layers": region_layers,
         }
         self.backbone, channels, stride = build_backbone(backbone, pretrained=pretrained,
                                                          weights=weights, stride=stride)
@@ -63,11 +67,17 @@ class Student(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.classifier = nn.Linear(channels, num_classes)
         self.roi_size = roi_size
-        self.region_head = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(channels * roi_size * roi_size, region_dim), nn.ReLU(inplace=True),
-            nn.Linear(region_dim, region_dim), nn.ReLU(inplace=True),
-        )
+        if region_layers not in (0, 2):
+            raise ValueError(f"Student: region_layers must be 0 or 2, got {region_layers}")
+        if region_layers == 2:      # fc6-fc7 style: RoI cells -> fc -> ReLU -> fc -> ReLU
+            self.region_head = nn.Sequential(
+                nn.Flatten(),
+                nn.Linear(channels * roi_size * roi_size, region_dim), nn.ReLU(inplace=True),
+                nn.Linear(region_dim, region_dim), nn.ReLU(inplace=True),
+            )
+        else:                       # the RoI's mean feature; the projection is the only layer
+            self.region_head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            region_dim = channels
         self.region_dim = region_dim
         if teacher_feature_dim is not None and teacher_feature_dim != region_dim:
             self.projection: nn.Module = FeatureProjection(region_dim, teacher_feature_dim)
@@ -116,7 +126,7 @@ class Student(nn.Module):
 def build_student(config: dict[str, Any], pretrained: bool = False, weights: str | None = None) -> Student:
     """A student from its recorded `Student.config` dict."""
     known = {"backbone", "num_classes", "teacher_feature_dim", "region_dim", "roi_size", "image_size",
-             "dropout", "stride"}
+             "dropout", "stride", "region_layers"}
     return Student(**{k: v for k, v in config.items() if k in known}, pretrained=pretrained,
                    weights=weights)
 

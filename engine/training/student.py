@@ -74,7 +74,7 @@ LOSSES = ("bce", "asl")
 FEATURE_NORMS = ("none", "l2", "scale")
 DEFAULTS: dict[str, Any] = {
     "feature_weight": 1.0, "prediction_weight": 1.0, "kd_boxes": 48, "feature_norm": "scale", "views": 1, "temperature_lr_mult": 10.0,
-    "feature_share": 0.4, "region_dim": 256, "roi_size": 2, "student_stride": 32,
+    "feature_share": 0.4, "region_dim": 256, "roi_size": 2, "student_stride": 32, "region_layers": 2,
 }
 TARGETS_FORMAT = 1
 
@@ -102,6 +102,7 @@ class StudentOptions:
     region_dim: int
     roi_size: int
     stride: int                  # 32: the whole trunk; 16: cut at the stride-16 stage
+    region_layers: int           # 2: fc6/fc7-style region head; 0: mean RoI feature + projection
 
     @property
     def uses_feature(self) -> bool:
@@ -149,7 +150,8 @@ def student_options(config: TrainConfig) -> StudentOptions:
         prediction_weight=float(extra["prediction_weight"]), kd_boxes=int(extra["kd_boxes"]),
         views=int(extra["views"]), temperature_lr_mult=float(extra["temperature_lr_mult"]),
         feature_norm=str(extra["feature_norm"]), region_dim=int(extra["region_dim"]),
-        roi_size=int(extra["roi_size"]), stride=int(extra["student_stride"]))
+        roi_size=int(extra["roi_size"]), stride=int(extra["student_stride"]),
+        region_layers=int(extra["region_layers"]))
     if options.epochs < 1 or options.batch_size < 1 or options.lr <= 0:
         raise UserError("Student epochs, batch size and learning rate must be positive.")
     if options.views < 1:
@@ -627,7 +629,7 @@ def train_student(store: Any, config: TrainConfig, callbacks: TrainCallbacks | N
         pretrained=pretrained and fresh and weights is None, weights=weights if fresh else None,
         teacher_feature_dim=targets.feature_dim if targets is not None else None,
         region_dim=options.region_dim, roi_size=options.roi_size, image_size=size,
-        stride=options.stride)
+        stride=options.stride, region_layers=options.region_layers)
     meta = {"class_names": class_names, "image_size": size,
             "teacher_version": teacher_run.model_version if teacher_run else None,
             "feature_scale": feature_scale, "options": dataclasses.asdict(options)}
