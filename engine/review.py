@@ -392,12 +392,20 @@ def queue_order(key: str) -> QueueOrder:
 # --- pure priorities: higher = earlier in the queue; -inf = nothing to say (goes last) ----------
 
 
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
 def uncertainty_priority(scores: np.ndarray, thresholds: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """(priority, class) per image: minus the smallest distance of a suggestion to its class
-    threshold, and that class. Rows without any score get -inf."""
+    threshold, and that class. Distances are in logits, so that 0.01 against a threshold of 0.03
+    (a confident no) is not taken for as close a call as 0.48 against 0.5. Rows without any
+    score get -inf."""
     scores = np.asarray(scores, dtype=np.float64)
-    distance = np.abs(scores - np.asarray(thresholds, dtype=np.float64)[None, :])
-    return _best_per_row(-distance)
+    thresholds = np.asarray(thresholds, dtype=np.float64)[None, :]
+    distance = np.abs(_logit(scores) - _logit(thresholds))
+    return _best_per_row(np.where(np.isnan(scores), np.nan, -distance))
 
 
 def disagreement_priority(student: np.ndarray, teacher: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -47,8 +47,11 @@ def test_most_uncertain_first(scored):
 
 def test_uncertainty_priority_pure():
     priority, best = uncertainty_priority(np.array([[0.9, 0.2], [np.nan, np.nan]]), [0.5, 0.25])
-    assert priority[0] == pytest.approx(-0.05) and best[0] == 1
+    assert priority[0] == pytest.approx(-np.log(4 / 3)) and best[0] == 1   # logit .2 vs .25
     assert priority[1] == -np.inf
+    # In logits 0.01 vs a threshold of 0.03 is a clearer call than 0.45 vs 0.5.
+    priority, best = uncertainty_priority(np.array([[0.01, 0.45]]), [0.03, 0.5])
+    assert best[0] == 1
 
 
 def test_teacher_student_disagreement_first(scored):
