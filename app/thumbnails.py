@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -25,6 +24,7 @@ from PySide6.QtGui import QImage, QPixmap
 
 from app.workers import Workers
 from engine.errors import UserError
+from engine.files import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +59,8 @@ def make_thumbnail(path: str, content_hash: str | None, cache_dir: Path | None,
 
 def _write_atomically(rgb, target: Path) -> None:
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=target.parent, suffix=".part")
-        with os.fdopen(handle, "wb") as stream:
+        with atomic_output(target, "wb") as stream:
             rgb.save(stream, "JPEG", quality=85)
-        os.replace(temp, target)
     except OSError as exc:        # a read-only cache still shows the thumbnail
         log.warning("cannot cache thumbnail %s: %s", target, exc)
 

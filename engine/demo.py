@@ -38,7 +38,6 @@ classes, image-level tags (source `import`) and evaluation-only ground-truth box
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from engine.files import write_json_atomic
 from engine.errors import UserError
 
 if TYPE_CHECKING:
@@ -443,7 +443,7 @@ def generate_demo(out_dir: Path | str, n_images: int = 300, seed: int = 0,
             "categories": categories,
         }
         path = root / f"{split}.json"
-        _write_json_atomic(path, document)
+        write_json_atomic(path, document, indent=None)
         split_files[split] = path
     return DemoDataset(root=root, images_dir=images_dir, class_names=list(CLASS_NAMES),
                        split_files=split_files, n_images=n_images)
@@ -452,16 +452,6 @@ def generate_demo(out_dir: Path | str, n_images: int = 300, seed: int = 0,
 _LABELS_DOC = ("Each image carries 'labels': the ids of the categories present in it "
                "(image-level positives); 'negative_labels', when present, lists categories "
                "known to be absent.")
-
-
-def _write_json_atomic(path: Path, document: dict[str, Any]) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        temporary.write_text(json.dumps(document), encoding="utf-8")
-        temporary.replace(path)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise UserError(f"Cannot write {path}: {exc.strerror}.") from exc
 
 
 def import_demo(store: Store, out_dir: Path | str,

@@ -37,12 +37,3 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
 
 def is_cuda(device: torch.device) -> bool:
     return device.type == "cuda"
-
-
-def configure_cpu_threads() -> None:
-    """Use every core for intra-op parallelism (torch's default can be lower in subprocesses)."""
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if cores and torch.get_num_threads() < cores:
-        torch.set_num_threads(cores)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.errors import UserError
+from engine.files import atomic_output
 from engine.splits import split_key
 
 if TYPE_CHECKING:
@@ -231,16 +231,9 @@ def _read_cache(path: Path) -> dict[str, np.ndarray]:
 
 
 def _write_cache(path: Path, cache: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     keys = list(cache)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(handle)
-    try:
-        np.savez(tmp, keys=np.array(keys), features=np.stack([cache[k] for k in keys]))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_output(path, "wb") as file:
+        np.savez(file, keys=np.array(keys), features=np.stack([cache[k] for k in keys]))
 
 
 # ===================================================================== out-of-fold over a project

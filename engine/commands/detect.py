@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
-import tempfile
 from pathlib import Path
 
+from engine.commands.common import existing_folder, output_file, print_skipped, progress_bar
 from engine.errors import UserError
+from engine.files import write_json_atomic
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,65 +46,29 @@ def regions_json(result, folder: Path) -> list[dict]:  # noqa: ANN001
     return records
 
 
-def write_json_atomic(path: Path, data: object) -> None:
-    path = path.absolute()
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(data, file, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run(args: argparse.Namespace) -> int:
     from engine.cli import open_store
     from engine.inference.detect import detect_paths
     from engine.intake import scan_folder
     from engine.models.registry import resolve_run
 
-    folder = Path(args.folder).expanduser()
-    if not folder.is_dir():
-        raise UserError(f"{folder} is not a folder.")
-    folder = folder.resolve()
-    out = Path(args.out).expanduser()
-    if not out.absolute().parent.is_dir():
-        raise UserError(f"The folder of {out} does not exist.")
+    folder = existing_folder(args.folder)
+    out = output_file(args.out)
     if args.top < 1:
         raise UserError(f"--top must be at least 1, not {args.top}.")
     store = open_store(args)
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, desc="detecting", file=sys.stderr, leave=False, disable=None)
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
     try:
         resolve_run(store, "teacher", args.model)          # a clear error before any work
         report = scan_folder(store, folder)
         bad = {Path(p) for p, _ in report.unreadable}
         files = sorted(p for p in report.image_ids if Path(p) not in bad)
-        result = detect_paths(store, files, model_version=args.model, top_k=args.top,
-                              device=args.device, progress=progress)
+        with progress_bar("detecting") as progress:
+            result = detect_paths(store, files, model_version=args.model, top_k=args.top,
+                                  device=args.device, progress=progress)
     finally:
-        if bar is not None:
-            bar.close()
         store.close()
     write_json_atomic(out, regions_json(result, folder))
-    unreadable = sorted({(Path(p), r) for p, r in [*report.unreadable, *result.unreadable]})
-    for path, reason in unreadable:
-        try:
-            shown = path.relative_to(folder).as_posix()
-        except ValueError:
-            shown = str(path)
-        print(f"mlic: skipped unreadable file {shown}: {reason}", file=sys.stderr)
+    print_skipped([(Path(p), r) for p, r in [*report.unreadable, *result.unreadable]], folder)
     print(f"{len(result)} images, {sum(len(i.regions) for i in result)} regions "
           f"({result.model_version}) -> {out}")
     return 0

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
-import tempfile
-from pathlib import Path
 
+from engine.commands.common import output_file, progress_bar
 from engine.errors import UserError
+from engine.files import write_json_atomic
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,57 +34,17 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.threshold <= 1.0:
         raise UserError(f"The threshold must be between 0 and 1, not {args.threshold}.")
-    out = Path(args.json) if args.json else None
-    if out is not None and not out.absolute().parent.is_dir():
-        raise UserError(f"The folder of {out} does not exist.")
+    out = output_file(args.json) if args.json else None
     store = open_store(args)
     try:
-        progress = _progress_bar()
-        try:
+        with progress_bar("evaluating") as progress:
             report = evaluate(store, split=args.split, teacher_version=args.teacher,
                               student_version=args.student, device=args.device,
                               batch_size=args.batch_size, threshold=args.threshold,
                               progress=progress)
-        finally:
-            progress.close()
     finally:
         store.close()
     print(format_report(report, per_class=args.per_class))
     if out is not None:
-        _write_json(out, report.to_dict())
+        write_json_atomic(out, report.to_dict(), indent=2)
     return 0
-
-
-def _write_json(out: Path, data: dict) -> None:
-    """Write atomically: a temporary file in the same folder, then a rename."""
-    directory = out.absolute().parent
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, allow_nan=False)
-            handle.write("\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-class _progress_bar:
-    """tqdm on stderr, created on the first call (nothing is drawn when nothing runs)."""
-
-    def __init__(self) -> None:
-        self._bar = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self._bar is None:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, unit="img", desc="evaluating", file=sys.stderr,
-                             leave=False, disable=None)
-        self._bar.total = total
-        self._bar.n = done
-        self._bar.refresh()
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()

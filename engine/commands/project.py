@@ -8,12 +8,11 @@ stderr with exit status 2 (see engine.cli).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shlex
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from engine.commands.common import output_file, progress_bar
 from engine.errors import UserError
 from engine.store.schema import SPLITS
 
@@ -100,30 +99,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-@contextlib.contextmanager
-def progress_bar(description: str, unit: str = "img") -> Iterator[Callable[[int, int], None]]:
-    """A `progress(done, total)` callable drawing a tqdm bar on stderr (only on a terminal)."""
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, unit=unit, desc=description, file=sys.stderr, leave=False,
-                       disable=None, dynamic_ncols=True)
-        if total != bar.total:
-            bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    try:
-        yield progress
-    finally:
-        if bar is not None:
-            bar.close()
 
 
 def _store(args: argparse.Namespace):
@@ -223,10 +198,7 @@ def run_export(args: argparse.Namespace) -> int:
     if args.out is not None:
         out = Path(args.out).expanduser()
         if args.format != "xmp":
-            if out.is_dir():
-                raise UserError(f"{out} is a folder; give a file name.")
-            if not out.absolute().parent.is_dir():
-                raise UserError(f"The folder of {out} does not exist.")
+            output_file(out)
         elif out.exists() and not out.is_dir():
             raise UserError(f"{out} is a file; `export xmp` needs a folder.")
     store = _store(args)

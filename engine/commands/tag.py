@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
+from engine.commands.common import existing_folder, output_file, print_skipped, progress_bar
 from engine.errors import UserError
 
 
@@ -34,52 +33,27 @@ def run(args: argparse.Namespace) -> int:
     from engine.cli import open_store
     from engine.inference.tagging import tag_paths, write_predictions_csv
     from engine.intake import scan_folder
+    from engine.models.registry import resolve_run
 
-    folder = Path(args.folder).expanduser()
-    if not folder.is_dir():
-        raise UserError(f"{folder} is not a folder.")
-    folder = folder.resolve()
-    out = Path(args.out).expanduser()
-    if not out.absolute().parent.is_dir():
-        raise UserError(f"The folder of {out} does not exist.")
+    folder = existing_folder(args.folder)
+    out = output_file(args.out)
     if args.batch_size < 1:
         raise UserError(f"Batch size must be at least 1, not {args.batch_size}.")
     if args.workers is not None and args.workers < 0:
         raise UserError(f"Workers must be 0 or more, not {args.workers}.")
     store = open_store(args)
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, unit="img", desc="tagging", file=sys.stderr, leave=False,
-                       disable=None)
-        bar.n = done
-        bar.refresh()
-
     try:
         # Check for a student before scanning, then register every image so each has a row.
-        from engine.models.registry import resolve_run
-
         resolve_run(store, "student", args.model)
         report = scan_folder(store, folder)
-        files = sorted(report.image_ids)
-        result = tag_paths(store, files, model_version=args.model, batch_size=args.batch_size,
-                           device=args.device, progress=progress, num_workers=args.workers,
-                           precision=args.precision)
+        with progress_bar("tagging") as progress:
+            result = tag_paths(store, sorted(report.image_ids), model_version=args.model,
+                               batch_size=args.batch_size, device=args.device, progress=progress,
+                               num_workers=args.workers, precision=args.precision)
     finally:
-        if bar is not None:
-            bar.close()
         store.close()
     write_predictions_csv(result, out, relative_to=folder)
-    for path, reason in result.unreadable:
-        try:
-            shown = path.relative_to(folder).as_posix()
-        except ValueError:
-            shown = str(path)
-        print(f"mlic: skipped unreadable {shown}: {reason}", file=sys.stderr)
+    print_skipped(result.unreadable, folder)
     print(f"Tagged {len(result.paths)} image(s) with {result.model_version} "
           f"({result.images_per_second:.1f} images/s); {len(result.unreadable)} unreadable "
           f"skipped; wrote {out}.")

@@ -14,14 +14,11 @@ export never leaves a half-written file.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.errors import UserError
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -97,24 +94,6 @@ def apply_import_tags(store: Store, decisions: dict[int, tuple[Iterable[int], It
     for start in range(0, len(edits), 20000):
         store.tags.apply(edits[start:start + 20000], source="import", reviewed=False)
     summary.tags_set += len(edits)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                                             dir=path.parent)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-                out.write(text)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise UserError(f"Cannot write {path}: {exc.strerror or exc}.") from exc
 
 
 def class_parents(store: Store) -> dict[str, str | None]:

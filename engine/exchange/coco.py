@@ -37,6 +37,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.files import write_text_atomic
 from engine.errors import UserError
 from engine.exchange import (
     ExportSummary,
@@ -44,7 +45,6 @@ from engine.exchange import (
     Progress,
     apply_import_tags,
     ensure_classes,
-    write_atomic,
 )
 from engine.intake import canonical_path, register_files
 from engine.store.schema import SPLITS
@@ -266,7 +266,7 @@ def export_coco(store: Store, out_path: Path | str,
         "annotations": annotations,
         "categories": categories,
     }
-    write_atomic(out_path, json.dumps(document, indent=1))
+    write_text_atomic(out_path, json.dumps(document, indent=1))
     return ExportSummary(target=out_path, images=len(entries), files=1)
 
 

@@ -28,6 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.files import write_text_atomic
 from engine.errors import UserError
 from engine.exchange import (
     ExportSummary,
@@ -35,7 +36,6 @@ from engine.exchange import (
     Progress,
     apply_import_tags,
     ensure_classes,
-    write_atomic,
 )
 from engine.intake import canonical_path, register_files
 from engine.store.schema import SPLITS
@@ -72,7 +72,7 @@ def export_csv(store: Store, out_path: Path | str, progress: Progress | None = N
                          *(states.get(c.id, "") for c in classes)])
         if progress is not None:
             progress(k + 1, len(rows))
-    write_atomic(out_path, buffer.getvalue())
+    write_text_atomic(out_path, buffer.getvalue())
     return ExportSummary(target=out_path, images=len(rows), files=1)
 
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.files import write_text_atomic
 from engine.errors import UserError
 from engine.exchange import (
     ExportSummary,
@@ -45,7 +46,6 @@ from engine.exchange import (
     apply_import_tags,
     class_parents,
     ensure_classes,
-    write_atomic,
 )
 
 if TYPE_CHECKING:
@@ -277,7 +277,7 @@ def export_xmp(store: Store, out_dir: Path | str | None = None, in_place: bool =
         plans.append((sidecar, tree, xpacket, positives, negatives))
     for k, (sidecar, tree, xpacket, positives, negatives) in enumerate(plans):
         merge_keywords(tree, positives, negatives, hierarchy, project_classes)
-        write_atomic(sidecar, _serialise(tree, xpacket))
+        write_text_atomic(sidecar, _serialise(tree, xpacket))
         if progress is not None:
             progress(k + 1, len(plans))
     return ExportSummary(target=target or Path("."), images=len(plans), files=len(plans))

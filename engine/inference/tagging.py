@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +43,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from engine.errors import UserError
+from engine.files import atomic_output
 from engine.images import UnreadableImageError, is_image_path, load_rgb
 
 log = logging.getLogger(__name__)
@@ -411,13 +410,10 @@ def write_predictions_csv(result: TaggingResult, out: Path | str, relative_to: P
     into place, so a failure never leaves a half-written CSV."""
     out = Path(out)
     base = Path(relative_to).absolute()
-    if out.parent and not out.parent.exists():
+    if not out.absolute().parent.is_dir():
         raise UserError(f"The folder of {out} does not exist.")
-    handle = tempfile.NamedTemporaryFile("w", newline="", encoding="utf-8", delete=False,
-                                         dir=out.parent or Path("."), prefix=f".{out.name}.",
-                                         suffix=".tmp")
     try:
-        with handle:
+        with atomic_output(out, "w") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(["path", *result.class_names])
             for path, probs in zip(result.paths, result.probabilities):
@@ -426,8 +422,6 @@ def write_predictions_csv(result: TaggingResult, out: Path | str, relative_to: P
                 except ValueError:
                     name = path.as_posix()
                 writer.writerow([name, *(f"{p:.6f}" for p in np.clip(probs, 0.0, 1.0))])
-        os.replace(handle.name, out)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    except OSError as exc:
+        raise UserError(f"Cannot write {out}: {exc.strerror or exc}.") from exc
     return out

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.files import atomic_output
 from engine.proposals.base import Proposals, ProposalSource
 
 log = logging.getLogger(__name__)
@@ -50,19 +50,12 @@ class ProposalCache:
 
     def put(self, source: ProposalSource, digest: str, proposals: Proposals) -> None:
         path = self.path(source, digest)
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"boxes": proposals.boxes.astype(np.float32),
                   "size": np.asarray(proposals.size, dtype=np.int64)}
         if proposals.scores is not None:
             arrays["scores"] = proposals.scores.astype(np.float32)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                np.savez(file, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_output(path, "wb") as file:
+            np.savez(file, **arrays)
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,13 @@ Everything is plain data and tensors, so `torch.load(..., weights_only=True)` re
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from engine.errors import UserError
+from engine.files import atomic_output
 
 CHECKPOINT_FORMAT = 1
 
@@ -30,18 +29,8 @@ CHECKPOINT_FORMAT = 1
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write `state` to `path` atomically: a temporary file in the same folder, then
     `os.replace`, so a crash mid-write leaves the previous checkpoint intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save({"format": CHECKPOINT_FORMAT, **state}, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, "wb", durable=True) as file:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, file)
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:

@@ -67,7 +67,7 @@ def test_confidence_uncertainty_and_disagreement(project):
 
 
 def test_search_language(project):
-    store, ids, classes = project["store"], project["ids"], project["classes"]
+    ids = project["ids"]
     assert ids_for(project, search="img_003") == [ids[3]]
     assert ids_for(project, search="cat") == [ids[0]]
     assert ids_for(project, search="tag:CAT") == [ids[0]]

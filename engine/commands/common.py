@@ -1,0 +1,67 @@
+"""What the commands share: checking a folder argument and an output file before any work, a
+tqdm progress bar on stderr, and the stderr list of files a folder command skipped."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from engine.errors import UserError
+
+Progress = Callable[[int, int], None]
+
+
+def existing_folder(argument: str | Path) -> Path:
+    """The folder named on the command line, resolved; UserError when it is not a folder."""
+    folder = Path(argument).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder.")
+    return folder.resolve()
+
+
+def output_file(argument: str | Path) -> Path:
+    """An output file name whose folder exists and that is not itself a folder (checked before
+    any work, so a typo does not cost a whole run)."""
+    out = Path(argument).expanduser()
+    if out.is_dir():
+        raise UserError(f"{out} is a folder; give a file name.")
+    if not out.absolute().parent.is_dir():
+        raise UserError(f"The folder of {out} does not exist.")
+    return out
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, unit: str = "img") -> Iterator[Progress]:
+    """A `progress(done, total)` callable drawing a tqdm bar on stderr (only on a terminal; the bar
+    is created on the first call, so nothing is drawn when nothing runs)."""
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit=unit, desc=description, file=sys.stderr, leave=False,
+                       disable=None, dynamic_ncols=True)
+        if total != bar.total:
+            bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def print_skipped(items: Iterable[tuple[Path, str]], folder: Path) -> None:
+    """One stderr line per unreadable file a folder command skipped, path relative to `folder`."""
+    for path, reason in sorted(set(items)):
+        try:
+            shown = Path(path).relative_to(folder).as_posix()
+        except ValueError:
+            shown = str(path)
+        print(f"mlic: skipped unreadable file {shown}: {reason}", file=sys.stderr)

@@ -1,0 +1,61 @@
+"""Atomic file output: the one way the engine (and the app's thumbnail cache) writes a file.
+
+Every writer opens a temporary file beside the target, writes, and renames it into place with
+`os.replace`, so a crash, a full disk or an exception mid-write leaves the previous file (or none)
+and never a torn one; the temporary file is removed on failure.
+
+- `atomic_output(path, mode)`: the context manager every writer uses ("w" text or "wb" binary).
+- `write_text_atomic(path, text)` / `write_json_atomic(path, data)`: user-facing outputs (exports,
+  reports); an OS error becomes a `UserError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from engine.errors import UserError
+
+__all__ = ["atomic_output", "write_json_atomic", "write_text_atomic"]
+
+
+@contextmanager
+def atomic_output(path: str | Path, mode: str = "w", *, durable: bool = False) -> Iterator[IO[Any]]:
+    """Yield a file open in `mode` ("w" or "wb") that replaces `path` when the block ends without
+    an exception. The parent folder is created when missing. `durable`: fsync before the rename
+    (checkpoints, where losing the last epoch to a power cut matters)."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_output: mode must be 'w' or 'wb', not {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        text = {"encoding": "utf-8", "newline": ""} if mode == "w" else {}
+        with os.fdopen(handle, mode, **text) as file:
+            yield file
+            if durable:
+                file.flush()
+                os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write `text` (UTF-8, line endings as given) to `path` atomically; UserError on failure."""
+    try:
+        with atomic_output(path, "w") as file:
+            file.write(text)
+    except OSError as exc:
+        raise UserError(f"Cannot write {path}: {exc.strerror or exc}.") from exc
+
+
+def write_json_atomic(path: str | Path, data: Any, indent: int | None = 1) -> None:
+    """Write `data` as strict JSON (no NaN) with a final newline, atomically; UserError on failure."""
+    write_text_atomic(path, json.dumps(data, indent=indent, allow_nan=False) + "\n")
