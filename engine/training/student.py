@@ -5,16 +5,18 @@
 1. training set = tagged, readable images of split 'train'; validation = split 'val' (val mAP, CF1
    and OF1 through `engine.metrics` after every epoch);
 2. unless `config.kd == "none"`, the teacher (`config.teacher_version`, else the active one) is
-   loaded frozen, in eval mode, and run once under `torch.inference_mode` on every training image,
-   unflipped and flipped, at its own test scale with its own proposals. Kept per image and flip:
+   loaded frozen, in eval mode, and run once under `torch.inference_mode` on every training image
+   and view (the whole image, and `views - 1` random-resized crops fixed by the image's content
+   hash), unflipped and flipped, at its own test scale with its own proposals. Kept per view:
    the soft target q = sum_r softmax_k(M^c / 0.5) * softmax_r(M^d / 0.5) (prediction distillation),
    and the `kd_boxes` highest-scoring boxes with their region features f_r (feature distillation).
    These targets are cached on disk per teacher version (`<project>/cache/distill/`), so later
    student runs from the same teacher skip the teacher entirely;
-3. the student (engine.models.student.Student, `config.student_backbone`) sees each image
-   stretched to `student_image_size` squared (`engine.inference.tagging.student_input`, the same
-   preparation as batch tagging), flipped exactly when the teacher's target was: the teacher and
-   the student see the same augmented image. The teacher's boxes are rescaled to the student's
+3. the student (engine.models.student.Student, `config.student_backbone`) sees, each epoch, one
+   view per image drawn at random, stretched to `student_image_size` squared
+   (`engine.inference.tagging.student_input`, the same preparation as batch tagging), flipped
+   exactly when the teacher's target was: the teacher and the student see the same augmented
+   image. The teacher's boxes are rescaled to the student's
    input; the student RoI-aligns its own last conv map with them and its region head + projection
    give g_r;
 4. losses per schedule (`config.schedule`):
@@ -30,9 +32,13 @@
 Stage-specific knobs live in `config.extra` (stored with the run): `student_epochs`,
 `student_lr`, `student_batch_size` (default: the shared `epochs`, `lr` and `batch_size`),
 `feature_epochs`, `feature_weight` (1.0), `prediction_weight` (1.0), `kd_boxes` (48, 0 = all the
-teacher's proposals), `student_pretrained` (default: `pretrained`), `feature_norm` ("none" | "l2" | "scale": divide both sides by the teacher
-features' RMS norm, default), `region_dim` (256), `roi_size` (2), `student_stride` (32: the backbone's whole trunk; 16: cut at
-its stride-16 stage, a finer map for the region head).
+teacher's proposals), `student_pretrained` (default: `pretrained`), `feature_norm` ("l2": each
+region feature of both sides L2-normalised, default; "scale": both divided by the teacher
+features' RMS norm; "none"), `region_layers` (0: the RoI's mean feature and the projection,
+default; 2: two fc layers of width `region_dim`, 256), `roi_size` (2), `views` (2: the whole
+image and one random-resized crop per image, drawn per epoch; 1: the whole image only),
+`student_stride` (32: the backbone's whole trunk; 16: cut at its stride-16 stage, a finer map
+for the region head).
 """
 
 from __future__ import annotations
@@ -72,9 +78,12 @@ KD_MODES = ("none", "feature", "prediction", "both")
 SCHEDULES = ("staged", "joint")
 LOSSES = ("bce", "asl")
 FEATURE_NORMS = ("none", "l2", "scale")
+# Measured on the demo data (benchmarks/kd_ablation.py, docs/distillation.md): l2-normalised
+# features, the mean-feature region head and one crop view per image distil best.
 DEFAULTS: dict[str, Any] = {
-    "feature_weight": 1.0, "prediction_weight": 1.0, "kd_boxes": 48, "feature_norm": "scale", "views": 1, "temperature_lr_mult": 10.0,
-    "feature_share": 0.4, "region_dim": 256, "roi_size": 2, "student_stride": 32, "region_layers": 2,
+    "feature_weight": 1.0, "prediction_weight": 1.0, "kd_boxes": 48, "feature_norm": "l2",
+    "views": 2, "temperature_lr_mult": 10.0, "feature_share": 0.4, "region_dim": 256,
+    "roi_size": 2, "student_stride": 32, "region_layers": 0,
 }
 TARGETS_FORMAT = 1
 
