@@ -365,8 +365,11 @@ class QueueOrder:
 
 QUEUE_ORDERS: tuple[QueueOrder, ...] = (
     QueueOrder("uncertain", "Most uncertain first",
-               "Images with a suggestion closest to its class threshold first: the model is least "
-               "sure there, so your answer teaches it the most."),
+               "Images whose suggestions sit closest to their class thresholds first, summed "
+               "over classes: the model is least sure there, so your answer teaches it the most "
+               "(and a wrong tag often leaves it unsure about two classes). Images the model "
+               "was trained on and the others are ranked apart and taken in proportion, since "
+               "a model is always surer about what it has seen."),
     QueueOrder("disagreement", "Teacher-student disagreement first",
                "Images where the detector (teacher) and the tagger (student) disagree most about "
                "a class first: one of them, or the tag, is likely wrong."),
@@ -398,14 +401,24 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def uncertainty_priority(scores: np.ndarray, thresholds: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """(priority, class) per image: minus the smallest distance of a suggestion to its class
-    threshold, and that class. Distances are in logits, so that 0.01 against a threshold of 0.03
-    (a confident no) is not taken for as close a call as 0.48 against 0.5. Rows without any
-    score get -inf."""
+    """(priority, class) per image: the image's total uncertainty, and its most uncertain class.
+
+    Each suggestion's distance to its class threshold is taken in logits (so 0.01 against a
+    threshold of 0.03, a confident no, is not as close a call as 0.48 against 0.5) and turned
+    into the binary entropy of sigmoid(logit(p) - logit(threshold)): 1 bit at the threshold,
+    near 0 far from it. The priority is the sum over classes, so an image the model is unsure
+    about for two classes (as when one tag stands where another belongs) comes before an image
+    with one borderline class. Rows without any score get -inf."""
     scores = np.asarray(scores, dtype=np.float64)
     thresholds = np.asarray(thresholds, dtype=np.float64)[None, :]
-    distance = np.abs(_logit(scores) - _logit(thresholds))
-    return _best_per_row(np.where(np.isnan(scores), np.nan, -distance))
+    shifted = 1.0 / (1.0 + np.exp(-(_logit(scores) - _logit(thresholds))))
+    shifted = np.clip(shifted, 1e-12, 1 - 1e-12)
+    entropy = -(shifted * np.log2(shifted) + (1 - shifted) * np.log2(1 - shifted))
+    entropy = np.where(np.isnan(scores), np.nan, entropy)
+    _, best = _best_per_row(entropy)
+    scored = ~np.isnan(entropy).all(axis=1)
+    total = np.where(scored, np.nansum(entropy, axis=1), -np.inf)
+    return total, best
 
 
 def disagreement_priority(student: np.ndarray, teacher: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -449,6 +462,26 @@ def _best_per_row(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     best = np.argmax(filled, axis=1) if filled.shape[1] else np.zeros(len(filled), dtype=int)
     priority = filled[np.arange(len(filled)), best] if filled.shape[1] else np.full(len(filled), -np.inf)
     return priority, best
+
+
+def proportional_order(priority: np.ndarray, groups: Sequence[object],
+                       tie_keys: Sequence[int]) -> np.ndarray:
+    """Indices by descending priority within each group, the groups interleaved in proportion to
+    their sizes (each entry placed at its rank / group size); rows of -inf priority last.
+
+    For scores that are not comparable across groups: a model is surer about the images it learnt
+    from than about images it has not seen, so ranking both by one uncertainty would put nearly
+    every unseen image first."""
+    priority = np.asarray(priority, dtype=np.float64)
+    groups = np.asarray(groups, dtype=object)
+    keys = np.asarray(tie_keys, dtype=np.uint64)
+    ranked = order_by_priority(priority, tie_keys)
+    finite = np.isfinite(priority)
+    position = np.ones(len(priority))
+    for group in set(groups.tolist()):
+        members = ranked[(groups[ranked] == group) & finite[ranked]]
+        position[members] = (np.arange(len(members)) + 0.5) / max(len(members), 1)
+    return np.lexsort((keys, position, ~finite))
 
 
 def order_by_priority(priority: np.ndarray, tie_keys: Sequence[int]) -> np.ndarray:
@@ -520,8 +553,8 @@ def review_queue(store: Store, order: str, image_ids: Sequence[int] | None = Non
         ids = [image_id for image_id in ids if image_id not in reviewed]
     if not ids:
         return ReviewQueue(order, [], note="Nothing to review.")
-    hashes = {image.id: image.content_hash for image in store.images.list()}
-    tie_keys = [split_key(hashes.get(i), i, seed) for i in ids]
+    images = {image.id: image for image in store.images.list()}
+    tie_keys = [split_key(images[i].content_hash if i in images else None, i, seed) for i in ids]
     version = model_version or active_version(store, "student")
     classes = store.classes.list()
     names = [c.name for c in classes]
@@ -568,7 +601,11 @@ def review_queue(store: Store, order: str, image_ids: Sequence[int] | None = Non
             out_of_fold = out_of_fold_predictions(store, model_version=version, device=device,
                                                   progress=progress, should_stop=should_stop)
         priority, reasons, note = _mistake_priorities(store, ids, out_of_fold, names)
-    entries_order = order_by_priority(priority, tie_keys)
+    if order == "uncertain":     # the student's training images against the rest, in proportion
+        learnt = [i in images and images[i].split == "train" for i in ids]
+        entries_order = proportional_order(priority, learnt, tie_keys)
+    else:
+        entries_order = order_by_priority(priority, tie_keys)
     entries = [QueueEntry(ids[n], float(priority[n]), reasons[n]) for n in entries_order]
     if limit is not None:
         entries = entries[:limit]

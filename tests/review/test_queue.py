@@ -12,6 +12,7 @@ from engine.review import (
     QUEUE_ORDERS,
     disagreement_priority,
     label_issue_priority,
+    proportional_order,
     review_queue,
     uncertainty_priority,
 )
@@ -39,7 +40,8 @@ def scored(store):
 def test_most_uncertain_first(scored):
     store, ids, _, student = scored
     queue = review_queue(store, "uncertain")
-    assert queue.image_ids == [ids[2], ids[1], ids[0], ids[3]]   # 0.02, 0.05, 0.4, no scores
+    # total entropy (bits): image 2 0.47 + 1.00, image 1 0.99 + 0.00, image 0 0.47 + 0.27
+    assert queue.image_ids == [ids[2], ids[1], ids[0], ids[3]]
     assert queue.model_version == student
     assert queue.entries[0].reason == "b: 0.32 vs threshold 0.30"
     assert queue.entries[-1].reason == ""
@@ -47,11 +49,29 @@ def test_most_uncertain_first(scored):
 
 def test_uncertainty_priority_pure():
     priority, best = uncertainty_priority(np.array([[0.9, 0.2], [np.nan, np.nan]]), [0.5, 0.25])
-    assert priority[0] == pytest.approx(-np.log(4 / 3)) and best[0] == 1   # logit .2 vs .25
+    # class a: H(0.9) = 0.468996 bits; class b: odds 0.25 / (1/3) = 0.75, p' = 3/7,
+    # H(3/7) = 0.985228 bits; the sum, and b as the most uncertain class
+    assert priority[0] == pytest.approx(0.468996 + 0.985228, abs=1e-5) and best[0] == 1
     assert priority[1] == -np.inf
     # In logits 0.01 vs a threshold of 0.03 is a clearer call than 0.45 vs 0.5.
     priority, best = uncertainty_priority(np.array([[0.01, 0.45]]), [0.03, 0.5])
     assert best[0] == 1
+
+
+def test_seen_and_unseen_images_are_ranked_apart_and_interleaved_by_size():
+    # 4 training images (the model is sure of them) and 2 unseen ones (it is unsure of them):
+    # one order would put both unseen images first; proportional order takes 2 : 1
+    priority = np.array([0.1, 0.2, 0.3, 0.4, 0.9, 0.8, -np.inf])
+    learnt = [True, True, True, True, False, False, False]
+    order = proportional_order(priority, learnt, tie_keys=range(7))
+    assert order.tolist() == [3, 4, 2, 1, 5, 0, 6]
+
+
+def test_two_borderline_classes_come_before_one():
+    # a swapped tag leaves the model unsure about two classes of the same image
+    priority, _ = uncertainty_priority(np.array([[0.45, 0.45, 0.01], [0.5, 0.01, 0.01]]),
+                                       [0.5, 0.5, 0.5])
+    assert priority[0] > priority[1]
 
 
 def test_teacher_student_disagreement_first(scored):
