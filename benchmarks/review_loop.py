@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/review_loop.py [--images 600] [--rounds 3] [--fix 40]
         [--noise 0.1] [--modes random,uncertain,mistakes] [--epochs 10] [--warm-epochs 5]
-        [--size 64] [--device cpu] [--seed 0] [--keep DIR]
+        [--size 64] [--device cpu] [--seeds 0 1 2] [--keep DIR]
 
 Set-up (the same for every ordering mode):
 - `engine.demo.generate_demo` writes N procedural multi-object images with their ground truth and
@@ -27,10 +27,13 @@ Each round, per mode:
    `--warm-epochs` epochs) on the corrected tags, then every image is tagged (`tag_paths`), the
    thresholds are recalibrated, and mAP is measured on the clean test split.
 
-It prints, per mode and round, the held-out mAP and the share of the wrong (image, class) entries
-that the person has corrected so far, as a markdown table. What it uses: the student alone (no
-teacher; `disagreement` needs one and is not in the default modes), small images and few epochs so
-that it runs on a 2-core CPU in about 15-25 minutes with the defaults.
+Every seed is a new demo (its own images, noise and training seed). It prints, per mode and
+round, the held-out mAP and the share of the wrong (image, class) entries that the person has
+corrected so far, as a markdown table per seed and one of the means over the seeds, then how
+often each order beat random order in the last round. One round's mAP moves by a few points
+with the training run alone, so the means over seeds are the figures to read. What it uses: the
+student alone (no teacher; `disagreement` needs one and is not in the default modes), small
+images and few epochs, so that one seed takes about 4-8 minutes on a 2-core CPU.
 """
 
 from __future__ import annotations
@@ -182,13 +185,76 @@ def run_mode(mode: str, base: Path, work: Path, truth0: Truth, args) -> list[Rou
     return rows
 
 
-def table(rows: list[RoundRow], total_wrong: int, pool: int) -> str:
+def table(rows: list[RoundRow], total_wrong: float, pool: int) -> str:
     lines = ["| order | round | images reviewed | wrong tags found | test mAP |",
              "| --- | ---: | ---: | ---: | ---: |"]
     for row in rows:
         lines.append(f"| {row.mode} | {row.round} | {row.reviewed} / {pool} | "
-                     f"{row.found:.1%} of {total_wrong} | {row.test_map:.3f} |")
+                     f"{row.found:.1%} of {total_wrong:.0f} | {row.test_map:.3f} |")
     return "\n".join(lines)
+
+
+def mean_rows(per_seed: list[list[RoundRow]]) -> list[RoundRow]:
+    """Row-by-row means over seeds (every seed has the same modes and rounds, in order)."""
+    return [RoundRow(group[0].mode, group[0].round, group[0].reviewed,
+                     float(np.mean([r.found for r in group])),
+                     float(np.mean([r.test_map for r in group])),
+                     float(np.mean([r.seconds for r in group])))
+            for group in zip(*per_seed)]
+
+
+def wins_over_random(per_seed: list[list[RoundRow]], modes: list[str]) -> list[str]:
+    """Per mode, in the last round: in how many seeds it beat random order, on each figure."""
+    if "random" not in modes:
+        return []
+    lines = []
+    for mode in (m for m in modes if m != "random"):
+        found_wins = map_wins = 0
+        found_gap = map_gap = 0.0
+        for rows in per_seed:
+            last = {r.mode: r for r in rows if r.round == max(x.round for x in rows)}
+            found_wins += last[mode].found > last["random"].found
+            map_wins += last[mode].test_map > last["random"].test_map
+            found_gap += (last[mode].found - last["random"].found) / len(per_seed)
+            map_gap += (last[mode].test_map - last["random"].test_map) / len(per_seed)
+        lines.append(f"{mode} vs random, last round: wrong tags found higher in {found_wins} of "
+                     f"{len(per_seed)} seeds (mean {100 * found_gap:+.1f} points), test mAP "
+                     f"higher in {map_wins} of {len(per_seed)} (mean {map_gap:+.3f})")
+    return lines
+
+
+def run_seed(seed: int, modes: list[str], work: Path, args) -> tuple[list[RoundRow], int, int]:
+    """One simulated person on one demo: (rows, wrong entries injected, review pool size)."""
+    from engine.demo import generate_demo, import_demo
+    from engine.label_issues import image_features
+
+    args.seed = seed
+    work = work / f"seed-{seed}"
+    work.mkdir(parents=True, exist_ok=True)
+    demo = generate_demo(work / "demo", n_images=args.images, seed=seed)
+    base = work / "base"
+    if base.exists():
+        shutil.rmtree(base)
+    store = Store.open(base)
+    import_demo(store, demo.root)
+    truth = ground_truth(store)
+    inject_noise(store, truth, args.noise, seed)
+    pool = len(store.images.ids(split="train")) + len(store.images.ids(split="val"))
+    print(f"seed {seed}: {args.images} demo images, {pool} train+val with {len(truth.wrong)} wrong "
+          f"(image, class) entries from {args.noise:.0%} swapped tags; test split clean.",
+          flush=True)
+    t0 = time.perf_counter()
+    train(store, args, warm=False)
+    args.round0_map = measure(store, truth, args.device)
+    if "mistakes" in modes:                       # features depend only on the images: once
+        image_features(store, store.images.ids(), device=args.device)
+    args.round0_seconds = time.perf_counter() - t0
+    print(f"round 0: test mAP {args.round0_map:.3f} ({args.round0_seconds:.0f} s)", flush=True)
+    store.close()
+    rows: list[RoundRow] = []
+    for mode in modes:
+        rows += run_mode(mode, base, work, truth, args)
+    return rows, len(truth.wrong), pool
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-epochs", type=int, default=5, help="later rounds, warm started")
     parser.add_argument("--size", type=int, default=64, help="student input size (px)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -210,41 +276,27 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown modes {unknown}; use {', '.join(MODES)}")
     logging.basicConfig(level=logging.WARNING)
-    from engine.demo import generate_demo, import_demo
-    from engine.label_issues import image_features
-
     work = args.keep or Path(tempfile.mkdtemp(prefix="review-loop-"))
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    demo = generate_demo(work / "demo", n_images=args.images, seed=args.seed)
-    base = work / "base"
-    if base.exists():
-        shutil.rmtree(base)
-    store = Store.open(base)
-    import_demo(store, demo.root)
-    truth = ground_truth(store)
-    inject_noise(store, truth, args.noise, args.seed)
-    pool = len(store.images.ids(split="train")) + len(store.images.ids(split="val"))
-    print(f"{args.images} demo images, {pool} train+val with {len(truth.wrong)} wrong (image, "
-          f"class) entries from {args.noise:.0%} swapped tags; test split clean.", flush=True)
-    t0 = time.perf_counter()
-    train(store, args, warm=False)
-    args.round0_map = measure(store, truth, args.device)
-    if "mistakes" in modes:                       # features depend only on the images: once
-        image_features(store, store.images.ids(), device=args.device)
-    args.round0_seconds = time.perf_counter() - t0
-    print(f"round 0: test mAP {args.round0_map:.3f} ({args.round0_seconds:.0f} s)", flush=True)
-    store.close()
-    rows: list[RoundRow] = []
-    for mode in modes:
-        rows += run_mode(mode, base, work, truth, args)
+    per_seed, wrong, pools = [], [], []
+    for seed in args.seeds:
+        rows, total_wrong, pool = run_seed(seed, modes, work, args)
+        per_seed.append(rows)
+        wrong.append(total_wrong)
+        pools.append(pool)
+        print()
+        print(table(rows, total_wrong, pool))
+        print()
+    print(f"Review loop on {args.images} demo images per seed ({pools[0]} train+val, "
+          f"{args.noise:.0%} of imported tags swapped), student resnet18 at {args.size} px "
+          f"tags-only, {args.epochs} + {args.warm_epochs} epochs per round, {args.fix} images "
+          f"reviewed per round, device {args.device}, seeds {' '.join(map(str, args.seeds))}; "
+          f"{time.perf_counter() - started:.0f} s in all. Means over the seeds:")
     print()
-    print(f"Review loop on {args.images} demo images ({pool} train+val, {args.noise:.0%} of "
-          f"imported tags swapped), student resnet18 at {args.size} px tags-only, "
-          f"{args.epochs} + {args.warm_epochs} epochs per round, {args.fix} images reviewed per "
-          f"round, device {args.device}; {time.perf_counter() - started:.0f} s in all.")
+    print(table(mean_rows(per_seed), float(np.mean(wrong)), pools[0]))
     print()
-    print(table(rows, len(truth.wrong), pool))
+    print("\n".join(wins_over_random(per_seed, modes)))
     if args.keep is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0
