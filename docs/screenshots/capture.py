@@ -2,11 +2,15 @@
 
     Xvfb :99 -screen 0 1600x1000x24 &
     DISPLAY=:99 python docs/screenshots/capture.py --project PROJECT [--out docs/screenshots]
+        [--shots gallery,review,dark,classes,shortcuts,loop]
 
 PROJECT is a project with the demo data imported and a trained teacher and student (regions and
 suggestions stored), e.g. built with `mlic demo`, `mlic import-coco`, `mlic train --stage all`,
 `mlic detect` and `mlic tag`; for the committed shots the tags of the val and test images were
-removed afterwards, as for a newly added folder, so that their suggestions are pending. The main window is shown full-screen; the screen is captured with
+removed afterwards, as for a newly added folder, so that their suggestions are pending. The
+`loop` shot (the Review loop dock: queue and validation figures over rounds) wants a project
+with several training rounds, e.g. one kept by `benchmarks/review_loop.py --keep DIR`
+(DIR/seed-0/project-mistakes). The main window is shown full-screen; the screen is captured with
 ImageMagick's `import -window root` when available (else `QScreen.grabWindow`), dialogs with
 `QWidget.grab()`.
 """
@@ -14,6 +18,7 @@ ImageMagick's `import -window root` when available (else `QScreen.grabWindow`), 
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import subprocess
 import sys
@@ -37,6 +42,32 @@ def wait_until(predicate, timeout_ms: int = 30000) -> None:
     while not predicate() and waited < timeout_ms:
         wait(50)
         waited += 50
+
+
+SHOTS = ("gallery", "review", "dark", "classes", "shortcuts", "loop")
+
+
+def capture_loop(app: QApplication, window, gallery_width: int, target: Path) -> None:
+    """The Review loop dock under the gallery: the most-uncertain queue on the left of the
+    window, the validation figures over rounds and the model versions in the dock."""
+    docks = window.loop_docks
+    panel = docks.review
+    docks.review_dock.show()
+    docks.review_dock.raise_()
+    window.resizeDocks([docks.review_dock], [int(window.height() * 0.42)], Qt.Orientation.Vertical)
+    window.splitter.setSizes([gallery_width * 5 // 10, gallery_width * 5 // 10])
+    panel.refresh()
+    panel.set_order("uncertain")
+    panel.build_queue()
+    wait_until(lambda: panel.queue_list.count() > 0)
+    window.filters.set_state(None)
+    window.gallery.select_image(panel.queue_list.item(0).data(Qt.ItemDataRole.UserRole))
+    panel.tabs.setCurrentIndex(2)                       # Rounds
+    wait_until(lambda: bool(panel.rounds))
+    panel.evaluate_missing()                            # rounds trained without evaluation
+    wait_until(lambda: all(not math.isnan(r.CF1) for r in panel.rounds), timeout_ms=300000)
+    wait(2500)
+    capture_screen(app, target)
 
 
 def capture_screen(app: QApplication, target: Path) -> None:
@@ -81,7 +112,12 @@ def main() -> int:
     parser.add_argument("--project", required=True, type=Path)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     parser.add_argument("--image", type=int, help="image id for the review shot")
+    parser.add_argument("--shots", default=",".join(SHOTS),
+                        help=f"which shots, comma-separated (default: {','.join(SHOTS)})")
     args = parser.parse_args()
+    shots = {s.strip() for s in args.shots.split(",") if s.strip()}
+    if shots - set(SHOTS):
+        parser.error(f"unknown shots {sorted(shots - set(SHOTS))}; use {', '.join(SHOTS)}")
     app = QApplication(sys.argv[:1])
     app.setApplicationName("mlic-gui")
 
@@ -113,7 +149,8 @@ def main() -> int:
     window.gallery.select_row(4)
     wait_until(lambda: window.tag_panel.detail is not None and window.viewer.view.has_image())
     wait(2000)
-    capture_screen(app, args.out / "gallery.png")
+    if "gallery" in shots:
+        capture_screen(app, args.out / "gallery.png")
 
     # Review: images with pending suggestions, most confident first; one suggestion hovered.
     window.filters.set_state("has_suggestions")
@@ -128,7 +165,8 @@ def main() -> int:
     if window.tag_panel.shown:
         window.tag_panel.hovered.emit(window.tag_panel.shown[0].class_id)
     wait(500)
-    capture_screen(app, args.out / "review.png")
+    if "review" in shots:
+        capture_screen(app, args.out / "review.png")
     window.tag_panel.hovered.emit(-1)
 
     # Dark theme: a multi-selection of tagged images in the bulk editor.
@@ -144,21 +182,25 @@ def main() -> int:
         window.gallery.selectionModel().select(
             index, window.gallery.selectionModel().SelectionFlag.Select)
     wait(2500)
-    capture_screen(app, args.out / "gallery-dark.png")
+    if "dark" in shots:
+        capture_screen(app, args.out / "gallery-dark.png")
     set_theme(window, "light")
 
-    window.show_classes()
-    dialog = window._classes_dialog
-    dialog.resize(760, 480)
-    wait(1500)
-    dialog.grab().save(str(args.out / "classes.png"))
-    dialog.close()
-
-    sheet = window.show_shortcuts()
-    sheet.resize(560, 760)
-    wait(500)
-    sheet.grab().save(str(args.out / "shortcuts.png"))
-    sheet.close()
+    if "classes" in shots:
+        window.show_classes()
+        dialog = window._classes_dialog
+        dialog.resize(760, 480)
+        wait(1500)
+        dialog.grab().save(str(args.out / "classes.png"))
+        dialog.close()
+    if "shortcuts" in shots:
+        sheet = window.show_shortcuts()
+        sheet.resize(560, 760)
+        wait(500)
+        sheet.grab().save(str(args.out / "shortcuts.png"))
+        sheet.close()
+    if "loop" in shots:
+        capture_loop(app, window, gallery_width, args.out / "review-loop.png")
     window.close()
     return 0
 
