@@ -1,6 +1,7 @@
 """The one training loop, shared by every stage (teacher, student), the CLI and the GUI.
 
-A stage builds a `LoopSetup` (model, optimizer, scheduler, data, a `step` function that turns a
+A stage starts with `start_stage` (resume bookkeeping, seeding, the train split's labels) and
+builds a `LoopSetup` (model, optimizer, scheduler, data, a `step` function that turns a
 batch into a dict of losses, an optional `validate`) and calls `run_stage`. The loop does the rest:
 
 - mixed precision on CUDA (bfloat16 where supported, else float16 with a `GradScaler`);
@@ -20,30 +21,92 @@ active model of its stage (engine.models.registry.set_active).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
+import random
 import time
 from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from engine.errors import UserError
-from engine.training.api import EpochReport, TrainCallbacks
-from engine.training.checkpoint import save_checkpoint
+from engine.training.api import EpochReport, TrainCallbacks, TrainConfig
+from engine.training.checkpoint import load_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:
     from engine.store import Store
     from engine.store.schema import TrainingRun
+    from engine.store.tags import LabelMatrix
 
 log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(UserError):
     """The loss became NaN or infinite."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+@dataclass
+class StageStart:
+    """Where a stage starts: its config (the stored one when resuming), the run to continue and
+    its checkpoint (None for a new run), and the train split's labels."""
+
+    config: TrainConfig
+    run: TrainingRun | None
+    checkpoint: dict[str, Any] | None
+    matrix: LabelMatrix
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.matrix.class_names)
+
+
+def start_stage(store: Store, stage: str, config: TrainConfig,
+                callbacks: TrainCallbacks) -> StageStart:
+    """What every stage does first. With `config.resume`: the latest unfinished run of `stage`
+    that has a checkpoint, finished as it was planned (its stored config) on this call's device;
+    more epochs are a new round (warm start), not a resume. Then seeds every generator and reads
+    the train split's labels; UserError when there is nothing to learn from or the classes
+    changed since the resumed run began."""
+    run, checkpoint = None, None
+    if config.resume:
+        run, path = _resumable_run(store, stage)
+        checkpoint = load_checkpoint(path)
+        stored = TrainConfig.from_dict(checkpoint["config"])
+        config = dataclasses.replace(stored, device=config.device, resume=True)
+        callbacks.message(f"Resuming {run.model_version} after epoch {checkpoint['epoch']}")
+    seed_everything(config.seed)
+    matrix = store.tags.label_matrix("train")
+    if not matrix.image_ids:
+        raise UserError("The train split has no tagged, readable images; tag some images and "
+                        "put them in split train first.")
+    if checkpoint is not None and list(checkpoint["class_names"]) != list(matrix.class_names):
+        raise UserError("The project's classes changed since this run started; it cannot be "
+                        "resumed. Start a new training run instead.")
+    if not matrix.labels.any():
+        raise UserError("The train split has no positive tags to learn from.")
+    return StageStart(config, run, checkpoint, matrix)
+
+
+def _resumable_run(store: Store, stage: str) -> tuple[TrainingRun, Path]:
+    for run in reversed(store.runs.list(stage)):
+        if run.status in ("running", "cancelled", "failed") and run.checkpoint:
+            path = Path(run.checkpoint)
+            path = path if path.is_absolute() else store.paths.root / path
+            if path.exists():
+                return run, path
+    raise UserError(f"There is no unfinished {stage} run with a checkpoint to resume.")
 
 
 @dataclass

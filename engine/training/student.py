@@ -68,8 +68,8 @@ from engine.losses import (
 )
 from engine.models.student import Student
 from engine.training.api import TrainCallbacks, TrainConfig
-from engine.training.checkpoint import load_checkpoint, save_checkpoint
-from engine.training.loop import LoopSetup, run_stage
+from engine.training.checkpoint import save_checkpoint
+from engine.training.loop import LoopSetup, run_stage, start_stage
 
 log = logging.getLogger(__name__)
 
@@ -552,44 +552,16 @@ def staged_lr(total_epochs: int, steps_per_epoch: int, restart_epoch: int,
 # ------------------------------------------------------------------------------ the stage
 
 
-def _resumable_run(store: Any) -> tuple[Any, Path]:
-    for run in reversed(store.runs.list(STAGE)):
-        if run.status in ("running", "cancelled", "failed") and run.checkpoint:
-            path = Path(run.checkpoint)
-            path = path if path.is_absolute() else store.paths.root / path
-            if path.exists():
-                return run, path
-    raise UserError("There is no unfinished student run with a checkpoint to resume.")
-
-
 def train_student(store: Any, config: TrainConfig, callbacks: TrainCallbacks | None = None) -> Any:
     """Train (or resume) a student; returns its TrainingRun (see the module docstring)."""
     from engine.models.registry import load_model
-    from engine.training.teacher import seed_everything
 
     callbacks = callbacks or TrainCallbacks()
-    checkpoint: dict[str, Any] | None = None
-    run = None
-    if config.resume:
-        run, path = _resumable_run(store)
-        checkpoint = load_checkpoint(path)
-        stored = TrainConfig.from_dict(checkpoint["config"])
-        config = dataclasses.replace(stored, device=config.device, resume=True)
-        callbacks.message(f"Resuming {run.model_version} after epoch {checkpoint['epoch']}")
+    start = start_stage(store, STAGE, config, callbacks)
+    config, run, checkpoint, matrix = start.config, start.run, start.checkpoint, start.matrix
+    class_names = start.class_names
     options = student_options(config)
     device = resolve_device(config.device)
-    seed_everything(config.seed)
-
-    matrix = store.tags.label_matrix("train")
-    if not matrix.image_ids:
-        raise UserError("The train split has no tagged, readable images; tag some images and "
-                        "put them in split train first.")
-    class_names = list(matrix.class_names)
-    if not matrix.labels.any():
-        raise UserError("The train split has no positive tags to learn from.")
-    if checkpoint is not None and list(checkpoint["class_names"]) != class_names:
-        raise UserError("The project's classes changed since this run started; it cannot be "
-                        "resumed. Start a new training run instead.")
 
     teacher_run = None
     targets: TeacherTargets | None = None

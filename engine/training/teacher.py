@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,24 +38,17 @@ from engine.proposals import (
     get_source,
 )
 from engine.training.api import TrainCallbacks, TrainConfig
-from engine.training.checkpoint import load_checkpoint
 from engine.training.data import (
     RegionDataset,
     ScaleBatchSampler,
     collate_regions,
     default_scales,
 )
-from engine.training.loop import LoopSetup, run_stage
+from engine.training.loop import LoopSetup, run_stage, start_stage
 
 log = logging.getLogger(__name__)
 
 STAGE = "teacher"
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
 
 
 def source_from_config(config: TrainConfig) -> ProposalSource:
@@ -105,16 +97,6 @@ def proposals_for_images(store: Any, image_ids: Sequence[int], paths: Sequence[P
     return result, failed
 
 
-def _resumable_run(store: Any) -> Any:
-    for run in reversed(store.runs.list(STAGE)):
-        if run.status in ("running", "cancelled", "failed") and run.checkpoint:
-            path = Path(run.checkpoint)
-            path = path if path.is_absolute() else store.paths.root / path
-            if path.exists():
-                return run, path
-    raise UserError("There is no unfinished teacher run with a checkpoint to resume.")
-
-
 def warmup_cosine(total_steps: int, warmup_steps: int, floor: float = 0.02):  # noqa: ANN201
     """LR multiplier: linear warm-up from 0.1, then cosine decay to `floor`."""
     def factor(step: int) -> float:
@@ -129,32 +111,13 @@ def train_teacher(store: Any, config: TrainConfig,
                   callbacks: TrainCallbacks | None = None) -> Any:
     """Train (or resume) a teacher; returns its TrainingRun (see the module docstring)."""
     callbacks = callbacks or TrainCallbacks()
-    checkpoint: dict[str, Any] | None = None
-    run = None
-    if config.resume:
-        run, path = _resumable_run(store)
-        checkpoint = load_checkpoint(path)
-        stored = TrainConfig.from_dict(checkpoint["config"])
-        config = dataclasses.replace(stored, epochs=max(stored.epochs, config.epochs),
-                                     device=config.device, resume=True)
-        callbacks.message(f"Resuming {run.model_version} after epoch {checkpoint['epoch']}")
+    start = start_stage(store, STAGE, config, callbacks)
+    config, run, checkpoint, matrix = start.config, start.run, start.checkpoint, start.matrix
     device = resolve_device(config.device)
-    seed_everything(config.seed)
-
-    matrix = store.tags.label_matrix("train")
-    if not matrix.image_ids:
-        raise UserError("The train split has no tagged, readable images; tag some images and "
-                        "put them in split train first.")
-    class_names = list(matrix.class_names)
-    if checkpoint is not None and list(checkpoint["class_names"]) != class_names:
-        raise UserError("The project's classes changed since this run started; it cannot be "
-                        "resumed. Start a new training run instead.")
-    if not matrix.labels.any():
-        raise UserError("The train split has no positive tags to learn from.")
     source = source_from_config(config)
 
     if run is None:
-        run = store.runs.create(STAGE, config.to_dict(), class_names)
+        run = store.runs.create(STAGE, config.to_dict(), start.class_names)
     else:
         store.runs.update(run.id, status="running")
     try:
