@@ -153,37 +153,37 @@ def run_add_folder(args: argparse.Namespace) -> int:
 def run_import_coco(args: argparse.Namespace) -> int:
     from engine.exchange.coco import import_coco
 
-    store = _store(args)
-    with progress_bar("importing") as progress:
-        summary = import_coco(store, args.json, args.images, split=args.split, progress=progress)
-    print(f"{args.json}: {summary.summary()}")
-    _print_unreadable(summary.unreadable)
-    _warn_missing(summary.missing, Path(args.json))
-    store.close()
-    return 0
+    return _import(args, "importing", lambda store, progress: import_coco(
+        store, args.json, args.images, split=args.split, progress=progress), Path(args.json))
 
 
 def run_import_csv(args: argparse.Namespace) -> int:
     from engine.exchange.csv_tags import import_csv
 
-    store = _store(args)
-    with progress_bar("importing") as progress:
-        summary = import_csv(store, args.file, progress=progress)
-    print(f"{args.file}: {summary.summary()}")
-    _print_unreadable(summary.unreadable)
-    _warn_missing(summary.missing, Path(args.file))
-    store.close()
-    return 0
+    return _import(args, "importing", lambda store, progress: import_csv(
+        store, args.file, progress=progress), Path(args.file))
 
 
 def run_import_xmp(args: argparse.Namespace) -> int:
     from engine.exchange.xmp import import_xmp
 
+    return _import(args, "reading sidecars", lambda store, progress: import_xmp(
+        store, args.source, progress=progress), None)
+
+
+def _import(args: argparse.Namespace, description: str, run, source: Path | None) -> int:  # noqa: ANN001
+    """Run one importer with a progress bar and print its summary, the unreadable files and (for
+    a file `source`) the listed files that were not found."""
     store = _store(args)
-    with progress_bar("reading sidecars") as progress:
-        summary = import_xmp(store, args.source, progress=progress)
-    print(f"XMP sidecars: {summary.summary()}")
-    store.close()
+    try:
+        with progress_bar(description) as progress:
+            summary = run(store, progress)
+    finally:
+        store.close()
+    print(f"{source if source is not None else 'XMP sidecars'}: {summary.summary()}")
+    _print_unreadable(summary.unreadable)
+    if source is not None:
+        _warn_missing(summary.missing, source)
     return 0
 
 
