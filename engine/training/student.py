@@ -16,9 +16,8 @@
    view per image drawn at random, stretched to `student_image_size` squared
    (`engine.inference.tagging.student_input`, the same preparation as batch tagging), flipped
    exactly when the teacher's target was: the teacher and the student see the same augmented
-   image. The teacher's boxes are rescaled to the student's
-   input; the student RoI-aligns its own last conv map with them and its region head + projection
-   give g_r;
+   image. The teacher's boxes are rescaled to the student's input; the student RoI-aligns its own
+   last conv map with them and its region head + projection give g_r;
 4. losses per schedule (`config.schedule`):
    - `staged` (the paper): stage 1 (the first `feature_epochs`, default 40 % of the epochs when
      feature distillation is on) minimises L_f alone, as the authors' stage-1 prototxt; stage 2
@@ -345,15 +344,18 @@ def _crop_view_sample(path: Path, crop: tuple[float, float, float, float], scale
                       source: Any, max_proposals: int, uses_scores: bool, flip: bool,
                       decoded: dict[int, Any], index: int) -> dict[str, Any]:
     """A `RegionDataset`-style sample of one crop view: the crop at the teacher's scale with
-    proposals computed on the crop, mirrored when `flip`."""
+    proposals computed on the crop (at most the source's `max_side`, as for whole images),
+    mirrored when `flip`. The image is decoded only as large as the smallest crop needs."""
     from engine.images import load_rgb
     from engine.training.data import image_to_tensor, resize_longest, select_proposals
 
     image = decoded.get(index)
     if image is None:
-        image = decoded[index] = load_rgb(path)
+        needed = max(scale, source.max_side) / math.sqrt(CROP_AREA[0])
+        image = decoded[index] = load_rgb(path, max_side=int(math.ceil(needed)))
     region = image.crop(_crop_pixels(image.size, crop))
-    proposals = source.propose_array(np.asarray(region), region.size)
+    pixels = region if max(region.size) <= source.max_side else resize_longest(region, source.max_side)
+    proposals = source.propose_array(np.asarray(pixels), region.size)
     if len(proposals) == 0:
         raise ValueError("no proposals in the crop")
     region = resize_longest(region, scale)

@@ -30,3 +30,30 @@ def test_sampler_draws_one_view_per_image_per_epoch_deterministically():
     assert first == [item for batch in sampler for item in batch]  # same (seed, epoch)
     sampler.set_epoch(1)
     assert first != [item for batch in sampler for item in batch]
+
+
+def test_crop_views_of_a_large_photo_are_proposed_at_the_sources_size(tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from engine.proposals import get_source
+    from engine.training.student import _crop_view_sample
+
+    path = tmp_path / "big.jpg"
+    pixels = np.zeros((1500, 2000, 3), dtype=np.uint8)
+    pixels[300:900, 400:1200] = (200, 40, 40)              # an object on a plain background
+    Image.fromarray(pixels).save(path)
+    source = get_source("edgeboxes")                       # works on pixels, at 512 px
+    seen = []
+    original = type(source).propose_array
+
+    def spy(self, rgb, size):
+        seen.append(rgb.shape[:2])
+        return original(self, rgb, size)
+
+    monkeypatch.setattr(type(source), "propose_array", spy)
+    decoded = {}
+    sample = _crop_view_sample(path, view_crop("d", 1), 192, source, 50, False, True, decoded, 0)
+    assert max(seen[0]) <= source.max_side                 # not the 2000-pixel original
+    assert max(decoded[0].size) < 2000                     # decoded reduced, once per image
+    assert max(sample["image"].shape[1:]) == 192 and len(sample["boxes"]) > 0
