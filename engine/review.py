@@ -184,14 +184,14 @@ def teacher_table(store: Store, image_ids: Sequence[int], model_version: str | N
         return table
     column = {class_id: k for k, class_id in enumerate(table.class_ids)}
     scores = table.scores
+    best = store.regions.best_scores(image_ids, model_version)
     for i, image_id in enumerate(image_ids):
-        regions = store.regions.for_image(image_id, model_version)
-        if regions:
+        if image_id in best:
             scores[i] = np.where(np.isnan(scores[i]), 0.0, scores[i])
-        for region in regions:
-            k = column.get(region.class_id)
+        for class_id, score in best.get(image_id, {}).items():
+            k = column.get(class_id)
             if k is not None:
-                scores[i, k] = max(scores[i, k], region.score)
+                scores[i, k] = max(scores[i, k], score)
     return table
 
 
@@ -202,8 +202,8 @@ def ensure_teacher_scores(store: Store, image_ids: Sequence[int], model_version:
     regions; store its regions and its image-level scores (as suggestions of the teacher's
     version, which the gallery reads as the teacher's opinion)."""
     have = store.suggestions.for_images(image_ids, model_version)
-    missing = [i for i in image_ids
-               if not have.get(i) and not store.regions.for_image(i, model_version)]
+    with_regions = store.regions.best_scores(image_ids, model_version)
+    missing = [i for i in image_ids if not have.get(i) and i not in with_regions]
     if not missing:
         return
     from engine.inference.detect import detect_paths

@@ -161,6 +161,19 @@ class RegionRepository:
                 Region.image_id == image_id, Region.model_version == model_version)
                 .order_by(Region.score.desc())))
 
+    def best_scores(self, image_ids: Iterable[int], model_version: str) -> dict[int, dict[int, float]]:
+        """Image id -> class id -> the best region score, for the images that have regions of
+        `model_version` (one grouped query per chunk of ids)."""
+        result: dict[int, dict[int, float]] = {}
+        with self._sessions() as session:
+            for chunk in chunked(list(image_ids)):
+                query = (select(Region.image_id, Region.class_id, func.max(Region.score))
+                         .where(Region.model_version == model_version, Region.image_id.in_(chunk))
+                         .group_by(Region.image_id, Region.class_id))
+                for image_id, class_id, score in session.execute(query):
+                    result.setdefault(image_id, {})[class_id] = float(score)
+        return result
+
 
 class GroundTruthRepository:
     """Evaluation-only boxes (from a COCO import or the demo data); never used for training."""

@@ -98,6 +98,18 @@ def test_disagreement_falls_back_to_teacher_regions(scored):
     assert priority[0] == pytest.approx(0.8) and best[0] == 1
 
 
+def test_best_region_scores_per_image_and_class(scored):
+    store, ids, (a, b), _ = scored
+    teacher = completed_run(store, "teacher")
+    store.regions.replace(teacher, ids[:2], [
+        BoxRow(ids[0], a, 0, 0, 10, 10, 0.4), BoxRow(ids[0], a, 5, 5, 10, 10, 0.7),
+        BoxRow(ids[0], b, 0, 0, 5, 5, 0.2), BoxRow(ids[1], b, 0, 0, 10, 10, 0.6)])
+    best = store.regions.best_scores(ids, teacher)
+    assert best == {ids[0]: {a: pytest.approx(0.7), b: pytest.approx(0.2)},
+                    ids[1]: {b: pytest.approx(0.6)}}          # images without regions: absent
+    assert store.regions.best_scores(ids, "teacher-99") == {}
+
+
 def test_disagreement_needs_a_teacher(scored):
     store = scored[0]
     with pytest.raises(UserError, match="no trained teacher"):
