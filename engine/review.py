@@ -207,17 +207,14 @@ def ensure_teacher_scores(store: Store, image_ids: Sequence[int], model_version:
     if not missing:
         return
     from engine.inference.detect import detect_paths
+    from engine.inference.tagging import save_suggestions
 
     paths = store.images.paths(missing)
     result = detect_paths(store, [paths[i] for i in missing if i in paths],
                           model_version=model_version, device=device, progress=progress,
                           should_stop=should_stop)
-    class_ids = {c.name: c.id for c in store.classes.list()}
-    columns = [class_ids.get(name) for name in result.class_names]
-    done = [item for item in result if item.image_id is not None]
-    rows = [(item.image_id, class_id, float(p)) for item in done
-            for class_id, p in zip(columns, item.image_scores) if class_id is not None]
-    store.suggestions.replace(model_version, [item.image_id for item in done], rows)
+    save_suggestions(store, model_version, result.class_names,
+                     [item.image_id for item in result], [item.image_scores for item in result])
 
 
 def ensure_suggestions(store: Store, image_ids: Sequence[int], model_version: str,

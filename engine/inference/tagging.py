@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
 __all__ = ["TaggingResult", "autocast_dtype", "decode_size", "inference_model", "list_images",
-           "predict_files", "prepare_file", "student_input", "tag_paths", "write_predictions_csv"]
+           "predict_files", "prepare_file", "save_suggestions", "student_input", "tag_paths",
+           "write_predictions_csv"]
 
 
 @dataclass
@@ -335,7 +336,8 @@ def tag_paths(store, paths: Sequence[Path | str], model_version: str | None = No
         class_names=class_names, model_version=run.model_version, unreadable=unreadable,
         image_ids=[image_ids[i] for i in keep], cancelled=cancelled)
     if store_suggestions:
-        _store_suggestions(store, result)
+        save_suggestions(store, result.model_version, result.class_names, result.image_ids,
+                          result.probabilities)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -382,23 +384,24 @@ def _canonical(path: Path | str) -> Path:
     return absolute.parent.resolve() / absolute.name
 
 
-def _store_suggestions(store, result: TaggingResult) -> None:
-    """Replace this model version's suggestions for the tagged images (never touches tags).
-
-    A class the model knows but the project no longer has (deleted since training) gets no
-    suggestion; it is not re-created."""
-    if not result.paths:
-        return
+def save_suggestions(store, model_version: str, class_names: Sequence[str],
+                      image_ids: Sequence[int | None], probabilities: Sequence[Sequence[float]],
+                      ) -> None:
+    """Replace `model_version`'s suggestions for these images with their per-class
+    probabilities (columns in `class_names` order); never touches tags. Images without an id are
+    skipped; a class the model knows but the project no longer has (deleted since training) gets
+    no suggestion and is not re-created."""
     class_ids = {c.name: c.id for c in store.classes.list()}
-    columns = [(k, class_ids[name]) for k, name in enumerate(result.class_names) if name in class_ids]
+    columns = [(k, class_ids[name]) for k, name in enumerate(class_names) if name in class_ids]
     rows: list[tuple[int, int, float]] = []
-    image_ids: list[int] = []
-    for image_id, probs in zip(result.image_ids, result.probabilities):
+    stored: list[int] = []
+    for image_id, probs in zip(image_ids, probabilities):
         if image_id is None:
             continue
-        image_ids.append(image_id)
+        stored.append(image_id)
         rows.extend((image_id, class_id, float(probs[k])) for k, class_id in columns)
-    store.suggestions.replace(result.model_version, image_ids, rows)
+    if stored:
+        store.suggestions.replace(model_version, stored, rows)
 
 
 # ----------------------------------------------------------------------------- CSV output
