@@ -47,7 +47,7 @@ from PySide6.QtWidgets import (
 
 from app import dialogs
 from app.state import ProjectState
-from app.training_panel import style_plot
+from app.style import style_plot
 from engine import review
 from engine.review import QUEUE_ORDERS
 

@@ -1,5 +1,6 @@
 """Look and feel: the Fusion style with a palette that follows the system's dark/light scheme
-(QStyleHints.colorScheme), or a theme the user picked (View > Theme)."""
+(QStyleHints.colorScheme), or a theme the user picked (View > Theme); pyqtgraph plots styled
+from the same palette (`style_plot`)."""
 
 from __future__ import annotations
 
@@ -64,3 +65,19 @@ def follow_system_scheme(app: QApplication, current_theme) -> None:
             apply_style(app, "system")
 
     QGuiApplication.styleHints().colorSchemeChanged.connect(changed)
+
+
+def style_plot(plot) -> None:  # noqa: ANN001 - a pyqtgraph PlotWidget (not imported here)
+    """Plot colours from the widget's palette (light or dark scheme) instead of pyqtgraph's
+    black default; a minimum height that keeps the axes readable."""
+    palette = plot.palette()
+    plot.setBackground(palette.color(QPalette.ColorRole.Base))
+    text = palette.color(QPalette.ColorRole.Text)
+    item = plot.getPlotItem()
+    for name in ("left", "bottom", "right", "top"):
+        axis = item.getAxis(name)
+        axis.setPen(text)
+        axis.setTextPen(text)
+    item.titleLabel.setAttr("color", text.name())
+    item.titleLabel.setText(item.titleLabel.text)
+    plot.setMinimumHeight(140)

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, QSettings, Qt, Signal
-from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -45,6 +44,7 @@ from PySide6.QtWidgets import (
 
 from app import dialogs
 from app.state import ProjectState
+from app.style import style_plot
 from engine.training.api import (
     BACKBONES, PROPOSAL_SOURCES, RECOMMENDED_PROPOSALS, STAGES, TrainConfig)
 
@@ -489,22 +489,6 @@ class TrainingPanel(QWidget):
         self.ap_plot.addItem(self.ap_bars)
         self.ap_plot.getAxis("bottom").setTicks([[(i, n) for i, n in enumerate(names)]])
         self.ap_plot.setXRange(-0.6, len(names) - 0.4)
-
-
-def style_plot(plot: pg.PlotWidget) -> None:
-    """Plot colours from the widget's palette (light or dark scheme) instead of pyqtgraph's
-    black default; a minimum height that keeps the axes readable."""
-    palette = plot.palette()
-    plot.setBackground(palette.color(QPalette.ColorRole.Base))
-    text = palette.color(QPalette.ColorRole.Text)
-    item = plot.getPlotItem()
-    for name in ("left", "bottom", "right", "top"):
-        axis = item.getAxis(name)
-        axis.setPen(text)
-        axis.setTextPen(text)
-    item.titleLabel.setAttr("color", text.name())
-    item.titleLabel.setText(item.titleLabel.text)
-    plot.setMinimumHeight(140)
 
 
 def _final_map(run) -> float:
