@@ -29,8 +29,8 @@ from app import dialogs
 from app.state import ProjectState
 from app.undo import ClassUpdateCommand
 from app.viewer.panel import colour_icon
-from engine import gallery_query as gq
 from engine.errors import UserError
+from engine.store import queries as gq
 
 COLUMNS = ["Colour", "Name", "Key", "Threshold", "Images ≥ threshold", "Tagged"]
 RESERVED_KEYS = set("123456789jktr?") | {" "}

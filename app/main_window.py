@@ -43,8 +43,8 @@ from app.thumbnails import ThumbnailCache
 from app.undo import TagEditCommand, toggle_plan
 from app.viewer.panel import ViewerPanel
 from app.workers import Workers
-from engine import gallery_query as gq
 from engine.project import default_project_dir
+from engine.store import queries as gq
 
 log = logging.getLogger(__name__)
 MAX_RECENT = 8

@@ -1,6 +1,6 @@
 """The review panel: where the person's time goes, which thresholds apply, and which model is used.
 
-Three tabs, all calling `engine.review` / `engine.rounds` through the app's workers (nothing here
+Three tabs, all calling `engine.review` / `engine.review.rounds` through the app's workers (nothing here
 touches the database or a model on the GUI thread):
 
 - Queue: the review order (each with its explanation as tooltip); Build fills a list of the first
@@ -48,8 +48,8 @@ from PySide6.QtWidgets import (
 from app import dialogs
 from app.state import ProjectState
 from app.style import style_plot
-from engine import review
-from engine.review import QUEUE_ORDERS
+from engine.review import auto_accept, thresholds
+from engine.review.queue import QUEUE_ORDERS, review_queue
 
 QUEUE_SHOWN = 500          # entries listed in the panel (the gallery gets the whole order)
 
@@ -58,8 +58,8 @@ QUEUE_SHOWN = 500          # entries listed in the panel (the gallery gets the w
 
 
 def _build_queue(store, order: str, include_reviewed: bool, *, progress, should_stop):
-    queue = review.review_queue(store, order, include_reviewed=include_reviewed,
-                                ensure_scores=True, progress=progress, should_stop=should_stop)
+    queue = review_queue(store, order, include_reviewed=include_reviewed,
+                          ensure_scores=True, progress=progress, should_stop=should_stop)
     shown = queue.entries[:QUEUE_SHOWN]
     paths = store.images.paths([entry.image_id for entry in shown])
     names = {i: Path(p).name for i, p in paths.items()}
@@ -67,30 +67,30 @@ def _build_queue(store, order: str, include_reviewed: bool, *, progress, should_
 
 
 def _calibrate(store, mode: str, target: float, *, progress, should_stop):
-    return review.calibrate_thresholds(store, mode=mode, precision_target=target,
+    return thresholds.calibrate_thresholds(store, mode=mode, precision_target=target,
                                        progress=progress, should_stop=should_stop)
 
 
 def _auto_accept(store, target: float, *, progress, should_stop):
-    return review.auto_accept(store, precision_target=target, progress=progress,
+    return auto_accept.auto_accept(store, precision_target=target, progress=progress,
                               should_stop=should_stop)
 
 
 def _thresholds(store) -> list[tuple[int, str, float, bool]]:
-    manual = review.manual_threshold_ids(store)
+    manual = thresholds.manual_threshold_ids(store)
     return [(c.id, c.name, float(c.threshold), c.id in manual) for c in store.classes.list()]
 
 
 def _set_manual(store, class_id: int, value: float) -> None:
-    review.set_manual_threshold(store, class_id, value)
+    thresholds.set_manual_threshold(store, class_id, value)
 
 
 def _clear_manual(store, class_id: int) -> None:
-    review.clear_manual_threshold(store, class_id)
+    thresholds.clear_manual_threshold(store, class_id)
 
 
 def _rounds(store):
-    from engine.rounds import round_history
+    from engine.review.rounds import round_history
 
     history = round_history(store)
     plotted = history[0].stage if history else "student"
@@ -100,13 +100,13 @@ def _rounds(store):
 
 
 def _rollback(store, version: str) -> None:
-    from engine.rounds import rollback
+    from engine.review.rounds import rollback
 
     rollback(store, version)
 
 
 def _evaluate_missing(store, *, progress, should_stop):
-    from engine.rounds import evaluate_round, round_history
+    from engine.review.rounds import evaluate_round, round_history
 
     todo = [r for stage in ("teacher", "student") for r in round_history(store, stage)
             if math.isnan(r.mAP) or math.isnan(r.CF1)]
@@ -122,12 +122,12 @@ def _evaluate_missing(store, *, progress, should_stop):
 
 
 def _undo_rule(store, command: AutoAcceptCommand) -> None:
-    command.undo_batch = review.undo_auto_accept(store, command.batch, since_id=command.since_id)
+    command.undo_batch = auto_accept.undo_auto_accept(store, command.batch, since_id=command.since_id)
 
 
 def _redo_rule(store, command: AutoAcceptCommand) -> None:
     if command.undo_batch is not None:
-        again = review.revert_rule(store, command.undo_batch, source="model rule",
+        again = auto_accept.revert_rule(store, command.undo_batch, source="model rule",
                                    since_id=command.since_id)
         command.batch = again or command.batch
 
@@ -167,7 +167,7 @@ class ReviewPanel(QWidget):
     queue_ready = Signal(list)        # image ids in the chosen review order
     image_activated = Signal(int)     # an entry of the queue was chosen
     thresholds_changed = Signal()
-    auto_accepted = Signal(object)    # engine.review.AutoAcceptResult
+    auto_accepted = Signal(object)    # engine.review.auto_accept.AutoAcceptResult
     rolled_back = Signal(str)         # the model version made active
 
     def __init__(self, state: ProjectState, parent: QWidget | None = None) -> None:

@@ -14,7 +14,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QColor, QUndoStack
 
 from app.workers import Workers
-from engine import gallery_query as gq
+from engine.store import queries as gq
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QToolButton
 
 from app.state import ProjectState
 from app.workers import Job, Workers
-from engine import gallery_query as gq
+from engine.store import queries as gq
 
 
 class StatusBar(QStatusBar):

@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
 
 from app.state import ProjectState
 from app.undo import TagEditCommand
-from engine import gallery_query as gq
 from engine.store import TagEdit
+from engine.store import queries as gq
 
 
 def _swatch(colour: str) -> QLabel:

@@ -1,7 +1,7 @@
 """The training panel: train the teacher, the student or both from the GUI.
 
 Choose the stage, backbones, epochs, image sizes and device, then Start. The round runs as a job on
-the app's GPU lane (`app.workers`), through `engine.rounds.train_round`: unassigned tagged images
+the app's GPU lane (`app.workers`), through `engine.review.rounds.train_round`: unassigned tagged images
 get a stratified split, the round warm-starts from the previous one when the class list is the
 same, trains, and is evaluated on the validation split. The GUI thread only receives signals:
 
@@ -46,7 +46,12 @@ from app import dialogs
 from app.state import ProjectState
 from app.style import style_plot
 from engine.training.api import (
-    BACKBONES, PROPOSAL_SOURCES, RECOMMENDED_PROPOSALS, STAGES, TrainConfig)
+    BACKBONES,
+    PROPOSAL_SOURCES,
+    RECOMMENDED_PROPOSALS,
+    STAGES,
+    TrainConfig,
+)
 
 STAGE_TIPS = {
     "teacher": "The weakly-supervised detector: learns from image-level tags where each class is.",
@@ -73,8 +78,8 @@ class _Bridge(QObject):
 
 def _train_job(store, config: TrainConfig, warm_start: bool, bridge: _Bridge, *, progress,
                should_stop):
-    """The job body (runs on the GPU lane): one round through `engine.rounds.train_round`."""
-    from engine.rounds import train_round
+    """The job body (runs on the GPU lane): one round through `engine.review.rounds.train_round`."""
+    from engine.review.rounds import train_round
     from engine.training import TrainCallbacks
 
     current = {"stage": None}
@@ -98,7 +103,7 @@ class TrainingPanel(QWidget):
     """Training controls, progress, live curves, per-class AP and the run history."""
 
     training_started = Signal()
-    training_finished = Signal(object)     # engine.rounds.RoundOutcome (also after a cancel)
+    training_finished = Signal(object)     # engine.review.rounds.RoundOutcome (also after a cancel)
     training_failed = Signal(object)       # the exception
 
     def __init__(self, state: ProjectState, parent: QWidget | None = None) -> None:
@@ -473,7 +478,7 @@ class TrainingPanel(QWidget):
             value = (entry.get("metrics") or {}).get("val_mAP")
             if value is not None:
                 self._add_point(self.map_plot, (run.stage, "val_mAP"), entry.get("epoch", 0), value)
-        from engine.rounds import per_class_ap
+        from engine.review.rounds import per_class_ap
 
         self.show_per_class_ap(per_class_ap(run))
 
@@ -492,7 +497,7 @@ class TrainingPanel(QWidget):
 
 
 def _final_map(run) -> float:
-    from engine.rounds import ROUND_METRICS_KEY
+    from engine.review.rounds import ROUND_METRICS_KEY
 
     review = (run.metrics or {}).get(ROUND_METRICS_KEY) or {}
     if review.get("mAP") is not None:

@@ -147,11 +147,8 @@ def toggle_plan(image_ids: Sequence[int], class_id: int) -> EditPlanner:
     ids = list(image_ids)
 
     def plan(store) -> list[TagEdit]:
-        has: set[int] = set()
-        for start in range(0, len(ids), 900):        # SQLite's bound-variable limit
-            tags = store.tags.for_images(ids[start:start + 900])
-            has.update(image_id for image_id, rows in tags.items()
-                       if any(t.class_id == class_id and t.positive for t in rows))
+        has = {image_id for image_id, rows in store.tags.for_images(ids).items()
+               if any(t.class_id == class_id and t.positive for t in rows)}
         if len(has) == len(ids):
             return [TagEdit(image_id, class_id, None) for image_id in ids]
         return [TagEdit(image_id, class_id, "positive") for image_id in ids if image_id not in has]

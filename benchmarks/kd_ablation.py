@@ -8,7 +8,7 @@ so it runs offline; `--teacher-scratch` for random init), and with the *same* bu
 students from random init (resnet18, whose ImageNet weights would need a download): without
 distillation, with feature distillation only, with prediction distillation only, and with both,
 trained jointly (tags + L_f + L_pred from the first epoch; `--schedule staged` for the paper's
-two stages). Every model is evaluated on the held-out test split through `engine.evaluation` /
+two stages). Every model is evaluated on the held-out test split through `engine.inference.evaluation` /
 `engine.metrics`; the table shows mAP, CF1 and OF1 (threshold 0.5) per seed and their mean, then
 in how many seeds each distillation variant beat no-KD on mAP. docs/distillation.md explains the
 choices and what each variant's figure means.
@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from engine.demo import generate_demo, import_demo  # noqa: E402
-from engine.evaluation import evaluate  # noqa: E402
+from engine.inference.evaluation import evaluate
 from engine.store import Store  # noqa: E402
 from engine.training import TrainCallbacks, TrainConfig, train  # noqa: E402
-from engine.training.student import DEFAULTS as STUDENT_DEFAULTS  # noqa: E402
+from engine.training.student_options import DEFAULTS as STUDENT_DEFAULTS
 
 VARIANTS = (
     ("student, no KD", "none"),

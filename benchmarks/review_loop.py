@@ -17,13 +17,13 @@ Set-up (the same for every ordering mode):
   for every mode, so all modes start from the same model.
 
 Each round, per mode:
-1. the review queue (`engine.review.review_queue`) orders the train and val images a person has not
+1. the review queue (`engine.review.queue.review_queue`) orders the train and val images a person has not
    reviewed yet: `random` (the baseline), `uncertain` (suggestion closest to its class threshold),
    `mistakes` (cleanlab on out-of-fold predictions of a linear probe cross-fitted on frozen
-   ImageNet EfficientNet-Lite0 features, `engine.label_issues`), or `unreviewed`/`disagreement`;
+   ImageNet EfficientNet-Lite0 features, `engine.review.label_issues`), or `unreviewed`/`disagreement`;
 2. the simulated person reviews the first `--fix` images of the queue: sets each one's tags to the
    ground truth (source 'person', reviewed);
-3. the next round warm-starts from the previous student (`engine.rounds.train_round`,
+3. the next round warm-starts from the previous student (`engine.review.rounds.train_round`,
    `--warm-epochs` epochs) on the corrected tags, then every image is tagged (`tag_paths`), the
    thresholds are recalibrated, and mAP is measured on the clean test split.
 
@@ -126,13 +126,13 @@ def measure(store: Store, truth: Truth, device: str) -> float:
     the val split, and return the mAP on the clean test split."""
     from engine.inference.tagging import tag_paths
     from engine.metrics import mean_average_precision
-    from engine.review import calibrate_thresholds
+    from engine.review.thresholds import calibrate_thresholds
 
     paths = store.images.paths(store.images.ids())
     tag_paths(store, list(paths.values()), device=device)
     calibrate_thresholds(store, mode="f1")
     test_ids = store.images.ids(split="test")
-    from engine.review import active_version, score_table
+    from engine.review.scores import active_version, score_table
 
     table = score_table(store, test_ids, active_version(store, "student"))
     labels = np.array([[c in truth.positives.get(i, set()) for c in table.class_ids]
@@ -141,7 +141,7 @@ def measure(store: Store, truth: Truth, device: str) -> float:
 
 
 def train(store: Store, args, warm: bool) -> None:
-    from engine.rounds import train_round
+    from engine.review.rounds import train_round
     from engine.training import TrainConfig
 
     config = TrainConfig(stage="student", kd="none", student_backbone="resnet18",
@@ -154,8 +154,8 @@ def train(store: Store, args, warm: bool) -> None:
 
 
 def run_mode(mode: str, base: Path, work: Path, truth0: Truth, args) -> list[RoundRow]:
-    from engine.label_issues import out_of_fold_predictions
-    from engine.review import review_queue
+    from engine.review.label_issues import out_of_fold_predictions
+    from engine.review.queue import review_queue
 
     project = work / f"project-{mode}"
     shutil.copytree(base, project)
@@ -227,7 +227,7 @@ def wins_over_random(per_seed: list[list[RoundRow]], modes: list[str]) -> list[s
 def run_seed(seed: int, modes: list[str], work: Path, args) -> tuple[list[RoundRow], int, int]:
     """One simulated person on one demo: (rows, wrong entries injected, review pool size)."""
     from engine.demo import generate_demo, import_demo
-    from engine.label_issues import image_features
+    from engine.review.label_issues import image_features
 
     args.seed = seed
     work = work / f"seed-{seed}"

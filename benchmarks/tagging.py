@@ -43,10 +43,10 @@ from engine.store import Store  # noqa: E402
 
 def install_models(store: Store) -> tuple[str, str]:
     """Completed random-init student and teacher runs built from the default TrainConfig."""
+    from engine.models.checkpoint import save_checkpoint
     from engine.models.student import Student
     from engine.models.wsddn import WSDDN
     from engine.training.api import TrainConfig
-    from engine.training.checkpoint import save_checkpoint
 
     config = TrainConfig()
     names = store.classes.names()
@@ -134,7 +134,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from engine.demo import generate_demo, import_demo
-    from engine.inference.tagging import autocast_dtype, cpu_has_native_bf16
+    from engine.device import autocast_dtype, cpu_has_native_bf16
     from engine.intake import scan_folder
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="mlic-tagging-"))

@@ -4,7 +4,7 @@
 
 Generates the demo data (seed 0), imports it into a temporary project, trains with the same
 budget and seed (1) WSDDN + OICR refinement (the default teacher) and (2) plain WSDDN
-(`--no-refine`), and evaluates both through `engine.evaluation` on the test split (held out) and
+(`--no-refine`), and evaluates both through `engine.inference.evaluation` on the test split (held out) and
 on the train split (CorLoc in the weakly-supervised literature is measured on the training
 images). Prints CorLoc next to two trivial baselines on the same image-class pairs (the whole image
 as the box; the centred box of half the width and height), box AP50, image-level mAP, training
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from engine.demo import generate_demo, import_demo  # noqa: E402
-from engine.evaluation import evaluate  # noqa: E402
+from engine.inference.evaluation import evaluate
 from engine.store import Store  # noqa: E402
 from engine.training import TrainCallbacks, TrainConfig, train  # noqa: E402
 

@@ -47,8 +47,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from engine.files import write_json_atomic
 from engine.errors import UserError
+from engine.files import write_json_atomic
 
 if TYPE_CHECKING:
     from engine.store import Store

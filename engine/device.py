@@ -1,4 +1,10 @@
-"""Choosing the compute device: `resolve_device("auto" | "cpu" | "cuda" | "cuda:N")`."""
+"""The compute device and the one precision policy.
+
+`resolve_device("auto" | "cpu" | "cuda" | "cuda:N")` picks the device. `autocast_dtype` is the one
+mixed-precision rule for training and inference alike: bfloat16 on CUDA GPUs that support it
+(float16 on older ones), bfloat16 for inference on CPUs that run it natively, float32 otherwise.
+`amp_dtype` is the training side of it (autocast on CUDA only: CPU training stays float32).
+"""
 
 from __future__ import annotations
 
@@ -35,5 +41,39 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     raise UserError(f"Unknown device {name!r}; use auto, cpu or cuda.")
 
 
-def is_cuda(device: torch.device) -> bool:
-    return device.type == "cuda"
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype for inference, None for plain float32.
+
+    `precision`: 'fp32'; 'fp16' (CUDA); 'bf16'; or 'auto': bfloat16 on CUDA (float16 where the GPU lacks it), bfloat16 on a CPU with
+    native bfloat16 support (AVX512-BF16 / AMX, where oneDNN runs it about twice as fast as float32;
+    probabilities move by about 0.01 at most), else float32."""
+    if precision not in ("auto", "fp32", "fp16", "bf16"):
+        raise UserError(f"Unknown precision {precision!r}; use auto, fp32, fp16 or bf16.")
+    if precision == "fp32":
+        return None
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise UserError("float16 inference needs a CUDA GPU; use --precision bf16 or fp32.")
+        return torch.float16
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_native_bf16() else None
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 natively on this CPU (else bfloat16 would be emulated, slow)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available()
+                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # noqa: BLE001 - a private probe; assume no support when it is missing
+        return False
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `device`: bfloat16 on CUDA GPUs that support it, else float16;
+    None (no autocast) on the CPU."""
+    if device.type != "cuda":
+        return None
+    return autocast_dtype(device)

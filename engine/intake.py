@@ -353,9 +353,7 @@ def _reconcile(store: Store, owner: Path, root_id: int, rel_paths: list[str], pr
         for path, image_id in zip(insert_paths[start:start + _WRITE_CHUNK], ids):
             report.image_ids[path] = image_id
     if split is not None:
-        ids = sorted(report.image_ids.values())
-        for start in range(0, len(ids), 900):
-            store.images.set_split(ids[start:start + 900], split)
+        store.images.set_split(sorted(report.image_ids.values()), split)
     if progress is not None:
         progress(total, total)
     log.info("scan of %s: %s", owner, report.summary())

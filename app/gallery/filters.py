@@ -1,5 +1,5 @@
 """The filter bar above the gallery: search box (debounced), class, state, split, confidence range
-and sort order. It only builds an `engine.gallery_query.GalleryFilter`; the query runs in the
+and sort order. It only builds an `engine.store.queries.GalleryFilter`; the query runs in the
 database thread."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.state import ProjectState
-from engine import gallery_query as gq
+from engine.store import queries as gq
 from engine.store.schema import SPLITS
 
 SEARCH_DELAY_MS = 250

@@ -1,18 +1,24 @@
 """The gallery's list model: it holds only image ids; row facts are fetched lazily in pages from
 the database thread, thumbnails from the `ThumbnailCache`. 100,000 rows cost a list of ints.
 
-The id list comes from an engine-side query (`engine.gallery_query.query_ids`) and stays stable
+The id list comes from an engine-side query (`engine.store.queries.query_ids`) and stays stable
 while the person works (tagging an image in the "untagged" view does not make it jump away);
 it is re-run when the filter changes, images are added, models change, or on Refresh.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    Qt,
+    Signal,
+)
 
 from app.state import ProjectState
 from app.thumbnails import ThumbnailCache
-from engine import gallery_query as gq
+from engine.store import queries as gq
 
 PAGE = 200
 MAX_CACHED_ROWS = 20_000

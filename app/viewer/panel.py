@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 from app.state import ProjectState
 from app.viewer.flow_layout import FlowLayout
 from app.viewer.image_view import ImageView
-from engine.gallery_query import ImageDetail
+from engine.store.queries import ImageDetail
 
 VIEW_MAX_SIDE = 4096      # decode at most this long side for the viewer (zoom still works)
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-
 if TYPE_CHECKING:
     from engine.store import Store
 
@@ -71,10 +70,7 @@ def apply_import_tags(store: Store, decisions: dict[int, tuple[Iterable[int], It
     """
     from engine.store import TagEdit
 
-    existing = {}
-    ids = list(decisions)
-    for start in range(0, len(ids), 900):
-        existing.update(store.tags.for_images(ids[start:start + 900]))
+    existing = store.tags.for_images(list(decisions))
     edits: list[TagEdit] = []
     for image_id, (positives, negatives) in decisions.items():
         positive_set = set(positives)

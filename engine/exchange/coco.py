@@ -37,7 +37,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.files import write_text_atomic
 from engine.errors import UserError
 from engine.exchange import (
     ExportSummary,
@@ -46,6 +45,7 @@ from engine.exchange import (
     apply_import_tags,
     ensure_classes,
 )
+from engine.files import write_text_atomic
 from engine.intake import canonical_path, register_files
 from engine.store.schema import SPLITS
 
@@ -232,12 +232,8 @@ def export_coco(store: Store, out_path: Path | str,
                    PARENT_FIELD: name_of.get(c.parent_id) if c.parent_id else None}
                   for c in classes]
     ids = [image.id for image in images]
-    tags: dict[int, list[Any]] = {}
-    boxes: dict[int, list[Any]] = {}
-    for start in range(0, len(ids), 900):
-        chunk = ids[start:start + 900]
-        tags.update(store.tags.for_images(chunk))
-        boxes.update(store.boxes.for_images(chunk))
+    tags = store.tags.for_images(ids)
+    boxes = store.boxes.for_images(ids)
     entries: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     for k, image in enumerate(images):

@@ -28,7 +28,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.files import write_text_atomic
 from engine.errors import UserError
 from engine.exchange import (
     ExportSummary,
@@ -37,6 +36,7 @@ from engine.exchange import (
     apply_import_tags,
     ensure_classes,
 )
+from engine.files import write_text_atomic
 from engine.intake import canonical_path, register_files
 from engine.store.schema import SPLITS
 
@@ -58,10 +58,7 @@ def export_csv(store: Store, out_path: Path | str, progress: Progress | None = N
         raise UserError(f"A class named {clash!r} cannot be a CSV column; rename it first.")
     images = store.images.list()
     paths = store.images.paths([image.id for image in images]) if images else {}
-    tags: dict[int, list] = {}
-    ids = [image.id for image in images]
-    for start in range(0, len(ids), 900):
-        tags.update(store.tags.for_images(ids[start:start + 900]))
+    tags = store.tags.for_images([image.id for image in images])
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["path", "split", *(c.name for c in classes)])

@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.files import write_text_atomic
 from engine.errors import UserError
 from engine.exchange import (
     ExportSummary,
@@ -47,6 +46,7 @@ from engine.exchange import (
     class_parents,
     ensure_classes,
 )
+from engine.files import write_text_atomic
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -259,10 +259,7 @@ def export_xmp(store: Store, out_dir: Path | str | None = None, in_place: bool =
     hierarchy = class_parents(store)
     names = {c.id: c.name for c in store.classes.list()}
     project_classes = set(names.values())
-    ids = list(locations)
-    tags: dict[int, list] = {}
-    for start in range(0, len(ids), 900):
-        tags.update(store.tags.for_images(ids[start:start + 900]))
+    tags = store.tags.for_images(list(locations))
 
     # Parse every existing sidecar first: a broken one stops the export before any write.
     plans = []

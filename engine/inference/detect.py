@@ -29,8 +29,9 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision.ops import nms
 
+from engine.datasets.regions import RegionDataset, collate_regions, fixed_scale_batches
 from engine.errors import UserError
-from engine.training.data import RegionDataset, collate_regions, fixed_scale_batches
+from engine.proposals.project import source_from_meta
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def predict_regions(model: Any, dataset: RegionDataset, device: torch.device, ba
                     should_stop: Callable[[], bool] | None = None) -> Iterator[RegionPrediction]:
     """Run the teacher (eval mode) over `dataset` at one scale (default: its test scale), unflipped.
     Yields one `RegionPrediction` per item in order; stops early when `should_stop()`."""
-    from engine.training.loop import amp_dtype
+    from engine.device import amp_dtype
 
     scale = scale or int(model.meta.get("image_size", 320))
     use_scores = bool(model.meta.get("box_scores", False))
@@ -181,8 +182,6 @@ def detect_paths(store: Any, paths: Sequence[Path | str], model_version: str | N
     """
     from engine.models.registry import load_model
     from engine.proposals import ProposalCache, ProposalJob, compute_proposals
-    from engine.training.teacher import source_from_meta
-
     if top_k < 1:
         raise UserError(f"--top must be at least 1, not {top_k}.")
     model, run = load_model(store, "teacher", model_version=model_version, device=device)

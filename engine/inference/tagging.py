@@ -39,12 +39,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from engine.datasets.student import prepare_file
+from engine.device import autocast_dtype
 from engine.errors import UserError
 from engine.files import atomic_output
-from engine.images import UnreadableImageError, is_image_path, load_rgb
+from engine.images import UnreadableImageError, is_image_path
 
 log = logging.getLogger(__name__)
 
@@ -94,39 +95,6 @@ def list_images(folder: Path | str) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- image preparation
-
-
-def student_input(image: Image.Image, size: int) -> torch.Tensor:
-    """A decoded RGB image -> the student's input: uint8 tensor (3, size, size), the whole image
-    stretched to the square (bilinear). Divide by 255 for the model's [0, 1] input."""
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.Resampling.BILINEAR)
-    array = np.asarray(image, dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
-
-
-def decode_size(size: int, original: tuple[int, int] | None) -> int | None:
-    """The `max_side` for `load_rgb` that lets a JPEG decode at the smallest DCT scale (1/2, 1/4,
-    1/8) whose short side still covers `size` pixels, so the square input is made by one resize
-    from a reduced decode and never by upsampling. None (full decode) when the original size is
-    unknown or no reduction fits.
-
-    Pillow's draft mode only reduces by r when the requested size is at most floor(side / r) on
-    both sides, so the value is chosen to satisfy that for the short side too."""
-    if not original or min(original) <= 0:
-        return None
-    long_side, short_side = max(original), min(original)
-    for reduction in (8, 4, 2):
-        max_side = min(long_side // reduction, (short_side // reduction) * long_side // short_side)
-        if max_side >= 1 and round(short_side * max_side / long_side) >= size:
-            return max_side
-    return None
-
-
-def prepare_file(path: Path | str, size: int, original: tuple[int, int] | None = None) -> torch.Tensor:
-    """One file -> the student's uint8 input (3, size, size): decoded at reduced size when the
-    original size is known (`decode_size`), then `student_input`. Raises UnreadableImageError."""
-    return student_input(load_rgb(path, max_side=decode_size(size, original)), size)
 
 
 class _ImageFiles(Dataset):
@@ -180,36 +148,6 @@ def _worker_context() -> str | None:
 
 
 # ----------------------------------------------------------------------------- inference
-
-
-def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
-    """The autocast dtype for inference, None for plain float32.
-
-    `precision`: 'fp32'; 'fp16' (CUDA); 'bf16'; or 'auto': float16 on CUDA, bfloat16 on a CPU with
-    native bfloat16 support (AVX512-BF16 / AMX, where oneDNN runs it about twice as fast as float32;
-    probabilities move by about 0.01 at most), else float32."""
-    if precision not in ("auto", "fp32", "fp16", "bf16"):
-        raise UserError(f"Unknown precision {precision!r}; use auto, fp32, fp16 or bf16.")
-    if precision == "fp32":
-        return None
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise UserError("float16 inference needs a CUDA GPU; use --precision bf16 or fp32.")
-        return torch.float16
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.float16
-    return torch.bfloat16 if cpu_has_native_bf16() else None
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether oneDNN runs bfloat16 natively on this CPU (else bfloat16 would be emulated, slow)."""
-    try:
-        return bool(torch.backends.mkldnn.is_available()
-                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:  # noqa: BLE001 - a private probe; assume no support when it is missing
-        return False
 
 
 class _FusedClassifier(torch.nn.Module):

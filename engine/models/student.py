@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from engine.losses import FeatureProjection, LearnableTemperature
+from engine.models.losses import FeatureProjection, LearnableTemperature
 
 __all__ = ["Student", "build_student", "load_student"]
 
@@ -135,7 +135,7 @@ def load_student(checkpoint: dict[str, Any], run: Any = None,
                  device: str | torch.device = "cpu") -> Student:
     """Rebuild a trained student from its checkpoint (the registry's loader for stage 'student').
 
-    `checkpoint` is the dict of `engine.training.checkpoint.save_checkpoint`: "model_config" (the
+    `checkpoint` is the dict of `engine.models.checkpoint.save_checkpoint`: "model_config" (the
     `Student.config`; "model_args" is accepted too) and "model" (its state dict). No teacher is needed: the region head and
     projection used in training live in the student's own state dict. Returned in eval mode.
     """

@@ -27,7 +27,11 @@ from engine.proposals.cache import (
     compute_proposals,
     default_workers,
 )
-from engine.proposals.opencv import EdgeBoxesSource, SelectiveSearchSource, gradient_edges
+from engine.proposals.opencv import (
+    EdgeBoxesSource,
+    SelectiveSearchSource,
+    gradient_edges,
+)
 from engine.proposals.sliding import SlidingWindows
 
 SOURCES: dict[str, type[ProposalSource]] = {

@@ -58,7 +58,6 @@ class SlidingWindows(ProposalSource):
 
     def propose(self, path):  # noqa: ANN001, ANN201 - only the size is needed: read the header
         from engine.images import probe_image
-
         from engine.proposals.base import Proposals, clean_boxes
 
         probe = probe_image(path)

@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import UserError
+from engine.store.database import chunked
 from engine.store.schema import SPLITS, Image, Root
 
 
@@ -74,12 +75,19 @@ class ImageRepository:
     def paths(self, image_ids: Iterable[int] | None = None) -> dict[int, Path]:
         """Absolute path of each image (all present images when `image_ids` is None)."""
         query = select(Image.id, Root.path, Image.rel_path).join(Root, Root.id == Image.root_id)
-        if image_ids is not None:
-            query = query.where(Image.id.in_(list(image_ids)))
-        else:
-            query = query.where(Image.present.is_(True))
         with self._sessions() as session:
-            return {row.id: Path(row.path) / row.rel_path for row in session.execute(query)}
+            if image_ids is None:
+                rows = list(session.execute(query.where(Image.present.is_(True))))
+            else:
+                rows = [row for chunk in chunked(list(image_ids))
+                        for row in session.execute(query.where(Image.id.in_(chunk)))]
+        return {row.id: Path(row.path) / row.rel_path for row in rows}
+
+    def by_ids(self, image_ids: Iterable[int]) -> dict[int, Image]:
+        """The rows of these images (missing ones included), keyed by id; unknown ids are left out."""
+        with self._sessions() as session:
+            return {image.id: image for chunk in chunked(sorted(set(image_ids)))
+                    for image in session.scalars(select(Image).where(Image.id.in_(chunk)))}
 
     def find_by_path(self, path: Path) -> Image | None:
         """The image registered at absolute `path`, if any (under any root)."""
@@ -117,9 +125,10 @@ class ImageRepository:
             session.execute(update(Image), list(rows))
 
     def set_split(self, image_ids: Iterable[int], split: str) -> None:
+        split = _check_split(split)
         with self._sessions.begin() as session:
-            session.execute(update(Image).where(Image.id.in_(list(image_ids)))
-                            .values(split=_check_split(split)))
+            for chunk in chunked(list(image_ids)):
+                session.execute(update(Image).where(Image.id.in_(chunk)).values(split=split))
 
     def count(self) -> int:
         with self._sessions() as session:

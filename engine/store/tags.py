@@ -17,7 +17,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import UserError
 from engine.store.database import chunked
-from engine.store.schema import TAG_SOURCES, Image, Root, Tag, TagChange, TagClass, utcnow
+from engine.store.schema import (
+    TAG_SOURCES,
+    Image,
+    Root,
+    Tag,
+    TagChange,
+    TagClass,
+    utcnow,
+)
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
            "#ff9da7", "#9c755f", "#bab0ac", "#1f77b4", "#d62728", "#2ca02c", "#9467bd")

@@ -148,6 +148,10 @@ class TrainCallbacks:
     def stopped(self) -> bool:
         return bool(self.should_stop is not None and self.should_stop())
 
+    def progress_for(self, label: str) -> Callable[[int, int], None]:
+        """A plain `progress(done, total)` that reports as `on_step(label, done, total)`."""
+        return lambda done, total: self.step(label, done, total)
+
     def message(self, text: str) -> None:
         log.info(text)
         if self.on_message is not None:

@@ -15,7 +15,7 @@ batch into a dict of losses, an optional `validate`) and calls `run_stage`. The 
 The run's `metrics` in the store: {"epochs": [EpochReport.to_dict(), ...], "last": {losses and
 metrics of the last epoch}}; its `checkpoint`: the path relative to the project folder.
 Run statuses: 'running' -> 'completed' | 'cancelled' | 'failed'. A completed run becomes the
-active model of its stage (engine.models.registry.set_active).
+active model of its stage (engine.store.versions.set_active).
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.device import amp_dtype
 from engine.errors import UserError
+from engine.models.checkpoint import load_checkpoint, save_checkpoint
 from engine.training.api import EpochReport, TrainCallbacks, TrainConfig
-from engine.training.checkpoint import load_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -141,14 +142,6 @@ class LoopSetup:
     scaler_state: dict[str, Any] | None = None
 
 
-def amp_dtype(device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `device`: bfloat16 on CUDA GPUs that support it, else float16;
-    None (no autocast) on the CPU."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 def checkpoint_state(setup: LoopSetup, epoch: int, scaler: torch.amp.GradScaler | None,
                      run: TrainingRun) -> dict[str, Any]:
     return {
@@ -178,7 +171,7 @@ def run_stage(store: Store, run: TrainingRun, setup: LoopSetup,
     Returns the updated run (status 'completed' or 'cancelled'). Errors mark the run 'failed' and
     propagate (a non-finite loss as `NonFiniteLossError`, a UserError).
     """
-    from engine.models.registry import set_active
+    from engine.store.versions import set_active
 
     checkpoint_rel = relative_to_project(store, setup.checkpoint_path)
     try:

@@ -18,32 +18,25 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from engine.device import resolve_device
-from engine.errors import UserError
-from engine.models.wsddn import WSDDN
-from engine.proposals import (
-    ProposalCache,
-    ProposalJob,
-    Proposals,
-    ProposalSource,
-    compute_proposals,
-    get_source,
-)
-from engine.training.api import TrainCallbacks, TrainConfig
-from engine.training.data import (
+from engine.datasets.regions import (
     RegionDataset,
     ScaleBatchSampler,
     collate_regions,
     default_scales,
 )
+from engine.device import resolve_device
+from engine.errors import UserError
+from engine.models.wsddn import WSDDN
+from engine.proposals import ProposalSource, get_source
+from engine.proposals.project import proposals_for_images
+from engine.training.api import TrainCallbacks, TrainConfig
+from engine.training.common import warmup_cosine
 from engine.training.loop import LoopSetup, run_stage, start_stage
 
 log = logging.getLogger(__name__)
@@ -54,57 +47,6 @@ STAGE = "teacher"
 def source_from_config(config: TrainConfig) -> ProposalSource:
     """The proposal source of a training config (its parameters: `config.extra["proposal_params"]`)."""
     return get_source(config.proposals, **dict(config.extra.get("proposal_params", {})))
-
-
-def source_from_meta(meta: dict[str, Any]) -> ProposalSource:
-    """The proposal source a trained teacher was trained with (from its checkpoint meta)."""
-    params = {k: tuple(v) if isinstance(v, list) else v
-              for k, v in dict(meta.get("proposal_params", {})).items()}
-    return get_source(meta.get("proposals", "sliding"), **params)
-
-
-def proposals_for_images(store: Any, image_ids: Sequence[int], paths: Sequence[Path],
-                         source: ProposalSource, callbacks: TrainCallbacks | None = None,
-                         label: str = "proposals") -> tuple[list[Proposals | None], dict[int, str]]:
-    """Proposals of project images (cached per content hash), in order; None for images that
-    could not be read (their reasons in the returned dict, by image id)."""
-    callbacks = callbacks or TrainCallbacks()
-    wanted = set(image_ids)
-    rows = {image.id: image for image in store.images.list(include_missing=True)
-            if image.id in wanted} if wanted else {}
-    jobs: list[ProposalJob] = []
-    for image_id, path in zip(image_ids, paths):
-        row = rows.get(image_id)
-        digest = row.content_hash if row is not None and row.content_hash else None
-        if digest is None:
-            from engine.images import UnreadableImageError, file_digest
-            try:
-                digest = file_digest(path)
-            except UnreadableImageError as exc:
-                digest = f"unreadable-{image_id}-{exc}"
-        jobs.append(ProposalJob(Path(path), digest))
-    callbacks.message(f"Computing {source.name} proposals for {len(jobs)} images")
-    batch = compute_proposals(jobs, source, ProposalCache(store.paths.proposals_cache),
-                              progress=lambda done, total: callbacks.step(label, done, total),
-                              should_stop=callbacks.should_stop)
-    result: list[Proposals | None] = []
-    failed: dict[int, str] = {}
-    for image_id, job in zip(image_ids, jobs):
-        found = batch.proposals.get(job.digest)
-        result.append(found)
-        if found is None:
-            failed[image_id] = batch.failed.get(job.digest, "not computed")
-    return result, failed
-
-
-def warmup_cosine(total_steps: int, warmup_steps: int, floor: float = 0.02):  # noqa: ANN201
-    """LR multiplier: linear warm-up from 0.1, then cosine decay to `floor`."""
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return 0.1 + 0.9 * step / max(1, warmup_steps)
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-    return factor
 
 
 def train_teacher(store: Any, config: TrainConfig,
@@ -132,8 +74,10 @@ def _train(store: Any, config: TrainConfig, callbacks: TrainCallbacks, run: Any,
            checkpoint: dict[str, Any] | None, matrix: Any, source: ProposalSource,
            device: torch.device) -> Any:
     class_names = list(matrix.class_names)
+    callbacks.message(f"Computing {source.name} proposals for {len(matrix.image_ids)} images")
     proposals, failed = proposals_for_images(store, matrix.image_ids, matrix.paths, source,
-                                             callbacks)
+                                             callbacks.progress_for("proposals"),
+                                             callbacks.should_stop)
     if callbacks.stopped():
         store.runs.update(run.id, status="cancelled", finished=True)
         return store.runs.get(run.id)
@@ -150,7 +94,8 @@ def _train(store: Any, config: TrainConfig, callbacks: TrainCallbacks, run: Any,
     val_matrix = store.tags.label_matrix("val")
     if val_matrix.image_ids and list(val_matrix.class_names) == class_names:
         val_proposals, _ = proposals_for_images(store, val_matrix.image_ids, val_matrix.paths,
-                                                source, callbacks)
+                                                source, callbacks.progress_for("proposals"),
+                                                callbacks.should_stop)
         val_keep = [i for i, p in enumerate(val_proposals) if p is not None and len(p) > 0]
         if val_keep:
             val_set = RegionDataset([val_matrix.paths[i] for i in val_keep],

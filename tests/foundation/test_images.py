@@ -20,6 +20,7 @@ from engine.images import (
     probe_image,
     scale_to_original,
 )
+
 from .files import gradient_rgb, write_bad, write_odd_valid
 
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")

@@ -46,7 +46,7 @@ def demo_project_dir(tmp_path_factory, demo_data) -> Path:
 def trained_project_dir(tmp_path_factory, demo_data) -> Path:
     """The demo project with two tiny student rounds (student-1 from scratch, student-2 warm
     started after one person edit), each evaluated on the validation split."""
-    from engine.rounds import train_round
+    from engine.review.rounds import train_round
     from engine.store import Store, TagEdit
 
     if "trained" in _BUILT:

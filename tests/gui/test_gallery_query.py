@@ -1,12 +1,12 @@
-"""engine.gallery_query: filters, sorts, rows, detail and counts (no Qt needed)."""
+"""engine.store.queries: filters, sorts, rows, detail and counts (no Qt needed)."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine import gallery_query as gq
 from engine.errors import UserError
 from engine.store import BoxRow, TagEdit
+from engine.store import queries as gq
 from tests.gui.projects import build_project
 
 

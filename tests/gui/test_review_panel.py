@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
-from engine.review import QUEUE_ORDERS
+from engine.review.queue import QUEUE_ORDERS
 from tests.gui.loop_projects import (  # noqa: F401 - fixtures
     copy_project,
     loop_state,
@@ -99,7 +99,7 @@ def test_calibrate_edit_by_hand_and_auto_accept_with_one_step_undo(qtbot, panel)
 
 
 def test_rounds_plot_and_rollback(qtbot, panel):
-    from engine.models.registry import active_run
+    from engine.store.versions import active_run
 
     assert [r.model_version for r in panel.rounds] == ["student-1", "student-2"]
     assert [r.person_tags for r in panel.rounds] == [0, 1]

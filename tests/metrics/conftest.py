@@ -10,8 +10,8 @@ def install_student(store, image_size: int = 64, backbone: str = "resnet18", see
     a run, its class names and a checkpoint). Returns (run, model)."""
     import torch
 
+    from engine.models.checkpoint import save_checkpoint
     from engine.models.student import Student
-    from engine.training.checkpoint import save_checkpoint
 
     names = store.classes.names()
     torch.manual_seed(seed)
@@ -39,8 +39,8 @@ def install_teacher(store, image_size: int = 128, max_proposals: int = 40, seed:
     proposals). Returns (run, model)."""
     import torch
 
+    from engine.models.checkpoint import save_checkpoint
     from engine.models.wsddn import WSDDN
-    from engine.training.checkpoint import save_checkpoint
 
     names = store.classes.names()
     torch.manual_seed(seed)

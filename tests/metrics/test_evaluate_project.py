@@ -10,8 +10,8 @@ import pytest
 
 from engine import metrics
 from engine.cli import main
-from engine.evaluation import evaluate
 from engine.inference.detect import detect_paths
+from engine.inference.evaluation import evaluate
 from engine.inference.tagging import tag_paths
 
 from .conftest import install_student, install_teacher

@@ -1,4 +1,4 @@
-"""engine.evaluation's pure part against a hand-computed case."""
+"""engine.inference.evaluation's pure part against a hand-computed case."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from engine.evaluation import evaluate_predictions, format_report
+from engine.inference.evaluation import evaluate_predictions, format_report
 
 CLASSES = ["cat", "dog"]
 # three images: cat only, dog only, both

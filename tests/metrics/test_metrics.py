@@ -11,7 +11,6 @@ import pytest
 from engine import metrics
 from engine.metrics import Detection
 
-
 # ----------------------------------------------------------------------------- AP / mAP
 
 def test_average_precision_without_ties():

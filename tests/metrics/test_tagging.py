@@ -10,14 +10,9 @@ import pytest
 import torch
 
 from engine.cli import main
+from engine.datasets.student import decode_size, prepare_file, student_input
 from engine.images import load_rgb, probe_image
-from engine.inference.tagging import (
-    decode_size,
-    prepare_file,
-    student_input,
-    tag_paths,
-    write_predictions_csv,
-)
+from engine.inference.tagging import tag_paths, write_predictions_csv
 
 
 @pytest.fixture

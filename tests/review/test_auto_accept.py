@@ -6,7 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.review import AUTO_ACCEPT_KEY, auto_accept, select_auto_accept, undo_auto_accept
+from engine.review.auto_accept import (
+    AUTO_ACCEPT_KEY,
+    auto_accept,
+    select_auto_accept,
+    undo_auto_accept,
+)
 from engine.store import TagEdit
 
 from .helpers import add_images, completed_run, suggest, tag
@@ -68,7 +73,7 @@ def test_per_class_targets_and_nothing_to_accept(project):
 
 
 def test_undo_leaves_tags_a_person_changed_since_and_redo_reapplies(project):
-    from engine.review import revert_rule
+    from engine.review.auto_accept import revert_rule
 
     store, _, (a, _), train, _ = project
     result = auto_accept(store, precision_target=0.9)

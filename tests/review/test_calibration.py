@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engine.errors import UserError
-from engine.review import (
+from engine.review.thresholds import (
     calibrate_thresholds,
     choose_threshold,
     choose_thresholds,

@@ -7,14 +7,14 @@ import pytest
 from PIL import Image
 
 from engine.errors import UserError
-from engine.label_issues import (
+from engine.review.label_issues import (
     cross_fit_probe,
     fold_assignment,
     image_features,
     out_of_fold_predictions,
 )
-from engine.review import label_issue_priority
-from engine.splits import split_key
+from engine.review.queue import label_issue_priority
+from engine.review.splits import split_key
 
 
 def test_fold_assignment_is_balanced_and_stable():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from engine.errors import UserError
-from engine.label_issues import OutOfFold
-from engine.review import (
+from engine.review.label_issues import OutOfFold
+from engine.review.queue import (
     QUEUE_ORDER_KEYS,
     QUEUE_ORDERS,
     disagreement_priority,

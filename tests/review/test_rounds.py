@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from engine.errors import UserError
-from engine.models.registry import active_run
-from engine.rounds import (
+from engine.review.rounds import (
     evaluate_round,
     person_tag_counts,
     plan_next_round,
@@ -18,6 +17,7 @@ from engine.rounds import (
     round_history,
 )
 from engine.store import TagEdit
+from engine.store.versions import active_run
 from engine.training import TrainConfig
 
 from .helpers import add_images, completed_run, suggest, tag

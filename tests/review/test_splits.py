@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engine.errors import UserError
-from engine.splits import assign_splits, plan_splits, split_fractions, split_key
+from engine.review.splits import assign_splits, plan_splits, split_fractions, split_key
 
 from .helpers import add_images, tag
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from engine.losses import (
+from engine.models.losses import (
     FeatureProjection,
     LearnableTemperature,
     asymmetric_loss,

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from engine.losses import FeatureProjection
+from engine.models.losses import FeatureProjection
 from engine.models.student import Student, build_student, load_student
 
 

@@ -81,7 +81,7 @@ def test_student_loads_alone_from_the_registry(trained, monkeypatch):
 
 
 def test_teacher_targets_are_cached_per_teacher_version(trained, monkeypatch):
-    import engine.training.student as student_stage
+    import engine.training.distill as student_stage
 
     store, runs, _ = trained
     cache = store.paths.cache_dir / "distill" / f"{runs[0].model_version}-r8.pt"

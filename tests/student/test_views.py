@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.training.student import CROP_AREA, CROP_RATIO, ViewBatchSampler, view_crop
+from engine.datasets.student import CROP_AREA, CROP_RATIO, ViewBatchSampler, view_crop
 
 
 def test_view_zero_is_the_whole_image():
@@ -37,7 +37,7 @@ def test_crop_views_of_a_large_photo_are_proposed_at_the_sources_size(tmp_path, 
     from PIL import Image
 
     from engine.proposals import get_source
-    from engine.training.student import _crop_view_sample
+    from engine.training.distill import _crop_view_sample
 
     path = tmp_path / "big.jpg"
     pixels = np.zeros((1500, 2000, 3), dtype=np.uint8)

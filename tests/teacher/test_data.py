@@ -7,14 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.proposals import Proposals
-from engine.training.data import (
+from engine.datasets.regions import (
     RegionDataset,
     ScaleBatchSampler,
     collate_regions,
     default_scales,
     select_proposals,
 )
+from engine.proposals import Proposals
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from engine.cli import main
 from engine.errors import UserError
 from engine.inference.detect import detect_paths, select_regions
-from engine.models.registry import active_run
+from engine.store.versions import active_run
 
 
 def test_select_regions_nms_and_top_k():
@@ -124,7 +124,7 @@ def test_train_command_on_a_tiny_demo_project(demo_project, capsys):
 
 
 def test_train_command_defaults():
-    from engine.cli import build_parser
+    from engine.cli.main import build_parser
 
     args = build_parser().parse_args(["train"])
     assert args.stage == "teacher" and args.proposals == "selective_search"

@@ -10,9 +10,9 @@ import torch
 
 from engine.errors import UserError
 from engine.models import registry
+from engine.models.checkpoint import load_checkpoint
 from engine.models.wsddn import WSDDN
 from engine.training import TrainCallbacks, train
-from engine.training.checkpoint import load_checkpoint
 from engine.training.loop import NonFiniteLossError
 
 from .conftest import tiny_config

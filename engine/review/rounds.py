@@ -10,7 +10,7 @@
 - `train_round` is one round: stable stratified split for unassigned tagged images, the plan,
   training, threshold calibration of a new student and `evaluate_round` on the validation split.
 - `evaluate_round` measures a version on the validation split (mAP, CF1, OF1 at the classes'
-  thresholds, through `engine.metrics`; a teacher through `engine.evaluation`) and stores the
+  thresholds, through `engine.metrics`; a teacher through `engine.inference.evaluation`) and stores the
   figures with its run.
 - `round_history` lists the rounds with those figures and the number of tags a person had set by
   each round's watermark (replayed from the tag history), for the GUI's plot over rounds.
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.errors import UserError
-from engine.splits import SplitAssignment
+from engine.review.splits import SplitAssignment
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -65,7 +65,7 @@ class RoundPlan:
 
 def warm_start_source(store: Store, stage: str) -> tuple[TrainingRun | None, str]:
     """The run the next `stage` round can start from, and why (or why not)."""
-    from engine.models.registry import active_run
+    from engine.store.versions import active_run
 
     previous = active_run(store, stage)
     if previous is None:
@@ -125,13 +125,13 @@ def evaluate_round(store: Store, model_version: str | None = None, split: str = 
     `split`; stored in its run's metrics under 'review' (with the per-class AP).
 
     A student is scored from its suggestions (the images get them if they have none yet) at the
-    classes' current thresholds; a teacher through `engine.evaluation` at 0.5."""
+    classes' current thresholds; a teacher through `engine.inference.evaluation` at 0.5."""
     from engine.metrics import multilabel_report
-    from engine.review import validation_scores
+    from engine.review.scores import validation_scores
 
     run = store.runs.by_version(model_version) if model_version else None
     if run is not None and run.stage == "teacher":
-        from engine.evaluation import evaluate
+        from engine.inference.evaluation import evaluate
 
         evaluation = evaluate(store, split=split, teacher_version=run.model_version, device=device,
                               progress=progress, should_stop=should_stop, models=("teacher",))
@@ -186,7 +186,7 @@ def train_round(store: Store, config: TrainConfig, callbacks=None, warm_start: b
     (best F1; thresholds set by hand are kept), so CF1/OF1 are at the thresholds the GUI will use
     (optimistic: chosen and measured on the same split; mAP does not depend on thresholds).
     `callbacks` are the trainer's (`TrainCallbacks`): progress, epochs, cancel."""
-    from engine.splits import assign_splits
+    from engine.review.splits import assign_splits
     from engine.training import TrainCallbacks, train
 
     callbacks = callbacks or TrainCallbacks()
@@ -217,7 +217,7 @@ def train_round(store: Store, config: TrainConfig, callbacks=None, warm_start: b
             callbacks.message(f"Evaluating {run.model_version} on the validation split")
             try:
                 if run.stage == "student" and calibrate:
-                    from engine.review import calibrate_thresholds
+                    from engine.review.thresholds import calibrate_thresholds
 
                     calibrate_thresholds(store, model_version=run.model_version,
                                          device=plan.config.device,
@@ -293,7 +293,7 @@ def round_history(store: Store, stage: str | None = None,
                   statuses: Sequence[str] = ("completed",)) -> list[RoundInfo]:
     """The training rounds of `stage` (default: student when the project has student runs, else
     teacher), oldest first, with their validation figures and person-set tag counts."""
-    from engine.models.registry import active_run
+    from engine.store.versions import active_run
 
     runs = store.runs.list()
     if stage is None:
@@ -310,7 +310,7 @@ def round_history(store: Store, stage: str | None = None,
 
 def rollback(store: Store, model_version: str) -> TrainingRun:
     """Make `model_version` the active model of its stage again (roll back or forward)."""
-    from engine.models.registry import set_active
+    from engine.store.versions import set_active
 
     run = store.runs.by_version(model_version)
     result = set_active(store, run.stage, model_version)

@@ -12,7 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from engine.commands.common import output_file, progress_bar
+from engine.cli.common import output_file, progress_bar
 from engine.errors import UserError
 from engine.store.schema import SPLITS
 
@@ -102,7 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _store(args: argparse.Namespace):
-    from engine.cli import open_store
+    from engine.cli.common import open_store
 
     return open_store(args)
 

@@ -3,7 +3,7 @@
 A model cannot judge the tags it was trained on: it has learnt them, wrong ones included. To find
 tags that are likely wrong we need, for every tagged image, a prediction from a model that never saw
 that image's tags (an *out-of-fold* prediction), which cleanlab then ranks against the tags
-(`engine.review.label_issue_priority`).
+(`engine.review.queue.label_issue_priority`).
 
 What we cross-fit, and why it is cheap and honest:
 
@@ -38,7 +38,7 @@ import numpy as np
 
 from engine.errors import UserError
 from engine.files import atomic_output
-from engine.splits import split_key
+from engine.review.splits import split_key
 
 if TYPE_CHECKING:
     from engine.store import Store

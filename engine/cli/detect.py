@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.commands.common import existing_folder, output_file, print_skipped, progress_bar
+from engine.cli.common import existing_folder, output_file, print_skipped, progress_bar
 from engine.errors import UserError
 from engine.files import write_json_atomic
 
@@ -47,7 +47,7 @@ def regions_json(result, folder: Path) -> list[dict]:  # noqa: ANN001
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.cli import open_store
+    from engine.cli.common import open_store
     from engine.inference.detect import detect_paths
     from engine.intake import scan_folder
     from engine.models.registry import resolve_run

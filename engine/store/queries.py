@@ -28,6 +28,7 @@ from sqlalchemy import case, exists, false, func, literal, not_, or_, select, un
 from sqlalchemy.sql import ColumnElement, Select
 
 from engine.errors import UserError
+from engine.store.database import chunked
 from engine.store.schema import SPLITS, Image, Region, Root, Suggestion, Tag, TagClass
 
 IMAGES = Image.__table__
@@ -39,7 +40,6 @@ REGIONS = Region.__table__
 
 SORT_KEYS = ("added", "name", "confidence", "uncertainty", "disagreement", "tags")
 CLASS_MODES = ("tagged", "suggested", "either")
-_CHUNK = 900
 
 
 @dataclass(frozen=True)
@@ -153,8 +153,8 @@ class ProjectCounts:
 
 
 def active_versions(store) -> Versions:
-    """The active teacher and student versions (see engine.models.registry)."""
-    from engine.models.registry import active_run
+    """The active teacher and student versions (see engine.store.versions)."""
+    from engine.store.versions import active_run
 
     teacher = active_run(store, "teacher")
     student = active_run(store, "student")
@@ -345,8 +345,7 @@ def gallery_rows(store, image_ids: Sequence[int], versions: Versions | None = No
     ids = list(image_ids)
     rows: dict[int, GalleryRow] = {}
     with store.engine.connect() as connection:
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start:start + _CHUNK]
+        for chunk in chunked(ids):
             positive: dict[int, list[int]] = {i: [] for i in chunk}
             negative = dict.fromkeys(chunk, 0)
             reviewed = dict.fromkeys(chunk, False)
@@ -435,10 +434,10 @@ def selection_summary(store, image_ids: Sequence[int]) -> dict[int, int]:
     counts: dict[int, int] = {}
     ids = list(image_ids)
     with store.engine.connect() as connection:
-        for start in range(0, len(ids), _CHUNK):
+        for chunk in chunked(ids):
             for class_id, count in connection.execute(
                     select(TAGS.c.class_id, func.count()).where(
-                        TAGS.c.image_id.in_(ids[start:start + _CHUNK]), TAGS.c.positive.is_(True))
+                        TAGS.c.image_id.in_(chunk), TAGS.c.positive.is_(True))
                     .group_by(TAGS.c.class_id)):
                 counts[class_id] = counts.get(class_id, 0) + count
     return counts

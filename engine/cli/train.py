@@ -10,7 +10,12 @@ from engine.errors import UserError
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from engine.training.api import (
-        BACKBONES, PROPOSAL_SOURCES, RECOMMENDED_PROPOSALS, STAGES, TrainConfig)
+        BACKBONES,
+        PROPOSAL_SOURCES,
+        RECOMMENDED_PROPOSALS,
+        STAGES,
+        TrainConfig,
+    )
 
     defaults = TrainConfig()
     parser = subparsers.add_parser(
@@ -127,7 +132,7 @@ class ConsoleProgress:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.cli import open_store
+    from engine.cli.common import open_store
     from engine.training import TrainCallbacks, train
 
     if args.weights and args.pretrained:

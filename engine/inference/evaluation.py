@@ -204,7 +204,8 @@ def evaluate(store, split: str = "test", teacher_version: str | None = None,
     Raises UserError when neither model is trained, or when the split has no tagged, readable
     image. `progress(done, total)` counts images over both models.
     """
-    from engine.models.registry import active_run, resolve_run
+    from engine.models.registry import resolve_run
+    from engine.store.versions import active_run
 
     runs: dict[str, Any] = {}
     for stage, version in (("teacher", teacher_version), ("student", student_version)):

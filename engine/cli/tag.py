@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.commands.common import existing_folder, output_file, print_skipped, progress_bar
+from engine.cli.common import existing_folder, output_file, print_skipped, progress_bar
 from engine.errors import UserError
 
 
@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.cli import open_store
+    from engine.cli.common import open_store
     from engine.inference.tagging import tag_paths, write_predictions_csv
     from engine.intake import scan_folder
     from engine.models.registry import resolve_run

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.commands.common import output_file, progress_bar
+from engine.cli.common import output_file, progress_bar
 from engine.errors import UserError
 from engine.files import write_json_atomic
 
@@ -29,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.cli import open_store
-    from engine.evaluation import evaluate, format_report
+    from engine.cli.common import open_store
+    from engine.inference.evaluation import evaluate, format_report
 
     if not 0.0 <= args.threshold <= 1.0:
         raise UserError(f"The threshold must be between 0 and 1, not {args.threshold}.")

@@ -7,8 +7,14 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.errors import UserError
+
+if TYPE_CHECKING:
+    import argparse
+
+    from engine.store import Store
 
 Progress = Callable[[int, int], None]
 
@@ -65,3 +71,11 @@ def print_skipped(items: Iterable[tuple[Path, str]], folder: Path) -> None:
         except ValueError:
             shown = str(path)
         print(f"mlic: skipped unreadable file {shown}: {reason}", file=sys.stderr)
+
+
+def open_store(args: argparse.Namespace) -> Store:
+    """The store named by the global options; use it as `with open_store(args) as store:` so the
+    database connections close when the command ends."""
+    from engine.store import Store
+
+    return Store.open(project_dir=args.project, db_url=args.db_url)

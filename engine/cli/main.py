@@ -7,15 +7,13 @@ exits with status 2; nothing is half-written because every store write is one tr
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
 from engine import __version__
-from engine.commands import COMMAND_MODULES
+from engine.cli import detect, evaluate, project, tag, train
 from engine.errors import UserError
-from engine.store import Store
 
 log = logging.getLogger("mlic")
 
@@ -31,14 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="SQLAlchemy database URL instead of the project's SQLite file")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).register(subparsers)
+    for commands in (project, evaluate, tag, train, detect):
+        commands.register(subparsers)
     return parser
-
-
-def open_store(args: argparse.Namespace) -> Store:
-    """The store named by the global options."""
-    return Store.open(project_dir=args.project, db_url=args.db_url)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
