@@ -25,6 +25,7 @@ run: install
 	$(BIN)/python main.py $(ARGS)
 
 test: install-dev
+	$(BIN)/lint-imports
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 clean:
