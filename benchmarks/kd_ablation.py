@@ -37,7 +37,7 @@ from engine.demo import generate_demo, import_demo  # noqa: E402
 from engine.inference.evaluation import evaluate
 from engine.store import Store  # noqa: E402
 from engine.training import TrainCallbacks, TrainConfig, train  # noqa: E402
-from engine.training.student_options import DEFAULTS as STUDENT_DEFAULTS
+from engine.training.api import StudentSettings
 
 VARIANTS = (
     ("student, no KD", "none"),
@@ -80,10 +80,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kd-boxes", type=int, default=48)
     parser.add_argument("--student-stride", type=int, choices=(16, 32), default=16)
     parser.add_argument("--region-layers", type=int, choices=(0, 2),
-                        default=STUDENT_DEFAULTS["region_layers"])
+                        default=StudentSettings.region_layers)
     parser.add_argument("--feature-norm", choices=("l2", "scale", "none"),
-                        default=STUDENT_DEFAULTS["feature_norm"])
-    parser.add_argument("--views", type=int, default=STUDENT_DEFAULTS["views"],
+                        default=StudentSettings.feature_norm)
+    parser.add_argument("--views", type=int, default=StudentSettings.views,
                         help="views per image: the whole image + views - 1 crops")
     parser.add_argument("--schedule", choices=("staged", "joint"), default="joint")
     parser.add_argument("--loss", choices=("bce", "asl"), default="bce")
@@ -141,10 +141,10 @@ def main(argv: list[str] | None = None) -> None:
                     student_backbone=args.student_backbone, student_image_size=args.student_size,
                     epochs=args.student_epochs, batch_size=args.batch_size, lr=args.student_lr,
                     device=args.device, seed=seed, teacher_version=teacher.model_version,
-                    extra={"kd_boxes": args.kd_boxes, "student_stride": args.student_stride,
-                           "region_layers": args.region_layers, "views": args.views,
-                           "feature_norm": args.feature_norm,
-                           "student_pretrained": False})
+                    student=StudentSettings(
+                        kd_boxes=args.kd_boxes, stride=args.student_stride,
+                        region_layers=args.region_layers, views=args.views,
+                        feature_norm=args.feature_norm, pretrained=False))
                 epochs: list[str] = []
                 run = train(store, config, TrainCallbacks(on_epoch=lambda r, e=epochs: e.append(
                     f"{pct(r.metrics.get('val_mAP'))}")))[0]

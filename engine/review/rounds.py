@@ -48,19 +48,19 @@ ROUND_METRICS_KEY = "review"            # key of the round's figures inside run.
 
 @dataclass(frozen=True)
 class RoundPlan:
-    config: TrainConfig
+    config: TrainConfig                  # stage 'all': `student_init_from` is the student's start
     warm_start: bool
     reason: str                          # one sentence for the GUI / CLI
-    student_init_from: str | None = None  # stage 'all': the student's own warm start
+
+    @property
+    def student_init_from(self) -> str | None:
+        return self.config.student_init_from
 
     def stage_configs(self) -> list[TrainConfig]:
-        """One config per stage to train, in order. Stage 'all' becomes the teacher, then the
-        student (which distils from that new teacher: its `teacher_version` is filled in when the
-        teacher is done), each warm-started from its own previous version."""
-        if self.config.stage != "all":
-            return [self.config]
-        return [replace(self.config, stage="teacher"),
-                replace(self.config, stage="student", init_from=self.student_init_from)]
+        """The config of each stage this round trains (`engine.training.api.stage_configs`)."""
+        from engine.training.api import stage_configs
+
+        return stage_configs(self.config)
 
 
 def warm_start_source(store: Store, stage: str) -> tuple[TrainingRun | None, str]:
@@ -96,10 +96,10 @@ def plan_next_round(store: Store, base: TrainConfig | None = None,
         if (previous is None) != (student is None):
             reason = f"teacher: {reason}; student: {student_reason}"
     if previous is None and student is None:
-        return RoundPlan(replace(config, init_from=None), False, reason)
+        return RoundPlan(replace(config, init_from=None, student_init_from=None), False, reason)
     epochs = warm_epochs if warm_epochs is not None else config.epochs
     return RoundPlan(replace(config, init_from=previous.model_version if previous else None,
-                             epochs=epochs), True, reason, student)
+                             student_init_from=student, epochs=epochs), True, reason)
 
 
 # ========================================================================= evaluating a round
@@ -199,16 +199,7 @@ def train_round(store: Store, config: TrainConfig, callbacks=None, warm_start: b
         plan = RoundPlan(replace(config, init_from=None) if not warm_start else config, False,
                          "resuming the unfinished run" if config.resume else "training from scratch")
     callbacks.message(plan.reason[0].upper() + plan.reason[1:] + ".")
-    runs: list = []
-    if plan.config.resume:
-        runs = train(store, plan.config, callbacks)
-    else:
-        for stage_config in plan.stage_configs():
-            if runs and stage_config.stage == "student":   # distil from the new teacher
-                stage_config = replace(stage_config, teacher_version=runs[-1].model_version)
-            runs += train(store, stage_config, callbacks)
-            if runs[-1].status != "completed":
-                break
+    runs = train(store, plan.config, callbacks)
     figures: dict[str, RoundFigures] = {}
     if evaluate:
         for run in runs:

@@ -5,19 +5,18 @@ and the benchmarks:
 
     runs = train(store, TrainConfig(stage="teacher", epochs=8), TrainCallbacks(on_epoch=print))
 
-Each stage (teacher, student) is a function registered in `STAGE_TRAINERS`; `stage="all"` runs
-the teacher, then the student (which distils from that teacher). A stage function has the signature
+Each stage (teacher, student) is a function (`stage_trainer`); `stage="all"` runs the teacher,
+then the student (which distils from that teacher). A stage function has the signature
 `(store, config, callbacks) -> TrainingRun` and records its run in `store.runs`
 (`model_version` '<stage>-<run id>', config, per-epoch losses/metrics, checkpoint path).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from engine.errors import UserError
 
@@ -36,12 +35,49 @@ RECOMMENDED_PROPOSALS = "selective_search"
 
 
 @dataclass
+class StudentSettings:
+    """The student's own knobs (None: the shared value of `TrainConfig`). Measured defaults
+    (benchmarks/kd_ablation.py, docs/distillation.md): L2-normalised region features, the
+    mean-feature region head and one crop view per image distil best."""
+
+    epochs: int | None = None                # default: TrainConfig.epochs
+    lr: float | None = None                  # default: TrainConfig.lr
+    batch_size: int | None = None            # default: TrainConfig.batch_size
+    pretrained: bool | None = None           # default: TrainConfig.pretrained
+    kd_boxes: int = 48                       # teacher boxes per view for feature KD (0: all)
+    feature_weight: float = 1.0
+    prediction_weight: float = 1.0
+    feature_norm: str = "l2"                 # l2 | scale | none
+    views: int = 2                           # the whole image + views - 1 random-resized crops
+    temperature_lr_mult: float = 10.0        # the learnable 1/t trains this much faster
+    feature_share: float = 0.4               # staged: share of epochs for feature KD alone
+    feature_epochs: int | None = None        # staged: epochs of feature KD alone (overrides share)
+    region_dim: int = 256                    # width of the fc region head (region_layers 2)
+    roi_size: int = 2
+    stride: int = 32                         # 32: the whole trunk; 16: cut at stride 16
+    region_layers: int = 0                   # 0: mean RoI feature + projection; 2: fc6/fc7-style
+
+    # the keys the untyped `extra` dict of earlier versions used for these fields
+    LEGACY_KEYS: ClassVar[dict[str, str]] = {"student_epochs": "epochs", "student_lr": "lr",
+                   "student_batch_size": "batch_size", "student_pretrained": "pretrained",
+                   "student_stride": "stride"}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudentSettings:
+        """From a stored dict (this version's keys, or an earlier version's `extra`)."""
+        known = {f.name for f in fields(cls)}
+        renamed = {cls.LEGACY_KEYS.get(k, k): v for k, v in data.items()}
+        return cls(**{k: v for k, v in renamed.items() if k in known})
+
+
+@dataclass
 class TrainConfig:
     """Everything a training run needs; every field has a CPU-friendly default.
 
     Teacher fields: `backbone`, `image_size` (longest side of the test scale; training samples
-    `scales` around it), `proposals` (proposal source), `max_proposals`, `refine` (OICR branches).
-    Student fields are prefixed `student_` or named after the distillation options.
+    `scales` around it), `proposals` (proposal source) and `proposal_params`, `max_proposals`,
+    `refine` (OICR branches). Student fields are prefixed `student_`, named after the distillation
+    options (`kd`, `schedule`, `loss`), or in `student` (`StudentSettings`).
     """
 
     stage: str = "teacher"                   # teacher | student | all (teacher, then student)
@@ -75,7 +111,9 @@ class TrainConfig:
     init_from: str | None = None             # model version to warm-start from
     teacher_version: str | None = None       # teacher the student distils from (None: active)
     resume: bool = False                     # continue the latest unfinished run of the stage
-    extra: dict[str, Any] = field(default_factory=dict)  # stage-specific knobs, stored with the run
+    student_init_from: str | None = None     # stage all: the student's own warm start
+    proposal_params: dict[str, Any] = field(default_factory=dict)  # the proposal source's options
+    student: StudentSettings = field(default_factory=StudentSettings)
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -96,6 +134,8 @@ class TrainConfig:
             raise UserError(f"Unknown RoI operation {self.roi_op!r}; use align or pool.")
         if self.scales is not None:
             self.scales = tuple(int(s) for s in self.scales)
+        if isinstance(self.student, dict):
+            self.student = StudentSettings.from_dict(self.student)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (stored with the run and in checkpoints)."""
@@ -106,9 +146,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Inverse of `to_dict`; unknown keys (from a newer version) are ignored."""
+        """Inverse of `to_dict`; unknown keys (from a newer version) are ignored, and the untyped
+        `extra` dict of earlier versions is read into `student` and `proposal_params`."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        legacy = dict(data.get("extra") or {})
+        if legacy:
+            values.setdefault("proposal_params", legacy.pop("proposal_params", {}))
+            values.setdefault("student", StudentSettings.from_dict(legacy))
+        return cls(**values)
 
 
 @dataclass
@@ -158,48 +204,58 @@ class TrainCallbacks:
             self.on_message(text)
 
 
-StageTrainer = Callable[["Store", TrainConfig, TrainCallbacks], "TrainingRun"]
+def stage_trainer(stage: str) -> Callable[[Store, TrainConfig, TrainCallbacks], TrainingRun]:
+    """The training function of `stage`, imported on first use (torch loads only when training)."""
+    if stage == "teacher":
+        from engine.training.teacher import train_teacher
 
-# stage name -> "module:function" of its trainer, imported on first use (keeps torch imports lazy).
-STAGE_TRAINERS: dict[str, str] = {
-    "teacher": "engine.training.teacher:train_teacher",
-    "student": "engine.training.student:train_student",
-}
+        return train_teacher
+    if stage == "student":
+        from engine.training.student import train_student
+
+        return train_student
+    raise UserError(f"Unknown stage {stage!r}; use one of {', '.join(STAGES)}.")
 
 
-def stage_trainer(stage: str) -> StageTrainer:
-    """The training function registered for `stage`."""
-    target = STAGE_TRAINERS.get(stage)
-    if target is None:
-        raise UserError(f"Unknown stage {stage!r}; use one of {', '.join(STAGES)}.")
-    module_name, _, function_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            raise UserError(f"Training the {stage} is not available in this version.") from exc
-        raise
-    return getattr(module, function_name)
+def stage_configs(config: TrainConfig) -> list[TrainConfig]:
+    """One config per stage to train, in order: stage 'all' is the teacher, then the student,
+    which starts from `student_init_from` (its own warm start, not the teacher's)."""
+    if config.stage != "all":
+        return [config]
+    return [replace(config, stage="teacher"),
+            replace(config, stage="student", init_from=config.student_init_from)]
 
 
 def train(store: Store, config: TrainConfig,
           callbacks: TrainCallbacks | None = None) -> list[TrainingRun]:
-    """Train the stage(s) named by `config.stage`; returns the runs made, in order.
+    """Train the stage(s) named by `config.stage`; returns the runs made, in order. The one
+    place where the teacher-then-student chaining lives: with stage 'all' the student distils
+    from the teacher just trained.
 
     A cancelled stage (callbacks.should_stop) ends the whole call: its run is returned with status
     'cancelled' and later stages do not start. Errors the user can fix raise `UserError`; the run
     is then marked 'failed' and its last checkpoint kept.
     """
     callbacks = callbacks or TrainCallbacks()
-    stages = ["teacher", "student"] if config.stage == "all" else [config.stage]
     runs: list[TrainingRun] = []
-    for stage in stages:
-        trainer = stage_trainer(stage)
-        stage_config = config
-        if stage == "student" and runs:      # 'all': the student learns from the new teacher
-            stage_config = replace(config, teacher_version=runs[-1].model_version)
-        run = trainer(store, stage_config, callbacks)
+    configs = stage_configs(config)
+    if config.resume and len(configs) > 1:
+        configs = _resumed_stages(store, configs)
+    for stage_config in configs:
+        if stage_config.stage == "student" and runs:
+            stage_config = replace(stage_config, teacher_version=runs[-1].model_version)
+        run = stage_trainer(stage_config.stage)(store, stage_config, callbacks)
         runs.append(run)
         if run.status != "completed":
             break
     return runs
+
+
+def _resumed_stages(store: Store, configs: list[TrainConfig]) -> list[TrainConfig]:
+    """Resuming stage 'all': continue the stage that was running when it stopped, then train the
+    stages after it afresh. The student was running when the latest run is an unfinished student;
+    else the teacher was."""
+    runs = store.runs.list()
+    if runs and runs[-1].stage == "student" and runs[-1].status != "completed":
+        return [configs[1]]
+    return [configs[0], replace(configs[1], resume=False)]

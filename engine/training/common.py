@@ -1,9 +1,27 @@
-"""Pieces every training stage shares: learning-rate schedules.
+"""Pieces every training stage shares, so the teacher and the student are wired the same way:
+learning-rate schedules, optimizer parameter groups, the data loader, placing the model, warm
+start from an earlier run, resuming the optimizer, and opening or cancelling the stage's run.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from engine.models.registry import load_checkpoint_of, resolve_run
+
+if TYPE_CHECKING:
+    from engine.store import Store
+    from engine.store.schema import TrainingRun
+    from engine.training.loop import StageStart
+
+log = logging.getLogger(__name__)
 
 
 def staged_lr(total_epochs: int, steps_per_epoch: int, restart_epoch: int,
@@ -35,3 +53,85 @@ def warmup_cosine(total_steps: int, warmup_steps: int, floor: float = 0.02):  # 
         progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
     return factor
+
+
+def param_groups(model: nn.Module, weight_decay: float,
+                 apart: Iterable[nn.Parameter] = ()) -> list[dict[str, Any]]:
+    """AdamW groups: weights with decay, biases and norm scales (1-d) without; parameters in
+    `apart` are left out for the caller's own group."""
+    skip = {id(p) for p in apart}
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if id(parameter) not in skip:
+            (no_decay if parameter.ndim <= 1 else decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, scheduler: Any,
+                      checkpoint: dict[str, Any] | None) -> None:
+    """Resume: the optimizer's and the scheduler's state from the checkpoint (if any)."""
+    if checkpoint is None:
+        return
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    if checkpoint.get("scheduler"):
+        scheduler.load_state_dict(checkpoint["scheduler"])
+
+
+def resume_state(checkpoint: dict[str, Any] | None) -> dict[str, Any]:
+    """The `LoopSetup` fields a resumed run continues from (a fresh run starts at epoch 0)."""
+    if checkpoint is None:
+        return {"start_epoch": 0, "history": [], "scaler_state": None}
+    return {"start_epoch": int(checkpoint["epoch"]), "history": list(checkpoint.get("history", [])),
+            "scaler_state": checkpoint.get("scaler")}
+
+
+def place_model(model: nn.Module, device: torch.device) -> bool:
+    """Move the model to `device`, channels_last on CUDA; returns whether inputs should be
+    channels_last too."""
+    model.to(device)
+    channels_last = device.type == "cuda"
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return channels_last
+
+
+def make_loader(dataset: Any, sampler: Any, collate: Callable[[list[Any]], Any],
+                device: torch.device, workers: int | None) -> DataLoader:
+    """The training loader: `workers` processes (None: none on the CPU, where the model needs the
+    cores, up to 8 on a GPU), pinned memory on CUDA, workers kept between epochs."""
+    if workers is None:
+        workers = 0 if device.type == "cpu" else min(8, max(1, (torch.get_num_threads() or 2) // 2))
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+                      pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+                      multiprocessing_context="spawn" if workers > 0 else None)
+
+
+def warm_start(store: Store, model: nn.Module, stage: str, version: str,
+               class_names: list[str], class_layers: tuple[str, ...]) -> None:
+    """Initialise from another run's weights of the same stage: every tensor of the same shape,
+    the class-dependent layers (names starting with `class_layers`) only when the classes match."""
+    run = resolve_run(store, stage, version)
+    state = load_checkpoint_of(store, run)["model"]
+    own = model.state_dict()
+    same_classes = list(run.class_names) == class_names
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape
+              and (same_classes or not k.startswith(class_layers))}
+    model.load_state_dict(usable, strict=False)
+    log.info("Warm start from %s: %d of %d tensors", version, len(usable), len(own))
+
+
+def open_run(store: Store, stage: str, start: StageStart,
+             parent_run_id: int | None = None) -> TrainingRun:
+    """The run this stage records into: the resumed one (running again) or a new one."""
+    if start.run is not None:
+        store.runs.update(start.run.id, status="running")
+        return store.runs.get(start.run.id)
+    return store.runs.create(stage, start.config.to_dict(), start.class_names,
+                             parent_run_id=parent_run_id)
+
+
+def end_cancelled(store: Store, run: TrainingRun) -> TrainingRun:
+    """A stage cancelled before its first epoch: the run is 'cancelled', never an error."""
+    store.runs.update(run.id, status="cancelled", finished=True)
+    return store.runs.get(run.id)

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from engine.datasets.student import CROP_AREA, crop_pixels, view_crop
-from engine.errors import UserError
 from engine.models.checkpoint import save_checkpoint
 from engine.models.losses import TEACHER_TEMPERATURE, teacher_soft_targets
 from engine.proposals.project import proposals_for_images, source_from_meta
@@ -54,6 +53,15 @@ class TeacherTargets:
     def feature_dim(self) -> int:
         return int(self.features.shape[-1])
 
+    def subset(self, rows: list[int]) -> TeacherTargets:
+        """The targets of these training images only."""
+        return TeacherTargets(self.soft[rows], self.boxes[rows], self.features[rows],
+                              self.valid[rows])
+
+    def to(self, device: torch.device) -> TeacherTargets:
+        return TeacherTargets(self.soft.to(device), self.boxes.to(device),
+                              self.features.to(device), self.valid.to(device))
+
     def feature_rms(self) -> float:
         """Root mean square norm of the valid teacher region features (for `feature_norm=scale`)."""
         valid = self.features[self.valid].float()
@@ -83,23 +91,36 @@ def _target_key(digest: str, view: int, flip: bool) -> str:
     return f"{digest}:{int(flip)}" if view == 0 else f"{digest}:v{view}:{int(flip)}"
 
 
+@dataclass
+class _TeacherInputs:
+    """How the teacher sees the views still to compute: its scale and proposal settings, the
+    whole images (with cached proposals) as a `RegionDataset`, and each image's position in it."""
+
+    scale: int
+    max_proposals: int
+    uses_scores: bool
+    source: Any
+    whole_set: Any = None
+    position: dict[int, int] = field(default_factory=dict)
+
+
 def compute_teacher_targets(store: Any, teacher: torch.nn.Module, teacher_version: str,
                             image_ids: Sequence[int], paths: Sequence[Path], kd_boxes: int,
                             flips: Sequence[bool], device: torch.device,
                             callbacks: TrainCallbacks, batch_size: int = 8,
-                            views: int = 1) -> TeacherTargets:
+                            views: int = 1) -> TeacherTargets | None:
     """Run the frozen teacher (eval mode, inference mode) on every image, view and flip, or read
     its outputs from the project's distillation cache. See `TeacherTargets` and `view_crop`.
+    None when `callbacks.should_stop` cancelled the run (what was computed is not kept).
 
     View 0 is the whole image with the project's cached proposals; a crop view is a new image to
     the teacher: the crop, resized to the teacher's scale, with proposals computed on it by the
     teacher's proposal source."""
-    from engine.datasets.regions import RegionDataset, collate_regions
     meta = dict(getattr(teacher, "meta", {}) or {})
-    scale = int(meta.get("image_size") or 320)
-    max_proposals = int(meta.get("max_proposals") or 300)
-    uses_scores = bool(meta.get("box_scores", False))
-    keep = kd_boxes if kd_boxes > 0 else max_proposals
+    inputs = _TeacherInputs(int(meta.get("image_size") or 320),
+                            int(meta.get("max_proposals") or 300),
+                            bool(meta.get("box_scores", False)), source_from_meta(meta))
+    keep = kd_boxes if kd_boxes > 0 else inputs.max_proposals
     digests = content_digests(store, image_ids, paths)
     cache_path = _targets_cache_path(store, teacher_version, kd_boxes)
     cache = _load_cached_targets(cache_path)
@@ -107,71 +128,99 @@ def compute_teacher_targets(store: Any, teacher: torch.nn.Module, teacher_versio
             for digest in digests]
     jobs = [(i, v, flip) for i in range(len(digests)) for v in range(views) for flip in flips
             if _target_key(digests[i], v, flip) not in cache]
-    if not jobs:
-        return _stack_targets(cache, keys, keep, teacher)
+    if jobs:
+        jobs = _prepare_whole_images(store, inputs, jobs, image_ids, paths, callbacks)
+        if jobs is None:
+            return None
+        callbacks.message(f"Running the teacher {teacher_version} on {len(digests)} images "
+                          f"({len(jobs)} views)")
+        if not _run_teacher(teacher, inputs, jobs, paths, digests, keep, cache, device,
+                            callbacks, batch_size):
+            return None
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(cache_path, {"model": {}, "format": TARGETS_FORMAT, "entries": cache})
+    return _stack_targets(cache, keys, keep, teacher)
 
-    source = source_from_meta(meta)
+
+def _prepare_whole_images(store: Any, inputs: _TeacherInputs, jobs: list[tuple[int, int, bool]],
+                          image_ids: Sequence[int], paths: Sequence[Path],
+                          callbacks: TrainCallbacks) -> list[tuple[int, int, bool]] | None:
+    """Proposals for the whole-image views still to compute (`inputs.whole_set`); returns the
+    jobs the teacher can run (unreadable images left out), None when cancelled."""
+    from engine.datasets.regions import RegionDataset
+
     whole = sorted({i for i, v, _ in jobs if v == 0})
-    whole_set: RegionDataset | None = None
-    position: dict[int, int] = {}
-    if whole:
-        callbacks.message(f"Computing {source.name} proposals for {len(whole)} images")
-        proposals, failed = proposals_for_images(
-            store, [image_ids[i] for i in whole], [paths[i] for i in whole], source,
-            callbacks.progress_for("teacher proposals"), callbacks.should_stop)
-        if callbacks.stopped():
-            raise UserError("Training was cancelled while computing proposals.")
-        for image_id, reason in failed.items():
-            log.warning("No teacher targets for image %s: %s", image_id, reason)
-        usable = [j for j, p in enumerate(proposals) if p is not None and len(p) > 0]
-        position = {whole[j]: k for k, j in enumerate(usable)}
-        whole_set = RegionDataset([paths[whole[j]] for j in usable], [proposals[j] for j in usable],
-                                  np.zeros((len(usable), 1), np.float32), max_proposals,
-                                  box_scores=uses_scores, train=False)
-        jobs = [job for job in jobs if job[1] != 0 or job[0] in position]
+    if not whole:
+        return jobs
+    callbacks.message(f"Computing {inputs.source.name} proposals for {len(whole)} images")
+    proposals, failed = proposals_for_images(
+        store, [image_ids[i] for i in whole], [paths[i] for i in whole], inputs.source,
+        callbacks.progress_for("teacher proposals"), callbacks.should_stop)
+    if callbacks.stopped():
+        return None
+    for image_id, reason in failed.items():
+        log.warning("No teacher targets for image %s: %s", image_id, reason)
+    usable = [j for j, p in enumerate(proposals) if p is not None and len(p) > 0]
+    inputs.position = {whole[j]: k for k, j in enumerate(usable)}
+    inputs.whole_set = RegionDataset(
+        [paths[whole[j]] for j in usable], [proposals[j] for j in usable],
+        np.zeros((len(usable), 1), np.float32), inputs.max_proposals,
+        box_scores=inputs.uses_scores, train=False)
+    return [job for job in jobs if job[1] != 0 or job[0] in inputs.position]
 
-    callbacks.message(f"Running the teacher {teacher_version} on {len(digests)} images "
-                      f"({len(jobs)} views)")
+
+def _run_teacher(teacher: torch.nn.Module, inputs: _TeacherInputs,
+                 jobs: list[tuple[int, int, bool]], paths: Sequence[Path], digests: list[str],
+                 keep: int, cache: dict[str, Any], device: torch.device,
+                 callbacks: TrainCallbacks, batch_size: int) -> bool:
+    """The teacher on every job, in batches, its targets into `cache`; False when cancelled."""
+    from engine.datasets.regions import collate_regions
+
     teacher.eval()
     decoded: dict[int, Any] = {}
-    done = 0
     for start in range(0, len(jobs), batch_size):
         if callbacks.stopped():
-            raise UserError("Training was cancelled while running the teacher.")
+            return False
         chunk, samples = [], []
         for i, v, flip in jobs[start:start + batch_size]:
             try:
-                if v == 0:
-                    sample = whole_set[(position[i], scale, flip, 0)]  # type: ignore[index]
-                else:
-                    sample = _crop_view_sample(paths[i], view_crop(digests[i], v), scale, source,
-                                               max_proposals, uses_scores, flip, decoded, i)
+                samples.append(_teacher_sample(inputs, paths, digests, i, v, flip, decoded))
             except Exception as exc:  # noqa: BLE001 - one unreadable image must not end training
                 log.warning("No teacher targets for %s: %s", paths[i], exc)
                 continue
             chunk.append((i, v, flip))
-            samples.append(sample)
         if len(decoded) > 64:
             decoded.clear()
         if samples:
-            sizes = [(s["image"].shape[2], s["image"].shape[1]) for s in samples]
-            outputs = _run_teacher_batch(teacher, collate_regions(samples), device, uses_scores)
-            for b, ((i, v, flip), (width, height)) in enumerate(zip(chunk, sizes)):
-                m_c = outputs.class_logits[b].float().cpu()
-                m_d = outputs.det_logits[b].float().cpu()
-                soft = teacher_soft_targets(m_c, m_d, TEACHER_TEMPERATURE)
-                ranking = outputs.detection_scores(b).float().max(dim=1).values.cpu()
-                top = torch.argsort(ranking, descending=True)[:keep]
-                boxes = outputs.boxes[b].float().cpu()[top]
-                boxes = boxes / torch.tensor([width, height, width, height], dtype=torch.float32)
-                cache[_target_key(digests[i], v, flip)] = {
-                    "soft": soft, "boxes": boxes.clamp(0.0, 1.0),
-                    "features": outputs.features[b].float().cpu()[top].half()}
-        done = min(start + batch_size, len(jobs))
-        callbacks.step("teacher targets", done, len(jobs))
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(cache_path, {"model": {}, "format": TARGETS_FORMAT, "entries": cache})
-    return _stack_targets(cache, keys, keep, teacher)
+            sizes = [(sample["image"].shape[2], sample["image"].shape[1]) for sample in samples]
+            outputs = _run_teacher_batch(teacher, collate_regions(samples), device,
+                                         inputs.uses_scores)
+            for b, ((i, v, flip), size) in enumerate(zip(chunk, sizes)):
+                cache[_target_key(digests[i], v, flip)] = _view_targets(outputs, b, size, keep)
+        callbacks.step("teacher targets", min(start + batch_size, len(jobs)), len(jobs))
+    return True
+
+
+def _teacher_sample(inputs: _TeacherInputs, paths: Sequence[Path], digests: list[str], i: int,
+                    view: int, flip: bool, decoded: dict[int, Any]) -> dict[str, Any]:
+    if view == 0:
+        return inputs.whole_set[(inputs.position[i], inputs.scale, flip, 0)]
+    return _crop_view_sample(paths[i], view_crop(digests[i], view), inputs.scale, inputs.source,
+                             inputs.max_proposals, inputs.uses_scores, flip, decoded, i)
+
+
+def _view_targets(outputs: Any, b: int, size: tuple[int, int], keep: int) -> dict[str, Any]:
+    """One view's cache entry: soft target, the `keep` best boxes (as fractions of the input) and
+    their region features."""
+    width, height = size
+    soft = teacher_soft_targets(outputs.class_logits[b].float().cpu(),
+                                outputs.det_logits[b].float().cpu(), TEACHER_TEMPERATURE)
+    ranking = outputs.detection_scores(b).float().max(dim=1).values.cpu()
+    top = torch.argsort(ranking, descending=True)[:keep]
+    boxes = outputs.boxes[b].float().cpu()[top]
+    boxes = boxes / torch.tensor([width, height, width, height], dtype=torch.float32)
+    return {"soft": soft, "boxes": boxes.clamp(0.0, 1.0),
+            "features": outputs.features[b].float().cpu()[top].half()}
 
 
 def _crop_view_sample(path: Path, crop: tuple[float, float, float, float], scale: int,

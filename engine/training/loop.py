@@ -75,24 +75,23 @@ class StageStart:
 
 def start_stage(store: Store, stage: str, config: TrainConfig,
                 callbacks: TrainCallbacks) -> StageStart:
-    """What every stage does first. With `config.resume`: the latest unfinished run of `stage`
-    that has a checkpoint, finished as it was planned (its stored config) on this call's device;
-    more epochs are a new round (warm start), not a resume. Then seeds every generator and reads
-    the train split's labels; UserError when there is nothing to learn from or the classes
-    changed since the resumed run began."""
+    """What every stage does first. With `config.resume`: the latest unfinished run of `stage`,
+    finished as it was planned (its stored config) on this call's device, from its checkpoint
+    (a run cancelled before its first checkpoint starts again from the beginning); more epochs
+    are a new round (warm start), not a resume. Then seeds every generator and reads the train
+    split's labels; UserError when there is nothing to learn from or the classes changed since the
+    resumed run began."""
     run, checkpoint = None, None
     if config.resume:
-        run, path = _resumable_run(store, stage)
-        checkpoint = load_checkpoint(path)
-        stored = TrainConfig.from_dict(checkpoint["config"])
-        config = dataclasses.replace(stored, device=config.device, resume=True)
-        callbacks.message(f"Resuming {run.model_version} after epoch {checkpoint['epoch']}")
+        run, checkpoint, config = _resume(store, stage, config, callbacks)
     seed_everything(config.seed)
     matrix = store.tags.label_matrix("train")
     if not matrix.image_ids:
         raise UserError("The train split has no tagged, readable images; tag some images and "
                         "put them in split train first.")
-    if checkpoint is not None and list(checkpoint["class_names"]) != list(matrix.class_names):
+    class_names = list(checkpoint["class_names"] if checkpoint is not None
+                       else run.class_names if run is not None else matrix.class_names)
+    if class_names != list(matrix.class_names):
         raise UserError("The project's classes changed since this run started; it cannot be "
                         "resumed. Start a new training run instead.")
     if not matrix.labels.any():
@@ -100,14 +99,33 @@ def start_stage(store: Store, stage: str, config: TrainConfig,
     return StageStart(config, run, checkpoint, matrix)
 
 
-def _resumable_run(store: Store, stage: str) -> tuple[TrainingRun, Path]:
+def _resume(store: Store, stage: str, config: TrainConfig, callbacks: TrainCallbacks
+            ) -> tuple[TrainingRun, dict[str, Any] | None, TrainConfig]:
+    run, path = _resumable_run(store, stage)
+    checkpoint = load_checkpoint(path) if path is not None else None
+    stored = TrainConfig.from_dict(checkpoint["config"] if checkpoint is not None
+                                   else run.config or {})
+    config = dataclasses.replace(stored, device=config.device, resume=True)
+    if checkpoint is not None:
+        callbacks.message(f"Resuming {run.model_version} after epoch {checkpoint['epoch']}")
+    else:
+        callbacks.message(f"Starting {run.model_version} again: it stopped before its first "
+                          f"epoch ended")
+    return run, checkpoint, config
+
+
+def _resumable_run(store: Store, stage: str) -> tuple[TrainingRun, Path | None]:
+    """The latest unfinished run of `stage` and its checkpoint (None when it has none)."""
     for run in reversed(store.runs.list(stage)):
-        if run.status in ("running", "cancelled", "failed") and run.checkpoint:
-            path = Path(run.checkpoint)
-            path = path if path.is_absolute() else store.paths.root / path
-            if path.exists():
-                return run, path
-    raise UserError(f"There is no unfinished {stage} run with a checkpoint to resume.")
+        if run.status == "completed":
+            break
+        if run.status in ("running", "cancelled", "failed"):
+            path = None
+            if run.checkpoint:
+                path = Path(run.checkpoint)
+                path = path if path.is_absolute() else store.paths.root / path
+            return run, path if path is not None and path.exists() else None
+    raise UserError(f"There is no unfinished {stage} run to resume.")
 
 
 @dataclass
@@ -185,82 +203,112 @@ def run_stage(store: Store, run: TrainingRun, setup: LoopSetup,
     return store.runs.get(run.id)
 
 
+@dataclass
+class _EpochTally:
+    """Running sums of one epoch: losses (kept on the device, read once at the end), batches,
+    images."""
+
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    batches: int = 0
+    images: int = 0
+
+    def add(self, losses: dict[str, torch.Tensor], images: int) -> None:
+        for name, tensor in losses.items():
+            value = tensor.detach().float()
+            self.sums[name] = self.sums[name] + value if name in self.sums else value
+        self.batches += 1
+        self.images += images
+
+    def means(self) -> dict[str, float]:
+        return {name: float(total) / self.batches for name, total in self.sums.items()}
+
+
 def _loop(store: Store, run: TrainingRun, setup: LoopSetup, callbacks: TrainCallbacks,
           checkpoint_rel: str) -> str:
-    model, device = setup.model, setup.device
-    dtype = amp_dtype(device) if setup.amp else None
+    dtype = amp_dtype(setup.device) if setup.amp else None
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     if setup.scaler_state and scaler.is_enabled():
         scaler.load_state_dict(setup.scaler_state)
-    steps_per_epoch = len(setup.loader) if isinstance(setup.loader, Sized) else 0
-    total_steps = steps_per_epoch * setup.epochs
-    accum = max(1, setup.grad_accum)
 
-    def stop_here(epoch_done: int) -> str:
-        """Cancel: keep the weights as they are, marked with the completed epochs."""
-        save_checkpoint(setup.checkpoint_path, checkpoint_state(setup, epoch_done, scaler, run))
-        store.runs.update(run.id, checkpoint=checkpoint_rel)
-        return "cancelled"
+    def save(epochs_done: int) -> None:
+        save_checkpoint(setup.checkpoint_path, checkpoint_state(setup, epochs_done, scaler, run))
 
     for epoch in range(setup.start_epoch, setup.epochs):
-        if setup.set_epoch is not None:
-            setup.set_epoch(epoch)
-        model.train()
-        sums: dict[str, float] = {}
-        batches = images = 0
         started = time.perf_counter()
-        setup.optimizer.zero_grad(set_to_none=True)
-        for index, batch in enumerate(setup.loader):
-            if callbacks.stopped():
-                return stop_here(epoch)
-            autocast = (torch.autocast(device_type="cuda", dtype=dtype) if dtype is not None
-                        else contextlib.nullcontext())
-            with autocast:
-                losses = setup.step(model, batch)
-            loss = losses["loss"]
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise NonFiniteLossError(
-                    f"Training stopped at epoch {epoch + 1}, batch {index + 1}: the loss became "
-                    f"{value}. Lower the learning rate (--lr) or check the data; the last good "
-                    f"checkpoint is kept.")
-            scaler.scale(loss / accum).backward()
-            last = index + 1 == steps_per_epoch
-            if (index + 1) % accum == 0 or last:
-                if setup.clip_grad_norm is not None:
-                    scaler.unscale_(setup.optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), setup.clip_grad_norm)
-                scaler.step(setup.optimizer)
-                scaler.update()
-                setup.optimizer.zero_grad(set_to_none=True)
-                if setup.scheduler is not None:
-                    setup.scheduler.step()
-            for name, tensor in losses.items():
-                sums[name] = sums.get(name, 0.0) + float(tensor.detach())
-            batches += 1
-            images += setup.batch_size(batch)
-            callbacks.step(setup.stage, epoch * steps_per_epoch + index + 1, total_steps)
-        seconds = time.perf_counter() - started
-        if batches == 0:
-            raise UserError(f"The {setup.stage} has no training batches.")
-        metrics: dict[str, float] = {"images_per_s": images / max(seconds, 1e-9),
-                                     "lr": float(setup.optimizer.param_groups[0]["lr"])}
-        if setup.validate is not None:
-            if callbacks.stopped():
-                return stop_here(epoch + 1)
-            model.eval()
-            with torch.inference_mode():
-                metrics.update(setup.validate(model))
-            model.train()
-        report = EpochReport(stage=setup.stage, run_id=run.id, model_version=run.model_version or "",
-                             epoch=epoch + 1, epochs=setup.epochs,
-                             losses={k: v / batches for k, v in sums.items()}, metrics=metrics,
-                             seconds=seconds)
-        setup.history.append(report.to_dict())
-        save_checkpoint(setup.checkpoint_path, checkpoint_state(setup, epoch + 1, scaler, run))
+        tally = _train_epoch(setup, epoch, dtype, scaler, callbacks)
+        if tally is None or (setup.validate is not None and callbacks.stopped()):
+            save(epoch if tally is None else epoch + 1)   # cancel: keep the weights as they are
+            store.runs.update(run.id, checkpoint=checkpoint_rel)
+            return "cancelled"
+        report = _end_epoch(setup, run, epoch, tally, time.perf_counter() - started)
+        save(epoch + 1)
         store.runs.update(run.id, checkpoint=checkpoint_rel, metrics={
             "epochs": setup.history, "last": {**report.losses, **report.metrics}})
         log.info("%s epoch %d/%d: %s %s", setup.stage, epoch + 1, setup.epochs, report.losses,
                  report.metrics)
         callbacks.epoch(report)
     return "completed"
+
+
+def _train_epoch(setup: LoopSetup, epoch: int, dtype: torch.dtype | None,
+                 scaler: torch.amp.GradScaler, callbacks: TrainCallbacks) -> _EpochTally | None:
+    """One pass over the loader; None when cancelled. Raises NonFiniteLossError."""
+    if setup.set_epoch is not None:
+        setup.set_epoch(epoch)
+    setup.model.train()
+    steps = len(setup.loader) if isinstance(setup.loader, Sized) else 0
+    accum = max(1, setup.grad_accum)
+    tally = _EpochTally()
+    setup.optimizer.zero_grad(set_to_none=True)
+    for index, batch in enumerate(setup.loader):
+        if callbacks.stopped():
+            return None
+        autocast = (torch.autocast(device_type="cuda", dtype=dtype) if dtype is not None
+                    else contextlib.nullcontext())
+        with autocast:
+            losses = setup.step(setup.model, batch)
+        _check_finite(losses["loss"], epoch, index)
+        scaler.scale(losses["loss"] / accum).backward()
+        if (index + 1) % accum == 0 or index + 1 == steps:
+            _optimizer_step(setup, scaler)
+        tally.add(losses, setup.batch_size(batch))
+        callbacks.step(setup.stage, epoch * steps + index + 1, steps * setup.epochs)
+    if tally.batches == 0:
+        raise UserError(f"The {setup.stage} has no training batches.")
+    return tally
+
+
+def _check_finite(loss: torch.Tensor, epoch: int, index: int) -> None:
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise NonFiniteLossError(
+            f"Training stopped at epoch {epoch + 1}, batch {index + 1}: the loss became {value}. "
+            f"Lower the learning rate (--lr) or check the data; the last good checkpoint is kept.")
+
+
+def _optimizer_step(setup: LoopSetup, scaler: torch.amp.GradScaler) -> None:
+    if setup.clip_grad_norm is not None:
+        scaler.unscale_(setup.optimizer)
+        nn.utils.clip_grad_norm_(setup.model.parameters(), setup.clip_grad_norm)
+    scaler.step(setup.optimizer)
+    scaler.update()
+    setup.optimizer.zero_grad(set_to_none=True)
+    if setup.scheduler is not None:
+        setup.scheduler.step()
+
+
+def _end_epoch(setup: LoopSetup, run: TrainingRun, epoch: int, tally: _EpochTally,
+               seconds: float) -> EpochReport:
+    """Validation and the epoch's report (also appended to the run's history)."""
+    metrics: dict[str, float] = {"images_per_s": tally.images / max(seconds, 1e-9),
+                                 "lr": float(setup.optimizer.param_groups[0]["lr"])}
+    if setup.validate is not None:
+        setup.model.eval()
+        with torch.inference_mode():
+            metrics.update(setup.validate(setup.model))
+        setup.model.train()
+    report = EpochReport(stage=setup.stage, run_id=run.id, model_version=run.model_version or "",
+                         epoch=epoch + 1, epochs=setup.epochs, losses=tally.means(),
+                         metrics=metrics, seconds=seconds)
+    setup.history.append(report.to_dict())
+    return report

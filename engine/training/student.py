@@ -1,6 +1,6 @@
 """The student stage: a plain classifier trained from the tags and distilled from the teacher.
 
-`train_student(store, config, callbacks)` (registered in `engine.training.api.STAGE_TRAINERS`):
+`train_student(store, config, callbacks)` (run by `engine.training.api.train`):
 
 1. training set = tagged, readable images of split 'train'; validation = split 'val' (val mAP, CF1
    and OF1 through `engine.metrics` after every epoch);
@@ -28,28 +28,21 @@
    (engine.training.loop: AMP and channels_last on CUDA, checkpoints every epoch, cancel, resume),
    and the run in `store.runs` (model_version 'student-<id>'), active once completed.
 
-Stage-specific knobs live in `config.extra` (stored with the run): `student_epochs`,
-`student_lr`, `student_batch_size` (default: the shared `epochs`, `lr` and `batch_size`),
-`feature_epochs`, `feature_weight` (1.0), `prediction_weight` (1.0), `kd_boxes` (48, 0 = all the
-teacher's proposals), `student_pretrained` (default: `pretrained`), `feature_norm` ("l2": each
-region feature of both sides L2-normalised, default; "scale": both divided by the teacher
-features' RMS norm; "none"), `region_layers` (0: the RoI's mean feature and the projection,
-default; 2: two fc layers of width `region_dim`, 256), `roi_size` (2), `views` (2: the whole
-image and one random-resized crop per image, drawn per epoch; 1: the whole image only),
-`student_stride` (32: the backbone's whole trunk; 16: cut at its stride-16 stage, a finer map
-for the region head).
+The student's own knobs are typed (`engine.training.api.StudentSettings`, resolved by
+`engine.training.student_options`); teacher targets live in `engine.training.distill`, the
+images and views in `engine.datasets.student`. A cancel at any point, teacher targets included,
+ends with a 'cancelled' run, never an error.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch.utils.data import DataLoader
 
 from engine.datasets.student import (
     StudentImages,
@@ -59,209 +52,271 @@ from engine.datasets.student import (
 )
 from engine.device import resolve_device
 from engine.errors import UserError
+from engine.metrics import multilabel_report
 from engine.models.losses import (
     classification_loss,
     feature_distillation_loss,
     prediction_distillation_loss,
 )
+from engine.models.registry import load_model
 from engine.models.student import Student
 from engine.training.api import TrainCallbacks, TrainConfig
-from engine.training.common import staged_lr
+from engine.training.common import (
+    end_cancelled,
+    make_loader,
+    open_run,
+    param_groups,
+    place_model,
+    restore_optimizer,
+    resume_state,
+    staged_lr,
+    warm_start,
+)
 from engine.training.distill import (
     TeacherTargets,
     compute_teacher_targets,
     content_digests,
 )
-from engine.training.loop import LoopSetup, run_stage, start_stage
-from engine.training.student_options import student_options
+from engine.training.loop import LoopSetup, StageStart, run_stage, start_stage
+from engine.training.student_options import StudentOptions, student_options
+
+if TYPE_CHECKING:
+    from engine.store import Store
+    from engine.store.schema import TrainingRun
 
 log = logging.getLogger(__name__)
 
-
 STAGE = "student"
+CLASS_LAYERS = ("classifier", "temperature")     # what depends on the class list
 
 
-def train_student(store: Any, config: TrainConfig, callbacks: TrainCallbacks | None = None) -> Any:
+def train_student(store: Store, config: TrainConfig,
+                  callbacks: TrainCallbacks | None = None) -> TrainingRun:
     """Train (or resume) a student; returns its TrainingRun (see the module docstring)."""
-    from engine.models.registry import load_model
-
     callbacks = callbacks or TrainCallbacks()
     start = start_stage(store, STAGE, config, callbacks)
-    config, run, checkpoint, matrix = start.config, start.run, start.checkpoint, start.matrix
-    class_names = start.class_names
-    options = student_options(config)
-    device = resolve_device(config.device)
+    options = student_options(start.config)
+    device = resolve_device(start.config.device)
+    teacher, teacher_run = _frozen_teacher(store, start, options, device)
+    run = open_run(store, STAGE, start, parent_run_id=teacher_run.id if teacher_run else None)
+    try:
+        targets = None
+        if teacher is not None:
+            targets = _teacher_targets(store, start, options, teacher, teacher_run, device,
+                                       callbacks)
+            del teacher
+            if targets is None:
+                return end_cancelled(store, run)
+        setup, n_images = _loop_setup(store, start, options, run, targets, teacher_run, device)
+    except BaseException:
+        store.runs.update(run.id, status="failed", finished=True)
+        raise
+    callbacks.message(
+        f"Training {run.model_version} on {n_images} images "
+        f"({start.config.student_backbone} at {start.config.student_image_size} px, "
+        f"kd={options.kd}, {options.schedule}, loss={options.loss}, {device.type})")
+    return run_stage(store, run, setup, callbacks)
 
-    teacher_run = None
-    targets: TeacherTargets | None = None
-    if options.needs_teacher:
-        teacher_version = (checkpoint or {}).get("meta", {}).get("teacher_version") or \
-            config.teacher_version
-        teacher, teacher_run = load_model(store, "teacher", teacher_version, device=device)
-        teacher_classes = list(teacher.meta.get("class_names") or teacher_run.class_names)
-        if teacher_classes != class_names:
-            raise UserError(f"The teacher {teacher_run.model_version} was trained on other classes "
-                            f"than the project has now; train a new teacher first (or use "
-                            f"--no-kd).")
-        for parameter in teacher.parameters():
-            parameter.requires_grad_(False)
-        flips = (False, True) if config.flip else (False,)
-        targets = compute_teacher_targets(
-            store, teacher, teacher_run.model_version, matrix.image_ids, matrix.paths,
-            options.kd_boxes, flips, device, callbacks, batch_size=max(1, config.batch_size),
-            views=options.views)
-        del teacher
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+
+def _frozen_teacher(store: Store, start: StageStart, options: StudentOptions,
+                    device: torch.device) -> tuple[torch.nn.Module | None, Any]:
+    """The teacher to distil from (the resumed run's, the named one, else the active one), frozen;
+    (None, None) without distillation. UserError when it knows other classes than the project."""
+    if not options.needs_teacher:
+        return None, None
+    version = ((start.checkpoint or {}).get("meta", {}).get("teacher_version")
+               or start.config.teacher_version)
+    teacher, teacher_run = load_model(store, "teacher", version, device=device)
+    teacher_classes = list(teacher.meta.get("class_names") or teacher_run.class_names)
+    if teacher_classes != start.class_names:
+        raise UserError(f"The teacher {teacher_run.model_version} was trained on other classes "
+                        f"than the project has now; train a new teacher first, or train the "
+                        f"student without distillation.")
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher, teacher_run
+
+
+def _teacher_targets(store: Store, start: StageStart, options: StudentOptions,
+                     teacher: torch.nn.Module, teacher_run: Any, device: torch.device,
+                     callbacks: TrainCallbacks) -> TeacherTargets | None:
+    """The teacher's targets for every training image, view and flip; None when cancelled."""
+    config, matrix = start.config, start.matrix
+    flips = (False, True) if config.flip else (False,)
+    targets = compute_teacher_targets(
+        store, teacher, teacher_run.model_version, matrix.image_ids, matrix.paths,
+        options.kd_boxes, flips, device, callbacks, batch_size=max(1, config.batch_size),
+        views=options.views)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return targets
+
+
+def _training_images(store: Store, start: StageStart, options: StudentOptions,
+                     targets: TeacherTargets | None) -> tuple[StudentImages, TeacherTargets | None]:
+    """The training set: every train image, less those the teacher could not read."""
+    matrix = start.matrix
     keep = list(range(len(matrix.image_ids)))
     if targets is not None:
         keep = [i for i in keep if not torch.isnan(targets.soft[i]).any()]
         if not keep:
             raise UserError("The teacher could not read any training image.")
-        targets = TeacherTargets(targets.soft[keep], targets.boxes[keep], targets.features[keep],
-                                 targets.valid[keep])
+        targets = targets.subset(keep)
     paths = [matrix.paths[i] for i in keep]
-    labels = matrix.labels[keep]
-    size = int(config.student_image_size)
-    kept_ids = [matrix.image_ids[i] for i in keep]
-    train_set = StudentImages(paths, labels, size, original_sizes(store, kept_ids),
-                              digests=content_digests(store, kept_ids, paths), views=options.views)
+    ids = [matrix.image_ids[i] for i in keep]
+    images = StudentImages(paths, matrix.labels[keep], int(start.config.student_image_size),
+                           original_sizes(store, ids), digests=content_digests(store, ids, paths),
+                           views=options.views)
+    return images, targets
 
-    feature_scale = 1.0
-    if targets is not None and options.uses_feature and options.feature_norm == "scale":
-        feature_scale = targets.feature_rms()
+
+def _build_student(store: Store, start: StageStart, options: StudentOptions,
+                   targets: TeacherTargets | None) -> Student:
+    """A new student: resumed weights, a warm start, or ImageNet / a weights file for a fresh run."""
+    config, checkpoint = start.config, start.checkpoint
     fresh = checkpoint is None and not config.init_from
-    pretrained = bool(config.extra.get("student_pretrained", config.pretrained))
     # a --weights file is the teacher backbone's; it only fits a student of the same backbone
     weights = config.weights if config.student_backbone == config.backbone else None
     model = Student(
-        config.student_backbone, len(class_names),
-        pretrained=pretrained and fresh and weights is None, weights=weights if fresh else None,
+        config.student_backbone, len(start.class_names),
+        pretrained=options.pretrained and fresh and weights is None,
+        weights=weights if fresh else None,
         teacher_feature_dim=targets.feature_dim if targets is not None else None,
-        region_dim=options.region_dim, roi_size=options.roi_size, image_size=size,
-        stride=options.stride, region_layers=options.region_layers)
-    meta = {"class_names": class_names, "image_size": size,
-            "teacher_version": teacher_run.model_version if teacher_run else None,
-            "feature_scale": feature_scale, "options": dataclasses.asdict(options)}
+        region_dim=options.region_dim, roi_size=options.roi_size,
+        image_size=int(config.student_image_size), stride=options.stride,
+        region_layers=options.region_layers)
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
     elif config.init_from:
-        _warm_start(store, model, config.init_from, class_names)
-    model.to(device)
-    channels_last = device.type == "cuda"
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+        warm_start(store, model, STAGE, config.init_from, start.class_names, CLASS_LAYERS)
+    return model
 
-    sampler = ViewBatchSampler(len(train_set), options.batch_size, views=options.views,
-                               flip=config.flip, seed=config.seed)
-    workers = config.num_workers if config.num_workers is not None else 0
-    loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate_student,
-                        num_workers=workers, pin_memory=device.type == "cuda",
-                        persistent_workers=workers > 0,
-                        multiprocessing_context="spawn" if workers > 0 else None)
 
-    decay, no_decay = [], []
-    temperature = {id(p) for p in model.temperature.parameters()}
-    for name, parameter in model.named_parameters():
-        if id(parameter) not in temperature:
-            (no_decay if parameter.ndim <= 1 else decay).append(parameter)
-    # the temperature learns 10x faster and without weight decay, as in the authors' prototxt
-    # (lr_mult 10, decay_mult 0 on the scale layer that holds 1/t)
-    optimizer = torch.optim.AdamW([
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-        {"params": list(model.temperature.parameters()), "weight_decay": 0.0,
-         "lr": options.lr * options.temperature_lr_mult}], lr=options.lr)
-    steps_per_epoch = math.ceil(len(sampler) / max(1, config.grad_accum))
+def _optimizer(model: Student, config: TrainConfig, options: StudentOptions,
+               steps_per_epoch: int) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW; the temperature learns `temperature_lr_mult` times faster and without weight decay,
+    as in the authors' prototxt (lr_mult 10, decay_mult 0 on the scale layer that holds 1/t)."""
+    temperature = list(model.temperature.parameters())
+    optimizer = torch.optim.AdamW(
+        [*param_groups(model, config.weight_decay, apart=temperature),
+         {"params": temperature, "weight_decay": 0.0,
+          "lr": options.lr * options.temperature_lr_mult}], lr=options.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, staged_lr(options.epochs, steps_per_epoch, options.feature_epochs))
-    if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        if checkpoint.get("scheduler"):
-            scheduler.load_state_dict(checkpoint["scheduler"])
+    return optimizer, scheduler
 
-    if run is None:
-        run = store.runs.create(STAGE, config.to_dict(), class_names,
-                                parent_run_id=teacher_run.id if teacher_run else None)
-    else:
-        store.runs.update(run.id, status="running")
-    checkpoint_path = store.paths.models_dir / f"{run.model_version}.pt"
 
-    phase = {"epoch": 0}
+def _loop_setup(store: Store, start: StageStart, options: StudentOptions, run: TrainingRun,
+                targets: TeacherTargets | None, teacher_run: Any,
+                device: torch.device) -> tuple[LoopSetup, int]:
+    """Everything the shared loop needs for this student run, and the number of images."""
+    config = start.config
+    train_set, targets = _training_images(store, start, options, targets)
+    model = _build_student(store, start, options, targets)
+    channels_last = place_model(model, device)
+    sampler = ViewBatchSampler(len(train_set), options.batch_size, views=options.views,
+                               flip=config.flip, seed=config.seed)
+    optimizer, scheduler = _optimizer(model, config, options,
+                                      math.ceil(len(sampler) / max(1, config.grad_accum)))
+    restore_optimizer(optimizer, scheduler, start.checkpoint)
+    step = DistillationStep(options, int(config.student_image_size), device, channels_last,
+                            targets)
+    meta = {"class_names": start.class_names, "image_size": int(config.student_image_size),
+            "teacher_version": teacher_run.model_version if teacher_run else None,
+            "feature_scale": step.feature_scale, "options": dataclasses.asdict(options)}
+    setup = LoopSetup(
+        stage=STAGE, model=model, optimizer=optimizer,
+        loader=make_loader(train_set, sampler, collate_student, device, config.num_workers or 0),
+        step=step, epochs=options.epochs, device=device,
+        checkpoint_path=store.paths.models_dir / f"{run.model_version}.pt",
+        checkpoint_extra={"model_config": dict(model.config), "meta": meta,
+                          "class_names": start.class_names, "config": config.to_dict()},
+        scheduler=scheduler, validate=_validator(store, start.class_names, config, options,
+                                                 device),
+        set_epoch=step.chain_set_epoch(sampler.set_epoch), grad_accum=config.grad_accum,
+        amp=config.amp, **resume_state(start.checkpoint))
+    return setup, len(train_set)
 
-    def set_epoch(epoch: int) -> None:
-        phase["epoch"] = epoch
-        sampler.set_epoch(epoch)
 
-    if targets is not None:
-        soft_all = targets.soft.to(device)
-        boxes_all = targets.boxes.to(device)
-        features_all = targets.features.to(device)
-        valid_all = targets.valid.to(device)
+@dataclass
+class DistillationStep:
+    """One training batch of the student -> its losses, per the schedule (`StudentOptions`):
+    `staged` (the paper) minimises L_f alone for the first `feature_epochs`, then L_tags + L_pred;
+    `joint` minimises L_tags + feature_weight * L_f + L_pred from the first epoch. The teacher's
+    targets sit on the device, indexed by (image, view, flip) of each sample."""
 
-    def step(net: Student, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        images = batch["images"].to(device, non_blocking=True).float().div_(255.0)
-        if channels_last:
+    options: StudentOptions
+    size: int
+    device: torch.device
+    channels_last: bool
+    targets: TeacherTargets | None
+    epoch: int = 0
+
+    def __post_init__(self) -> None:
+        self.feature_scale = 1.0
+        if (self.targets is not None and self.options.uses_feature
+                and self.options.feature_norm == "scale"):
+            self.feature_scale = self.targets.feature_rms()
+        if self.targets is not None:
+            self.targets = self.targets.to(self.device)
+
+    def chain_set_epoch(self, set_sampler_epoch: Any) -> Any:
+        def set_epoch(epoch: int) -> None:
+            self.epoch = epoch
+            set_sampler_epoch(epoch)
+        return set_epoch
+
+    def __call__(self, net: Student, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        images = batch["images"].to(self.device, non_blocking=True).float().div_(255.0)
+        if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        labels_b = batch["labels"].to(device, non_blocking=True)
-        index, view, flip = (batch[k].to(device) for k in ("index", "view", "flip"))
-        stage_one = phase["epoch"] < options.feature_epochs
-        use_feature = options.uses_feature and (stage_one or options.schedule == "joint"
-                                                or options.feature_epochs == 0)
-        use_tags = not stage_one
-        use_prediction = options.uses_prediction and not stage_one
+        labels = batch["labels"].to(self.device, non_blocking=True)
+        where = tuple(batch[k].to(self.device) for k in ("index", "view", "flip"))
+        stage_one = self.epoch < self.options.feature_epochs
         feature_map = net.feature_map(images)
         losses: dict[str, torch.Tensor] = {}
         total = feature_map.new_zeros(())
-        if use_tags:
-            logits = net.classify(feature_map).float()
-            losses["tags"] = classification_loss(options.loss, logits, labels_b)
-            total = total + losses["tags"]
-            if use_prediction:
-                soft = soft_all[index, view, flip]
-                losses["prediction"] = prediction_distillation_loss(logits, soft, net.temperature())
-                total = total + options.prediction_weight * losses["prediction"]
-        if use_feature:
-            valid = valid_all[index, view, flip]                             # (B, R)
-            boxes = boxes_all[index, view, flip] * size                      # (B, R, 4)
-            box_list = [boxes[b][valid[b]] for b in range(boxes.shape[0])]
-            g = net.region_features(feature_map, box_list).float()
-            f = features_all[index, view, flip][valid].float()
-            if options.feature_norm == "scale":
-                g, f = g / feature_scale, f / feature_scale
-            losses["feature"] = feature_distillation_loss(
-                g, f, normalize=options.feature_norm == "l2")
-            weight = 1.0 if stage_one else options.feature_weight
-            total = total + weight * losses["feature"]
+        if not stage_one:
+            total = total + self._tag_losses(net, feature_map, labels, where, losses)
+        if self.options.uses_feature and (stage_one or self.options.feature_epochs == 0
+                                          or self.options.schedule == "joint"):
+            losses["feature"] = self._feature_loss(net, feature_map, where)
+            total = total + (1.0 if stage_one else self.options.feature_weight) * losses["feature"]
         losses["loss"] = total
         return losses
 
-    val_matrix = store.tags.label_matrix("val")
-    validate = None
-    if val_matrix.image_ids and list(val_matrix.class_names) == class_names:
-        validate = _validator(store, val_matrix, size, device, options.batch_size)
+    def _tag_losses(self, net: Student, feature_map: torch.Tensor, labels: torch.Tensor,
+                    where: tuple[torch.Tensor, ...], losses: dict[str, torch.Tensor]
+                    ) -> torch.Tensor:
+        logits = net.classify(feature_map).float()
+        losses["tags"] = classification_loss(self.options.loss, logits, labels)
+        total = losses["tags"]
+        if self.options.uses_prediction and self.targets is not None:
+            soft = self.targets.soft[where]
+            losses["prediction"] = prediction_distillation_loss(logits, soft, net.temperature())
+            total = total + self.options.prediction_weight * losses["prediction"]
+        return total
 
-    setup = LoopSetup(
-        stage=STAGE, model=model, optimizer=optimizer, loader=loader, step=step,
-        epochs=options.epochs, device=device, checkpoint_path=checkpoint_path,
-        checkpoint_extra={"model_config": dict(model.config), "meta": meta,
-                          "class_names": class_names, "config": config.to_dict()},
-        scheduler=scheduler, validate=validate, set_epoch=set_epoch,
-        grad_accum=config.grad_accum, amp=config.amp,
-        start_epoch=int(checkpoint["epoch"]) if checkpoint else 0,
-        history=list(checkpoint.get("history", [])) if checkpoint else [],
-        scaler_state=checkpoint.get("scaler") if checkpoint else None)
-    callbacks.message(
-        f"Training {run.model_version} on {len(train_set)} images ({config.student_backbone} at "
-        f"{size} px, kd={options.kd}, {options.schedule}, loss={options.loss}, {device.type})")
-    return run_stage(store, run, setup, callbacks)
+    def _feature_loss(self, net: Student, feature_map: torch.Tensor,
+                      where: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        valid = self.targets.valid[where]                                  # (B, R)
+        boxes = self.targets.boxes[where] * self.size                      # (B, R, 4)
+        box_list = [boxes[b][valid[b]] for b in range(boxes.shape[0])]
+        g = net.region_features(feature_map, box_list).float()
+        f = self.targets.features[where][valid].float()
+        if self.options.feature_norm == "scale":
+            g, f = g / self.feature_scale, f / self.feature_scale
+        return feature_distillation_loss(g, f, normalize=self.options.feature_norm == "l2")
 
 
-def _validator(store: Any, matrix: Any, size: int, device: torch.device, batch_size: int):  # noqa: ANN202
-    """Per-epoch validation: mAP, CF1 and OF1 (engine.metrics) of the student on split 'val'."""
-    from engine.metrics import multilabel_report
-
-    images = StudentImages(matrix.paths, matrix.labels, size,
+def _validator(store: Store, class_names: list[str], config: TrainConfig,
+               options: StudentOptions, device: torch.device):  # noqa: ANN202
+    """Per-epoch validation: mAP, CF1 and OF1 (engine.metrics) of the student on split 'val';
+    None when the split has no tagged images of the same classes."""
+    matrix = store.tags.label_matrix("val")
+    if not matrix.image_ids or list(matrix.class_names) != class_names:
+        return None
+    images = StudentImages(matrix.paths, matrix.labels, int(config.student_image_size),
                            original_sizes(store, matrix.image_ids))
     readable: list[torch.Tensor] = []
     rows: list[int] = []
@@ -273,36 +328,15 @@ def _validator(store: Any, matrix: Any, size: int, device: torch.device, batch_s
             log.warning("Leaving %s out of validation: %s", images.paths[i], exc)
     if not readable:
         return None
-    stacked = torch.stack(readable)
-    labels = matrix.labels[rows]
+    stacked, labels = torch.stack(readable), matrix.labels[rows]
+    chunk = max(options.batch_size, 32)
 
     def validate(model: Student) -> dict[str, float]:
-        scores = []
-        for start in range(0, len(stacked), max(batch_size, 32)):
-            batch = stacked[start:start + max(batch_size, 32)].to(device).float().div_(255.0)
-            scores.append(torch.sigmoid(model(batch).float()).cpu())
+        scores = [torch.sigmoid(model(stacked[i:i + chunk].to(device).float().div_(255.0)).float())
+                  .cpu() for i in range(0, len(stacked), chunk)]
         report = multilabel_report(torch.cat(scores).numpy(), labels)
         return {"val_mAP": float(report.mAP), "val_CF1": float(report.CF1),
                 "val_OF1": float(report.OF1),
                 "temperature": float(model.temperature.temperature.mean())}
 
     return validate
-
-
-def _warm_start(store: Any, model: Student, version: str, class_names: list[str]) -> None:
-    """Initialise from another student's weights (its classifier too when the classes match)."""
-    from engine.models.registry import load_checkpoint_of, resolve_run
-
-    run = resolve_run(store, STAGE, version)
-    state = load_checkpoint_of(store, run)["model"]
-    own = model.state_dict()
-    same_classes = list(run.class_names) == class_names
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape
-              and (same_classes or not k.startswith(("classifier", "temperature")))}
-    model.load_state_dict(usable, strict=False)
-    log.info("Warm start from %s: %d of %d tensors", version, len(usable), len(own))
-
-
-def describe_options(config: TrainConfig) -> str:
-    """One line for logs and the CLI: the student's resolved settings."""
-    return json.dumps(dataclasses.asdict(student_options(config)), sort_keys=True)

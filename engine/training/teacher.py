@@ -18,11 +18,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from engine.datasets.regions import (
     RegionDataset,
@@ -32,151 +32,166 @@ from engine.datasets.regions import (
 )
 from engine.device import resolve_device
 from engine.errors import UserError
+from engine.inference.detect import predict_regions
+from engine.metrics import mean_average_precision
 from engine.models.wsddn import WSDDN
 from engine.proposals import ProposalSource, get_source
 from engine.proposals.project import proposals_for_images
 from engine.training.api import TrainCallbacks, TrainConfig
-from engine.training.common import warmup_cosine
-from engine.training.loop import LoopSetup, run_stage, start_stage
+from engine.training.common import (
+    end_cancelled,
+    make_loader,
+    open_run,
+    param_groups,
+    place_model,
+    restore_optimizer,
+    resume_state,
+    warm_start,
+    warmup_cosine,
+)
+from engine.training.loop import LoopSetup, StageStart, run_stage, start_stage
+
+if TYPE_CHECKING:
+    from engine.store import Store
+    from engine.store.schema import TrainingRun
 
 log = logging.getLogger(__name__)
 
 STAGE = "teacher"
+CLASS_LAYERS = ("cls_stream", "det_stream", "refiners")   # what depends on the class list
 
 
 def source_from_config(config: TrainConfig) -> ProposalSource:
-    """The proposal source of a training config (its parameters: `config.extra["proposal_params"]`)."""
-    return get_source(config.proposals, **dict(config.extra.get("proposal_params", {})))
+    """The proposal source of a training config (with its `proposal_params`)."""
+    return get_source(config.proposals, **dict(config.proposal_params))
 
 
-def train_teacher(store: Any, config: TrainConfig,
-                  callbacks: TrainCallbacks | None = None) -> Any:
+def train_teacher(store: Store, config: TrainConfig,
+                  callbacks: TrainCallbacks | None = None) -> TrainingRun:
     """Train (or resume) a teacher; returns its TrainingRun (see the module docstring)."""
     callbacks = callbacks or TrainCallbacks()
     start = start_stage(store, STAGE, config, callbacks)
-    config, run, checkpoint, matrix = start.config, start.run, start.checkpoint, start.matrix
-    device = resolve_device(config.device)
-    source = source_from_config(config)
-
-    if run is None:
-        run = store.runs.create(STAGE, config.to_dict(), start.class_names)
-    else:
-        store.runs.update(run.id, status="running")
+    device = resolve_device(start.config.device)
+    source = source_from_config(start.config)
+    run = open_run(store, STAGE, start)
     try:
-        return _train(store, config, callbacks, run, checkpoint, matrix, source, device)
+        train_set = _training_images(store, start, source, callbacks)
+        if train_set is None:
+            return end_cancelled(store, run)
+        setup = _loop_setup(store, start, run, train_set, source, device, callbacks)
     except BaseException:
-        if store.runs.get(run.id).status == "running":
-            store.runs.update(run.id, status="failed", finished=True)
+        store.runs.update(run.id, status="failed", finished=True)
         raise
+    callbacks.message(f"Training {run.model_version} on {len(train_set)} images "
+                      f"({start.config.backbone}, {source.name} proposals, {device.type})")
+    return run_stage(store, run, setup, callbacks)
 
 
-def _train(store: Any, config: TrainConfig, callbacks: TrainCallbacks, run: Any,
-           checkpoint: dict[str, Any] | None, matrix: Any, source: ProposalSource,
-           device: torch.device) -> Any:
-    class_names = list(matrix.class_names)
+def _training_images(store: Store, start: StageStart, source: ProposalSource,
+                     callbacks: TrainCallbacks) -> RegionDataset | None:
+    """The train split's readable images with their proposals; None when cancelled."""
+    config, matrix = start.config, start.matrix
     callbacks.message(f"Computing {source.name} proposals for {len(matrix.image_ids)} images")
     proposals, failed = proposals_for_images(store, matrix.image_ids, matrix.paths, source,
                                              callbacks.progress_for("proposals"),
                                              callbacks.should_stop)
     if callbacks.stopped():
-        store.runs.update(run.id, status="cancelled", finished=True)
-        return store.runs.get(run.id)
+        return None
     keep = [i for i, p in enumerate(proposals) if p is not None and len(p) > 0]
     for image_id, reason in failed.items():
         log.warning("Skipping training image %s: %s", image_id, reason)
     if not keep:
         raise UserError("None of the training images could be read.")
-    train_set = RegionDataset([matrix.paths[i] for i in keep], [proposals[i] for i in keep],
-                              matrix.labels[keep], config.max_proposals,
-                              box_scores=config.box_scores, train=True, seed=config.seed)
+    return RegionDataset([matrix.paths[i] for i in keep], [proposals[i] for i in keep],
+                         matrix.labels[keep], config.max_proposals,
+                         box_scores=config.box_scores, train=True, seed=config.seed)
 
-    validate = None
-    val_matrix = store.tags.label_matrix("val")
-    if val_matrix.image_ids and list(val_matrix.class_names) == class_names:
-        val_proposals, _ = proposals_for_images(store, val_matrix.image_ids, val_matrix.paths,
-                                                source, callbacks.progress_for("proposals"),
-                                                callbacks.should_stop)
-        val_keep = [i for i, p in enumerate(val_proposals) if p is not None and len(p) > 0]
-        if val_keep:
-            val_set = RegionDataset([val_matrix.paths[i] for i in val_keep],
-                                    [val_proposals[i] for i in val_keep],
-                                    val_matrix.labels[val_keep], config.max_proposals,
-                                    box_scores=config.box_scores)
-            validate = _validator(val_set, config, device)
 
-    uses_scores = bool(config.box_scores and proposals[keep[0]].scores is not None)
-    model = WSDDN(len(class_names), config.backbone,
-                  pretrained=config.pretrained and checkpoint is None and not config.init_from,
-                  weights=config.weights if checkpoint is None and not config.init_from else None,
-                  hidden=config.hidden, roi_op=config.roi_op,
+def _build_teacher(store: Store, start: StageStart, source: ProposalSource,
+                   uses_scores: bool) -> WSDDN:
+    """A new teacher: resumed weights, a warm start, or ImageNet / a weights file."""
+    config, checkpoint = start.config, start.checkpoint
+    fresh = checkpoint is None and not config.init_from
+    model = WSDDN(len(start.class_names), config.backbone, pretrained=config.pretrained and fresh,
+                  weights=config.weights if fresh else None, hidden=config.hidden,
+                  roi_op=config.roi_op,
                   refine_branches=config.refine_branches if config.refine else 0)
-    scales = list(config.scales or default_scales(config.image_size))
     model.meta = {
-        "class_names": class_names, "image_size": config.image_size, "scales": scales,
+        "class_names": start.class_names, "image_size": config.image_size,
+        "scales": list(config.scales or default_scales(config.image_size)),
         "proposals": source.name, "proposal_params": dataclasses.asdict(source),
         "max_proposals": config.max_proposals, "box_scores": uses_scores,
     }
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
     elif config.init_from:
-        _warm_start(store, model, config.init_from, class_names)
-    model.to(device)
-    channels_last = device.type == "cuda"
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+        warm_start(store, model, STAGE, config.init_from, start.class_names, CLASS_LAYERS)
+    return model
 
-    sampler = ScaleBatchSampler(len(train_set), config.batch_size, scales, flip=config.flip,
-                                seed=config.seed)
-    workers = config.num_workers
-    if workers is None:
-        workers = 0 if device.type == "cpu" else min(8, max(1, (torch.get_num_threads() or 2) // 2))
-    loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate_regions,
-                        num_workers=workers, pin_memory=device.type == "cuda",
-                        persistent_workers=workers > 0,
-                        multiprocessing_context="spawn" if workers > 0 else None)
 
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        (no_decay if parameter.ndim <= 1 else decay).append(parameter)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+def _loop_setup(store: Store, start: StageStart, run: TrainingRun, train_set: RegionDataset,
+                source: ProposalSource, device: torch.device,
+                callbacks: TrainCallbacks) -> LoopSetup:
+    """Everything the shared loop needs for this teacher run."""
+    config = start.config
+    uses_scores = bool(config.box_scores and train_set.proposals[0].scores is not None)
+    model = _build_teacher(store, start, source, uses_scores)
+    channels_last = place_model(model, device)
+    sampler = ScaleBatchSampler(len(train_set), config.batch_size, model.meta["scales"],
+                                flip=config.flip, seed=config.seed)
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
     steps = math.ceil(len(sampler) / max(1, config.grad_accum)) * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(steps, warmup_steps=min(steps // 5, 200)))
-    if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        if checkpoint.get("scheduler"):
-            scheduler.load_state_dict(checkpoint["scheduler"])
-
-    checkpoint_path = store.paths.models_dir / f"{run.model_version}.pt"
-
-    def step(net: WSDDN, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        images = batch["images"].to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        boxes = [b.to(device, non_blocking=True) for b in batch["boxes"]]
-        scores = (None if batch["box_scores"] is None or not uses_scores
-                  else [s.to(device, non_blocking=True) for s in batch["box_scores"]])
-        return net(images, boxes, scores, labels=batch["labels"].to(device, non_blocking=True))
-
-    setup = LoopSetup(
-        stage=STAGE, model=model, optimizer=optimizer, loader=loader, step=step,
-        epochs=config.epochs, device=device, checkpoint_path=checkpoint_path,
+    restore_optimizer(optimizer, scheduler, start.checkpoint)
+    return LoopSetup(
+        stage=STAGE, model=model, optimizer=optimizer,
+        loader=make_loader(train_set, sampler, collate_regions, device, config.num_workers),
+        step=RegionStep(device, channels_last, uses_scores), epochs=config.epochs, device=device,
+        checkpoint_path=store.paths.models_dir / f"{run.model_version}.pt",
         checkpoint_extra={"model_config": model.config, "meta": model.meta,
-                          "class_names": class_names, "config": config.to_dict()},
-        scheduler=scheduler, validate=validate, set_epoch=sampler.set_epoch,
-        grad_accum=config.grad_accum, amp=config.amp,
-        start_epoch=int(checkpoint["epoch"]) if checkpoint else 0,
-        history=list(checkpoint.get("history", [])) if checkpoint else [],
-        scaler_state=checkpoint.get("scaler") if checkpoint else None)
-    callbacks.message(f"Training {run.model_version} on {len(train_set)} images "
-                      f"({config.backbone}, {source.name} proposals, {device.type})")
-    return run_stage(store, run, setup, callbacks)
+                          "class_names": start.class_names, "config": config.to_dict()},
+        scheduler=scheduler, validate=_validator(store, start, source, device, callbacks),
+        set_epoch=sampler.set_epoch, grad_accum=config.grad_accum, amp=config.amp,
+        **resume_state(start.checkpoint))
 
 
-def _validator(val_set: RegionDataset, config: TrainConfig, device: torch.device):  # noqa: ANN202
-    from engine.inference.detect import predict_regions
-    from engine.metrics import mean_average_precision
+@dataclass
+class RegionStep:
+    """One teacher batch -> its losses (WSDDN + OICR, computed by the model's forward)."""
+
+    device: torch.device
+    channels_last: bool
+    uses_scores: bool
+
+    def __call__(self, net: WSDDN, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        images = batch["images"].to(self.device, non_blocking=True)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        boxes = [b.to(self.device, non_blocking=True) for b in batch["boxes"]]
+        scores = (None if batch["box_scores"] is None or not self.uses_scores
+                  else [s.to(self.device, non_blocking=True) for s in batch["box_scores"]])
+        return net(images, boxes, scores,
+                   labels=batch["labels"].to(self.device, non_blocking=True))
+
+
+def _validator(store: Store, start: StageStart, source: ProposalSource, device: torch.device,
+               callbacks: TrainCallbacks):  # noqa: ANN202
+    """Per-epoch validation mAP on split 'val'; None when it has no tagged images of the same
+    classes or none of them can be read."""
+    config = start.config
+    matrix = store.tags.label_matrix("val")
+    if not matrix.image_ids or list(matrix.class_names) != start.class_names:
+        return None
+    proposals, _ = proposals_for_images(store, matrix.image_ids, matrix.paths, source,
+                                        callbacks.progress_for("proposals"),
+                                        callbacks.should_stop)
+    keep = [i for i, p in enumerate(proposals) if p is not None and len(p) > 0]
+    if not keep:
+        return None
+    val_set = RegionDataset([matrix.paths[i] for i in keep], [proposals[i] for i in keep],
+                            matrix.labels[keep], config.max_proposals,
+                            box_scores=config.box_scores)
 
     def validate(model: WSDDN) -> dict[str, float]:
         scores = np.zeros_like(val_set.labels)
@@ -186,18 +201,3 @@ def _validator(val_set: RegionDataset, config: TrainConfig, device: torch.device
         return {"val_mAP": float(mean_average_precision(scores, val_set.labels))}
 
     return validate
-
-
-def _warm_start(store: Any, model: WSDDN, version: str, class_names: list[str]) -> None:
-    """Initialise from another teacher's weights (the class-dependent layers only when the
-    classes are the same)."""
-    from engine.models.registry import load_checkpoint_of, resolve_run
-
-    run = resolve_run(store, STAGE, version)
-    state = load_checkpoint_of(store, run)["model"]
-    own = model.state_dict()
-    same_classes = list(run.class_names) == class_names
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape
-              and (same_classes or not k.startswith(("cls_stream", "det_stream", "refiners")))}
-    model.load_state_dict(usable, strict=False)
-    log.info("Warm start from %s: %d of %d tensors", version, len(usable), len(own))

@@ -11,11 +11,12 @@ import torch
 
 from engine.errors import UserError
 from engine.training import TrainCallbacks, TrainConfig, train
+from engine.training.api import StudentSettings
 
 pytestmark = pytest.mark.slow
 
 TINY = dict(image_size=64, max_proposals=16, hidden=32, epochs=1, batch_size=16, student_image_size=64,
-            seed=0, extra={"kd_boxes": 8, "region_dim": 16})
+            seed=0, student=StudentSettings(kd_boxes=8, region_dim=16))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -70,7 +71,12 @@ def test_student_loads_alone_from_the_registry(trained, monkeypatch):
 
     store, runs, _ = trained
     # the teacher must not be needed: make loading it fail
-    monkeypatch.setitem(registry.MODEL_LOADERS, "teacher", "no.such.module:load")
+    from engine.models import wsddn
+
+    def no_teacher(*args, **kwargs):
+        raise AssertionError("the teacher was loaded")
+
+    monkeypatch.setattr(wsddn, "load_teacher", no_teacher)
     model, run = registry.load_model(store, "student", device="cpu")
     assert isinstance(model, Student) and not model.training
     assert run.model_version == runs[1].model_version
@@ -101,7 +107,12 @@ def test_no_kd_needs_no_teacher(trained, monkeypatch):
     from engine.models import registry
 
     store, _, _ = trained
-    monkeypatch.setitem(registry.MODEL_LOADERS, "teacher", "no.such.module:load")
+    from engine.models import wsddn
+
+    def no_teacher(*args, **kwargs):
+        raise AssertionError("the teacher was loaded")
+
+    monkeypatch.setattr(wsddn, "load_teacher", no_teacher)
     runs = train(store, TrainConfig(stage="student", kd="none", **TINY))
     assert runs[0].status == "completed" and runs[0].parent_run_id is None
 

@@ -10,6 +10,7 @@ import torch
 
 from engine.errors import UserError
 from engine.models import registry
+from engine.store import versions
 from engine.models.checkpoint import load_checkpoint
 from engine.models.wsddn import WSDDN
 from engine.training import TrainCallbacks, train
@@ -39,7 +40,7 @@ def test_one_epoch_records_the_run(demo_project):
     checkpoint = load_checkpoint(path)
     assert checkpoint["epoch"] == 1 and checkpoint["config"]["stage"] == "teacher"
     assert {"model", "optimizer", "scheduler", "scaler", "model_config", "meta"} <= set(checkpoint)
-    assert registry.active_run(demo_project, "teacher").id == run.id
+    assert versions.active_run(demo_project, "teacher").id == run.id
 
 
 def test_cancel_then_resume_continues_the_same_run(demo_project):
@@ -53,7 +54,7 @@ def test_cancel_then_resume_continues_the_same_run(demo_project):
     assert first.status == "cancelled"
     saved = load_checkpoint(demo_project.paths.root / first.checkpoint)
     assert saved["epoch"] == 1
-    assert registry.active_run(demo_project, "teacher") is None   # nothing completed yet
+    assert versions.active_run(demo_project, "teacher") is None   # nothing completed yet
 
     seen = []
     # a resume finishes the run as planned (2 epochs), whatever this call's epochs say
@@ -85,18 +86,18 @@ def test_non_finite_loss_stops_with_a_clear_error(demo_project, monkeypatch):
 def test_registry_active_and_rollback(demo_project):
     first = train(demo_project, tiny_config(refine=False))[0]
     second = train(demo_project, tiny_config(seed=1))[0]
-    assert registry.active_run(demo_project, "teacher").id == second.id
-    registry.set_active(demo_project, "teacher", first.model_version)
-    assert registry.active_run(demo_project, "teacher").id == first.id
+    assert versions.active_run(demo_project, "teacher").id == second.id
+    versions.set_active(demo_project, "teacher", first.model_version)
+    assert versions.active_run(demo_project, "teacher").id == first.id
     model, run = registry.load_model(demo_project, "teacher", device="cpu")
     assert run.id == first.id and isinstance(model, WSDDN) and not model.training
     assert len(model.refiners) == 0 and model.meta["class_names"] == first.class_names
-    registry.set_active(demo_project, "teacher", None)             # back to the latest
-    assert registry.active_run(demo_project, "teacher").id == second.id
+    versions.set_active(demo_project, "teacher", None)             # back to the latest
+    assert versions.active_run(demo_project, "teacher").id == second.id
     with pytest.raises(UserError):
-        registry.set_active(demo_project, "student", first.model_version)
+        versions.set_active(demo_project, "student", first.model_version)
     with pytest.raises(UserError):
-        registry.set_active(demo_project, "teacher", "teacher-999")
+        versions.set_active(demo_project, "teacher", "teacher-999")
 
 
 def test_no_training_data_is_a_user_error(empty_project):
@@ -108,7 +109,7 @@ def test_no_training_data_is_a_user_error(empty_project):
 
 def test_gradient_accumulation_and_box_scores(demo_project):
     run = train(demo_project, tiny_config(grad_accum=2, batch_size=8, proposals="edgeboxes",
-                                          extra={"proposal_params": {"max_side": 96}}))[0]
+                                          proposal_params={"max_side": 96}))[0]
     assert run.status == "completed"
     model, _ = registry.load_model(demo_project, "teacher", device="cpu")
     assert model.meta["box_scores"] is True and model.meta["proposals"] == "edgeboxes"
@@ -119,4 +120,4 @@ def test_gradient_accumulation_and_box_scores(demo_project):
 def test_cancel_before_training_starts(demo_project):
     run = train(demo_project, tiny_config(), TrainCallbacks(should_stop=lambda: True))[0]
     assert run.status == "cancelled" and run.checkpoint is None
-    assert registry.active_run(demo_project, "teacher") is None
+    assert versions.active_run(demo_project, "teacher") is None
