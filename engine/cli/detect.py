@@ -48,7 +48,7 @@ def regions_json(result, folder: Path) -> list[dict]:  # noqa: ANN001
 
 def run(args: argparse.Namespace) -> int:
     from engine.cli.common import open_store
-    from engine.inference.detect import detect_paths
+    from engine.inference.detect import detect_images
     from engine.intake import scan_folder
     from engine.models.registry import resolve_run
 
@@ -56,17 +56,14 @@ def run(args: argparse.Namespace) -> int:
     out = output_file(args.out)
     if args.top < 1:
         raise UserError(f"--top must be at least 1, not {args.top}.")
-    store = open_store(args)
-    try:
+    with open_store(args) as store:
         resolve_run(store, "teacher", args.model)          # a clear error before any work
         report = scan_folder(store, folder)
         bad = {Path(p) for p, _ in report.unreadable}
-        files = sorted(p for p in report.image_ids if Path(p) not in bad)
+        ids = [report.image_ids[p] for p in sorted(report.image_ids) if Path(p) not in bad]
         with progress_bar("detecting") as progress:
-            result = detect_paths(store, files, model_version=args.model, top_k=args.top,
-                                  device=args.device, progress=progress)
-    finally:
-        store.close()
+            result = detect_images(store, ids, model_version=args.model, top_k=args.top,
+                                   device=args.device, progress=progress)
     write_json_atomic(out, regions_json(result, folder))
     print_skipped([(Path(p), r) for p, r in [*report.unreadable, *result.unreadable]], folder)
     print(f"{len(result)} images, {sum(len(i.regions) for i in result)} regions "

@@ -35,15 +35,11 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.threshold <= 1.0:
         raise UserError(f"The threshold must be between 0 and 1, not {args.threshold}.")
     out = output_file(args.json) if args.json else None
-    store = open_store(args)
-    try:
-        with progress_bar("evaluating") as progress:
-            report = evaluate(store, split=args.split, teacher_version=args.teacher,
-                              student_version=args.student, device=args.device,
-                              batch_size=args.batch_size, threshold=args.threshold,
-                              progress=progress)
-    finally:
-        store.close()
+    with open_store(args) as store, progress_bar("evaluating") as progress:
+        report = evaluate(store, split=args.split, teacher_version=args.teacher,
+                          student_version=args.student, device=args.device,
+                          batch_size=args.batch_size, threshold=args.threshold,
+                          progress=progress)
     print(format_report(report, per_class=args.per_class))
     if out is not None:
         write_json_atomic(out, report.to_dict(), indent=2)

@@ -31,9 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.cli.common import open_store
-    from engine.inference.tagging import tag_paths, write_predictions_csv
-    from engine.intake import scan_folder
-    from engine.models.registry import resolve_run
+    from engine.inference.tagging import tag_folder, write_predictions_csv
 
     folder = existing_folder(args.folder)
     out = output_file(args.out)
@@ -41,17 +39,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"Batch size must be at least 1, not {args.batch_size}.")
     if args.workers is not None and args.workers < 0:
         raise UserError(f"Workers must be 0 or more, not {args.workers}.")
-    store = open_store(args)
-    try:
-        # Check for a student before scanning, then register every image so each has a row.
-        resolve_run(store, "student", args.model)
-        report = scan_folder(store, folder)
-        with progress_bar("tagging") as progress:
-            result = tag_paths(store, sorted(report.image_ids), model_version=args.model,
-                               batch_size=args.batch_size, device=args.device, progress=progress,
+    with open_store(args) as store, progress_bar("tagging") as progress:
+        _, result = tag_folder(store, folder, model_version=args.model, progress=progress,
+                               batch_size=args.batch_size, device=args.device,
                                num_workers=args.workers, precision=args.precision)
-    finally:
-        store.close()
     write_predictions_csv(result, out, relative_to=folder)
     print_skipped(result.unreadable, folder)
     print(f"Tagged {len(result.paths)} image(s) with {result.model_version} "

@@ -1,6 +1,7 @@
 """Teacher inference: image-level scores and per-class regions for image files.
 
-    result = detect_paths(store, paths, model_version=None, top_k=5, device="auto")
+    result = detect_images(store, image_ids, model_version=None, top_k=5, device="auto")
+    result = detect_paths(store, paths, ...)   # the same for files, registered or not
     for item in result:                 # one ImageDetections per readable image, in input order
         item.path, item.image_scores    # (K,) WSDDN image scores p in [0, 1]
         for region in item.regions:     # per class the boxes surviving NMS, best first
@@ -22,7 +23,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,7 +32,14 @@ from torchvision.ops import nms
 
 from engine.datasets.regions import RegionDataset, collate_regions, fixed_scale_batches
 from engine.errors import UserError
+from engine.images import UnreadableImageError, file_digest
+from engine.models.registry import load_model
+from engine.progress import Progress, ShouldStop
+from engine.proposals import ProposalCache, ProposalJob, compute_proposals
 from engine.proposals.project import source_from_meta
+
+if TYPE_CHECKING:
+    from engine.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -170,98 +178,135 @@ def select_regions(boxes: np.ndarray, scores: np.ndarray, class_names: Sequence[
     return regions
 
 
-def detect_paths(store: Any, paths: Sequence[Path | str], model_version: str | None = None,
-                 top_k: int = DEFAULT_TOP_K, device: str = "auto",
-                 progress: Callable[[int, int], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None, batch_size: int | None = None,
+@dataclass
+class _DetectRequest:
+    """What one detection call works on: files, their project ids and content hashes (None where
+    unknown), and the call's options."""
+
+    files: list[Path]
+    image_ids: list[int | None]
+    digests: list[str | None]
+    top_k: int = DEFAULT_TOP_K
+    min_score: float = MIN_SCORE
+    batch_size: int | None = None
+
+
+def detect_images(store: Store, image_ids: Sequence[int], model_version: str | None = None,
+                  top_k: int = DEFAULT_TOP_K, device: str = "auto", progress: Progress = None,
+                  should_stop: ShouldStop = None, batch_size: int | None = None,
+                  min_score: float = MIN_SCORE, store_regions: bool = True) -> DetectionResult:
+    """The teacher's image scores and regions for project images (see the module docstring); the
+    regions are stored by model version unless `store_regions=False`. `progress(done, total)`
+    counts proposal computation and the network pass (total = 2 x images). Raises UserError when
+    the project has no trained teacher."""
+    paths = store.images.paths(image_ids)
+    rows = store.images.by_ids(image_ids)
+    ids = [i for i in image_ids if i in paths]
+    request = _DetectRequest([paths[i] for i in ids], list(ids),
+                             [rows[i].content_hash if i in rows else None for i in ids],
+                             top_k, min_score, batch_size)
+    return _detect(store, request, model_version, device, progress, should_stop, store_regions)
+
+
+def detect_paths(store: Store, paths: Sequence[Path | str], model_version: str | None = None,
+                 top_k: int = DEFAULT_TOP_K, device: str = "auto", progress: Progress = None,
+                 should_stop: ShouldStop = None, batch_size: int | None = None,
                  min_score: float = MIN_SCORE, store_regions: bool = True) -> DetectionResult:
-    """The teacher's image scores and regions for `paths` (see the module docstring).
-
-    `progress(done, total)` counts proposal computation and the network pass (total = 2 x images).
-    Raises UserError when the project has no trained teacher.
-    """
-    from engine.models.registry import load_model
-    from engine.proposals import ProposalCache, ProposalJob, compute_proposals
-    if top_k < 1:
-        raise UserError(f"--top must be at least 1, not {top_k}.")
-    model, run = load_model(store, "teacher", model_version=model_version, device=device)
-    torch_device = next(model.parameters()).device
-    class_names = list(model.meta.get("class_names") or run.class_names)
-    source = source_from_meta(model.meta)
+    """`detect_images` for files, registered in the project or not: regions are stored for those
+    registered (unless `store_regions=False`); others are only returned."""
     files = [Path(p) for p in paths]
-    total = 2 * len(files)
-
     registered = _registered_images(store, files)
-    jobs: list[ProposalJob | None] = []
-    unreadable: list[tuple[Path, str]] = []
-    from engine.images import UnreadableImageError, file_digest
-    for path in files:
-        row = registered.get(path)
-        digest = row[1] if row is not None and row[1] else None
-        if digest is None:
-            try:
-                digest = file_digest(path)
-            except UnreadableImageError as exc:
-                unreadable.append((path, exc.reason if hasattr(exc, "reason") else str(exc)))
-                jobs.append(None)
-                continue
-        jobs.append(ProposalJob(path, digest))
-    batch = compute_proposals([j for j in jobs if j is not None], source,
-                              ProposalCache(store.paths.proposals_cache),
-                              progress=(lambda d, t: progress(d, total)) if progress else None,
-                              should_stop=should_stop)
-    items: list[tuple[Path, Any]] = []
-    for path, job in zip(files, jobs):
-        if job is None:
-            continue
-        found = batch.proposals.get(job.digest)
-        if found is None or len(found) == 0:
-            if job.digest in batch.failed:
-                unreadable.append((path, batch.failed[job.digest]))
-            continue
-        items.append((path, found))
-    result = DetectionResult(unreadable=unreadable, class_names=class_names,
-                             model_version=run.model_version or "")
+    request = _DetectRequest(files, [registered[f][0] if f in registered else None for f in files],
+                             [registered[f][1] if f in registered else None for f in files],
+                             top_k, min_score, batch_size)
+    return _detect(store, request, model_version, device, progress, should_stop, store_regions)
+
+
+def _detect(store: Store, request: _DetectRequest, model_version: str | None, device: str,
+            progress: Progress, should_stop: ShouldStop, store_regions: bool) -> DetectionResult:
+    if request.top_k < 1:
+        raise UserError(f"--top must be at least 1, not {request.top_k}.")
+    model, run = load_model(store, "teacher", model_version=model_version, device=device)
+    class_names = list(model.meta.get("class_names") or run.class_names)
+    total = 2 * len(request.files)
+    result = DetectionResult(class_names=class_names, model_version=run.model_version or "")
+    items = _with_proposals(store, request, source_from_meta(model.meta), result.unreadable,
+                            (lambda d, t: progress(d, total)) if progress else None, should_stop)
     if should_stop is not None and should_stop():
         result.cancelled = True
         return result
-
-    dataset = RegionDataset([p for p, _ in items], [pr for _, pr in items],
-                            np.zeros((len(items), len(class_names)), np.float32),
-                            int(model.meta.get("max_proposals", 300)),
-                            box_scores=bool(model.meta.get("box_scores", False)),
-                            skip_unreadable=True)
-    offset = len(files)
-    if batch_size is None:
-        batch_size = 16 if torch_device.type == "cuda" else 4
-    predictions: dict[int, RegionPrediction] = {}
-    for prediction in predict_regions(
-            model, dataset, torch_device, batch_size=batch_size,
-            num_workers=min(4, len(items) // 64) if torch_device.type == "cuda" else 0,
-            progress=(lambda d, t: progress(offset + d, total)) if progress else None,
-            should_stop=should_stop):
-        if "error" in prediction.extra:
-            unreadable.append((items[prediction.index][0], prediction.extra["error"]))
-        else:
-            predictions[prediction.index] = prediction
-    if should_stop is not None and should_stop():
-        result.cancelled = True
-    for i, (path, proposals) in enumerate(items):
-        prediction = predictions.get(i)
-        if prediction is None:
-            continue
-        regions = select_regions(prediction.boxes, prediction.scores, class_names, top_k=top_k,
-                                 min_score=min_score)
-        row = registered.get(path)
-        result.append(ImageDetections(path=path, image_id=row[0] if row else None,
-                                      image_scores=prediction.image_scores, regions=regions,
-                                      size=proposals.size))
+    predictions = _predict_items(model, items, request, result.unreadable,
+                                 (lambda d, t: progress(len(request.files) + d, total))
+                                 if progress else None, should_stop)
+    result.cancelled = bool(should_stop is not None and should_stop())
+    for k, (i, proposals) in enumerate(items):
+        prediction = predictions.get(k)
+        if prediction is not None:
+            result.append(ImageDetections(
+                path=request.files[i], image_id=request.image_ids[i],
+                image_scores=prediction.image_scores, size=proposals.size,
+                regions=select_regions(prediction.boxes, prediction.scores, class_names,
+                                       top_k=request.top_k, min_score=request.min_score)))
     if store_regions:
         _store_regions(store, result)
     return result
 
 
-def _registered_images(store: Any, files: Sequence[Path]) -> dict[Path, tuple[int, str | None]]:
+def _with_proposals(store: Store, request: _DetectRequest, source: Any,
+                    unreadable: list[tuple[Path, str]], progress: Progress,
+                    should_stop: ShouldStop) -> list[tuple[int, Any]]:
+    """(file index, proposals) of every file that has proposals; the others into `unreadable`."""
+    jobs: list[ProposalJob | None] = []
+    for path, digest in zip(request.files, request.digests):
+        if digest is None:
+            try:
+                digest = file_digest(path)
+            except UnreadableImageError as exc:
+                unreadable.append((path, exc.reason))
+                jobs.append(None)
+                continue
+        jobs.append(ProposalJob(path, digest))
+    batch = compute_proposals([j for j in jobs if j is not None], source,
+                              ProposalCache(store.paths.proposals_cache), progress=progress,
+                              should_stop=should_stop)
+    items: list[tuple[int, Any]] = []
+    for i, job in enumerate(jobs):
+        if job is None:
+            continue
+        found = batch.proposals.get(job.digest)
+        if found is not None and len(found) > 0:
+            items.append((i, found))
+        elif job.digest in batch.failed:
+            unreadable.append((request.files[i], batch.failed[job.digest]))
+    return items
+
+
+def _predict_items(model: Any, items: list[tuple[int, Any]], request: _DetectRequest,
+                   unreadable: list[tuple[Path, str]], progress: Progress,
+                   should_stop: ShouldStop) -> dict[int, RegionPrediction]:
+    """The teacher's predictions per item index; files it cannot decode into `unreadable`."""
+    device = next(model.parameters()).device
+    dataset = RegionDataset([request.files[i] for i, _ in items], [p for _, p in items],
+                            np.zeros((len(items), len(model.meta.get("class_names") or [0])),
+                                     np.float32),
+                            int(model.meta.get("max_proposals", 300)),
+                            box_scores=bool(model.meta.get("box_scores", False)),
+                            skip_unreadable=True)
+    batch_size = request.batch_size or (16 if device.type == "cuda" else 4)
+    predictions: dict[int, RegionPrediction] = {}
+    for prediction in predict_regions(
+            model, dataset, device, batch_size=batch_size,
+            num_workers=min(4, len(items) // 64) if device.type == "cuda" else 0,
+            progress=progress, should_stop=should_stop):
+        if "error" in prediction.extra:
+            unreadable.append((request.files[items[prediction.index][0]],
+                               prediction.extra["error"]))
+        else:
+            predictions[prediction.index] = prediction
+    return predictions
+
+
+def _registered_images(store: Store, files: Sequence[Path]) -> dict[Path, tuple[int, str | None]]:
     """path -> (image id, content hash) for the files registered in the project."""
     wanted = {}
     for path in files:
@@ -269,15 +314,14 @@ def _registered_images(store: Any, files: Sequence[Path]) -> dict[Path, tuple[in
             wanted[path.resolve()] = path
         except OSError:
             continue
-    found: dict[Path, tuple[int, str | None]] = {}
     if not wanted:
-        return found
-    paths = store.images.paths()
-    hashes = {image.id: image.content_hash for image in store.images.list()}
-    for image_id, path in paths.items():
+        return {}
+    found: dict[Path, tuple[int, str | None]] = {}
+    rows = {image.id: image for image in store.images.list()}
+    for image_id, path in store.images.paths().items():
         original = wanted.get(Path(path).resolve())
-        if original is not None and image_id in hashes:
-            found[original] = (image_id, hashes[image_id])
+        if original is not None and image_id in rows:
+            found[original] = (image_id, rows[image_id].content_hash)
     return found
 
 

@@ -1,9 +1,10 @@
 """Batch tagging: the student alone on many images, fast on every machine.
 
-`tag_paths(store, paths, ...)` runs the project's student (the active version, or the one named) on
-image files and returns a `TaggingResult` (probabilities N x K in the model's class order). Every
-image is first registered in the project (through `engine.intake`, so each has a row), and the
-probabilities are stored as *suggestions* of that model version: a model never writes tags, so a
+`tag_images(store, image_ids, ...)` runs the project's student (the active version, or the one
+named) on project images and returns a `TaggingResult` (probabilities N x K in the model's class
+order); `tag_paths(store, paths, ...)` does the same for files, registering them first (through
+`engine.intake`, so each has a row). The probabilities are stored as *suggestions* of that model
+version: a model never writes tags, so a
 person's tags stay exactly as they were. `write_predictions_csv` writes the `mlic tag` CSV.
 
 Why it is fast (`benchmarks/tagging.py` measures it against a naive loop):
@@ -33,9 +34,11 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -46,15 +49,14 @@ from engine.device import autocast_dtype
 from engine.errors import UserError
 from engine.files import atomic_output
 from engine.images import UnreadableImageError, is_image_path
+from engine.intake import ScanReport, canonical_path, register_files, scan_folder
+from engine.models.registry import load_model, resolve_run
+from engine.progress import Progress, ShouldStop
+
+if TYPE_CHECKING:
+    from engine.store import Store
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[int, int], None]
-
-__all__ = ["TaggingResult", "autocast_dtype", "decode_size", "inference_model", "list_images",
-           "predict_files", "prepare_file", "save_suggestions", "student_input", "tag_paths",
-           "write_predictions_csv"]
-
 
 @dataclass
 class TaggingResult:
@@ -181,8 +183,8 @@ def inference_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Mo
 def predict_files(model: torch.nn.Module, paths: Sequence[Path], image_size: int,
                   device: torch.device, batch_size: int = 64, num_workers: int | None = None,
                   sizes: Sequence[tuple[int, int] | None] | None = None,
-                  progress: Progress | None = None,
-                  should_stop: Callable[[], bool] | None = None,
+                  progress: Progress = None,
+                  should_stop: ShouldStop = None,
                   precision: str = "auto") -> tuple[np.ndarray, list[str], bool]:
     """Sigmoid outputs of `model` for every file: (probabilities (N, K) float32, reasons, cancelled).
 
@@ -233,51 +235,88 @@ def predict_files(model: torch.nn.Module, paths: Sequence[Path], image_size: int
     return probabilities, reasons, cancelled
 
 
-def tag_paths(store, paths: Sequence[Path | str], model_version: str | None = None,
-              batch_size: int = 64, device: str | torch.device = "auto",
-              progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
-              num_workers: int | None = None, precision: str = "auto",
-              store_suggestions: bool = True) -> TaggingResult:
-    """Run the student (`model_version`, default the active one) on `paths` and store the
-    probabilities as suggestions of that version for every image (registered first where needed).
+def tag_images(store: Store, image_ids: Sequence[int], model_version: str | None = None,
+               batch_size: int = 64, device: str | torch.device = "auto",
+               progress: Progress = None, should_stop: ShouldStop = None,
+               num_workers: int | None = None, precision: str = "auto") -> TaggingResult:
+    """Run the student (`model_version`, default the active one) on project images and store the
+    probabilities as suggestions of that version (never tags). The core of batch tagging: the
+    command line and the GUI register files first (intake) and tag their ids.
 
     Unreadable files are skipped and listed in the result. Raises UserError when the project has no
     trained student. `progress(done, total)` is called after each batch; `should_stop()` is checked
     before each batch (the images done so far are kept and stored). `precision`: see
-    `autocast_dtype` ('auto' uses float16 on CUDA and bfloat16 on CPUs that run it natively).
-    `store_suggestions=False` writes nothing to the project (no registration, no suggestions).
-    """
-    import time
+    `engine.device.autocast_dtype`."""
+    paths = store.images.paths(image_ids)
+    rows = store.images.by_ids(image_ids)
+    ids = [i for i in image_ids if i in paths]
+    sizes = [(rows[i].width, rows[i].height) if rows[i].width and rows[i].height else None
+             for i in ids]
+    result = _tag_files(store, [paths[i] for i in ids], list(ids), sizes, model_version,
+                        batch_size, device, progress, should_stop, num_workers, precision)
+    save_suggestions(store, result.model_version, result.class_names, result.image_ids,
+                     result.probabilities)
+    return result
 
-    from engine.models.registry import load_model
 
+def tag_folder(store: Store, folder: Path | str, model_version: str | None = None,
+               progress: Progress = None, should_stop: ShouldStop = None,
+               **options: object) -> tuple[ScanReport, TaggingResult]:
+    """Batch tagging of a folder, as the command line and the GUI both do it: check there is a
+    student, register (or re-scan) every image under `folder`, then `tag_images` on their ids in
+    path order. `options` are `tag_images`'s (batch_size, device, num_workers, precision)."""
+    resolve_run(store, "student", model_version)          # a clear error before any work
+    report = scan_folder(store, folder)
+    ids = [report.image_ids[path] for path in sorted(report.image_ids)]
+    return report, tag_images(store, ids, model_version=model_version, progress=progress,
+                              should_stop=should_stop, **options)
+
+
+def tag_paths(store: Store, paths: Sequence[Path | str], model_version: str | None = None,
+              batch_size: int = 64, device: str | torch.device = "auto",
+              progress: Progress = None, should_stop: ShouldStop = None,
+              num_workers: int | None = None, precision: str = "auto",
+              store_suggestions: bool = True) -> TaggingResult:
+    """`tag_images` for files: each is registered in the project first (through intake) and its
+    probabilities stored as suggestions. `store_suggestions=False` writes nothing to the project
+    (no registration, no suggestions): evaluation and benchmarks."""
+    files = [canonical_path(p) for p in paths]
+    image_ids, sizes = _register(store, files, register=store_suggestions)
+    result = _tag_files(store, files, image_ids, sizes, model_version, batch_size, device,
+                        progress, should_stop, num_workers, precision)
+    if store_suggestions:
+        save_suggestions(store, result.model_version, result.class_names, result.image_ids,
+                         result.probabilities)
+    return result
+
+
+def _tag_files(store: Store, files: list[Path], image_ids: list[int | None],
+               sizes: list[tuple[int, int] | None], model_version: str | None, batch_size: int,
+               device: str | torch.device, progress: Progress, should_stop: ShouldStop,
+               num_workers: int | None, precision: str) -> TaggingResult:
+    """The student on `files`: a `TaggingResult` of the readable ones, nothing stored."""
     started = time.perf_counter()
     model, run = load_model(store, "student", model_version=model_version, device=device)
-    torch_device = next(model.parameters()).device
     class_names = list(run.class_names or [])
     image_size = int(getattr(model, "image_size", 0) or run.config.get("student_image_size", 224))
-    files = [_canonical(p) for p in paths]
-    image_ids, sizes = _register(store, files, register=store_suggestions)
     probabilities, reasons, cancelled = predict_files(
-        model, files, image_size, torch_device, batch_size=batch_size, num_workers=num_workers,
-        sizes=sizes, progress=progress, should_stop=should_stop, precision=precision)
+        model, files, image_size, next(model.parameters()).device, batch_size=batch_size,
+        num_workers=num_workers, sizes=sizes, progress=progress, should_stop=should_stop,
+        precision=precision)
     if probabilities.shape[1] and len(class_names) != probabilities.shape[1]:
-        class_names = class_names[:probabilities.shape[1]] or [
-            f"class {k}" for k in range(probabilities.shape[1])]
+        raise UserError(f"The student {run.model_version} has {probabilities.shape[1]} outputs "
+                        f"but lists {len(class_names)} classes; its checkpoint is damaged. "
+                        f"Train it again.")
     keep = [i for i, reason in enumerate(reasons) if not reason]
-    unreadable = [(files[i], reasons[i]) for i, reason in enumerate(reasons)
-                  if reason and reason != "cancelled"]
-    result = TaggingResult(
+    return TaggingResult(
         paths=[files[i] for i in keep],
         probabilities=probabilities[keep].astype(np.float32) if keep else
         np.zeros((0, probabilities.shape[1]), dtype=np.float32),
-        class_names=class_names, model_version=run.model_version, unreadable=unreadable,
-        image_ids=[image_ids[i] for i in keep], cancelled=cancelled)
-    if store_suggestions:
-        save_suggestions(store, result.model_version, result.class_names, result.image_ids,
-                          result.probabilities)
-    result.seconds = time.perf_counter() - started
-    return result
+        class_names=class_names, model_version=run.model_version,
+        unreadable=[(files[i], reasons[i]) for i, reason in enumerate(reasons)
+                    if reason and reason != "cancelled"],
+        image_ids=[image_ids[i] for i in keep], cancelled=cancelled,
+        seconds=time.perf_counter() - started)
 
 
 def _register(store, files: list[Path], register: bool = True,
@@ -285,8 +324,6 @@ def _register(store, files: list[Path], register: bool = True,
     """Project image ids and original sizes of `files`. With `register`, unknown files are
     registered through intake first (under the project folder that holds them, else their own
     folder); known, unchanged files cost one `stat` each. Without, unknown files get None."""
-    from engine.intake import register_files
-
     roots = sorted(((Path(root.path), root.id) for root in store.roots.list()),
                    key=lambda item: len(item[0].parts), reverse=True)
     groups: dict[Path, list[Path]] = {}
@@ -313,13 +350,6 @@ def _register(store, files: list[Path], register: bool = True,
                 sizes_by_id[image.id] = (image.width, image.height)
     ids = [ids_by_path.get(path) for path in files]
     return ids, [sizes_by_id.get(i) if i is not None else None for i in ids]
-
-
-def _canonical(path: Path | str) -> Path:
-    """Absolute path with the folder's symbolic links resolved (the file's own name kept), the
-    form intake keys its images by."""
-    absolute = Path(os.path.abspath(Path(path).expanduser()))
-    return absolute.parent.resolve() / absolute.name
 
 
 def save_suggestions(store, model_version: str, class_names: Sequence[str],

@@ -75,7 +75,7 @@ def teacher_table(store: Store, image_ids: Sequence[int], model_version: str | N
 def ensure_teacher_scores(store: Store, image_ids: Sequence[int], model_version: str,
                           device: str = "auto", progress: Progress = None,
                           should_stop: ShouldStop = None) -> None:
-    """Run the teacher (`detect_paths`) on the images that have neither its suggestions nor its
+    """Run the teacher (`detect_images`) on the images that have neither its suggestions nor its
     regions; store its regions and its image-level scores (as suggestions of the teacher's
     version, which the gallery reads as the teacher's opinion)."""
     have = store.suggestions.for_images(image_ids, model_version)
@@ -83,13 +83,11 @@ def ensure_teacher_scores(store: Store, image_ids: Sequence[int], model_version:
     missing = [i for i in image_ids if not have.get(i) and i not in with_regions]
     if not missing:
         return
-    from engine.inference.detect import detect_paths
+    from engine.inference.detect import detect_images
     from engine.inference.tagging import save_suggestions
 
-    paths = store.images.paths(missing)
-    result = detect_paths(store, [paths[i] for i in missing if i in paths],
-                          model_version=model_version, device=device, progress=progress,
-                          should_stop=should_stop)
+    result = detect_images(store, missing, model_version=model_version, device=device,
+                           progress=progress, should_stop=should_stop)
     save_suggestions(store, model_version, result.class_names,
                      [item.image_id for item in result], [item.image_scores for item in result])
 
@@ -97,16 +95,15 @@ def ensure_teacher_scores(store: Store, image_ids: Sequence[int], model_version:
 def ensure_suggestions(store: Store, image_ids: Sequence[int], model_version: str,
                        device: str = "auto", progress: Progress = None,
                        should_stop: ShouldStop = None) -> None:
-    """Run the student (`tag_paths`) on the images that have no suggestions of `model_version`."""
+    """Run the student (`tag_images`) on the images that have no suggestions of `model_version`."""
     have = store.suggestions.for_images(image_ids, model_version)
     missing = [image_id for image_id in image_ids if not have.get(image_id)]
     if not missing:
         return
-    from engine.inference.tagging import tag_paths
+    from engine.inference.tagging import tag_images
 
-    paths = store.images.paths(missing)
-    tag_paths(store, [paths[i] for i in missing if i in paths], model_version=model_version,
-              device=device, progress=progress, should_stop=should_stop)
+    tag_images(store, missing, model_version=model_version, device=device, progress=progress,
+               should_stop=should_stop)
 
 
 def validation_scores(store: Store, model_version: str | None = None, split: str = "val",

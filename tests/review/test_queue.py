@@ -206,8 +206,8 @@ def test_scores_are_filled_in_for_images_without_them(scored, monkeypatch):
         detected_paths.extend(paths)
         return Result([Item(ids[2]), Item(ids[3])])
 
-    monkeypatch.setattr(tagging, "tag_paths", fake_tag)
-    monkeypatch.setattr(detect, "detect_paths", fake_detect)
+    monkeypatch.setattr(tagging, "tag_images", fake_tag)
+    monkeypatch.setattr(detect, "detect_images", fake_detect)
     queue = review_queue(store, "uncertain", ensure_scores=True)
     assert len(tagged_paths) == 1 and queue.image_ids[0] == ids[3]        # 0.45 vs 0.5
     queue = review_queue(store, "disagreement", ensure_scores=True)
