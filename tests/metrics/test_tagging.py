@@ -185,3 +185,18 @@ def test_empty_folder_and_deleted_class(student_project, tmp_path, demo_data, ca
     assert run.class_names[0] not in store.classes.names()
     assert len(store.suggestions.for_image(result.image_ids[0], run.model_version)) == \
         len(run.class_names) - 1
+
+
+def test_tag_images_and_tag_paths_agree(student_project, demo_data):
+    """The id core and the file wrapper give the same probabilities for the same images."""
+    from engine.inference.tagging import tag_images
+
+    store, _, _ = student_project
+    files = sorted(demo_data.images_dir.glob("*.jpg"))[:4]
+    by_path = tag_paths(store, files, device="cpu", precision="fp32", num_workers=0)
+    ids = [i for i in by_path.image_ids if i is not None]
+    assert len(ids) == len(files)
+    by_id = tag_images(store, ids, device="cpu", precision="fp32", num_workers=0)
+    assert by_id.image_ids == ids
+    assert [p.name for p in by_id.paths] == [p.name for p in by_path.paths]
+    np.testing.assert_allclose(by_id.probabilities, by_path.probabilities, atol=1e-6)

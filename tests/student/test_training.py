@@ -154,3 +154,54 @@ def test_suggestions_never_overwrite_a_persons_tags(trained):
         assert len(rows) == len(classes)
         assert all(0.0 <= row.confidence <= 1.0 for row in rows)
     assert np.isfinite(result.probabilities).all()
+
+
+def test_cancel_while_the_teacher_computes_targets_is_a_cancelled_run(trained):
+    """A cancel during distillation's teacher pass ends like any other cancel: a 'cancelled' run,
+    never an error; resuming it trains the student from the start and completes."""
+    store, runs, _ = trained
+    import shutil
+
+    shutil.rmtree(store.paths.cache_dir / "distill", ignore_errors=True)
+    asked = []
+
+    def stop_in_targets(stage, done, total):
+        asked.append(stage)
+
+    config = TrainConfig(stage="student", kd="feature", teacher_version=runs[0].model_version,
+                         **TINY)
+    cancelled = train(store, config, TrainCallbacks(
+        on_step=stop_in_targets, should_stop=lambda: "teacher targets" in asked))
+    assert [run.status for run in cancelled] == ["cancelled"]
+    assert not cancelled[0].checkpoint
+    resumed = train(store, dataclasses.replace(config, resume=True))
+    assert [run.id for run in resumed] == [cancelled[0].id]
+    assert resumed[0].status == "completed" and resumed[0].checkpoint
+
+
+def test_resuming_all_continues_the_teacher_then_trains_the_student(trained):
+    store, _, _ = trained
+    steps = []
+    config = TrainConfig(stage="all", kd="prediction", **TINY)
+    first = train(store, config, TrainCallbacks(
+        on_step=lambda stage, done, total: steps.append(stage),
+        should_stop=lambda: "teacher" in steps))
+    assert [(run.stage, run.status) for run in first] == [("teacher", "cancelled")]
+    again = train(store, dataclasses.replace(config, resume=True))
+    assert [(run.stage, run.status) for run in again] == [("teacher", "completed"),
+                                                          ("student", "completed")]
+    assert again[0].id == first[0].id
+    assert again[1].config["teacher_version"] == again[0].model_version
+
+
+def test_settings_of_earlier_versions_load_into_typed_fields():
+    from engine.training.api import StudentSettings
+
+    stored = TrainConfig(stage="student").to_dict()
+    stored.pop("student"), stored.pop("proposal_params")
+    stored["extra"] = {"student_epochs": 3, "kd_boxes": 8, "student_stride": 16, "views": 1,
+                       "proposal_params": {"max_side": 96}}
+    config = TrainConfig.from_dict(stored)
+    assert config.student == StudentSettings(epochs=3, kd_boxes=8, stride=16, views=1)
+    assert config.proposal_params == {"max_side": 96}
+    assert TrainConfig.from_dict(config.to_dict()) == config

@@ -136,3 +136,17 @@ def test_train_command_rejects_bad_values(demo_project, capsys):
     assert code == 2 and "Epochs must be at least 1" in err
     code, _, err = mlic(capsys, demo_project.paths.root, "train", "--device", "tpu")
     assert code == 2 and "Unknown device" in err
+
+
+def test_train_round_command_runs_what_the_app_runs(demo_project, capsys):
+    """`mlic train --round` is the app's Train button: splits, training, calibration and the
+    round's validation figures, printed after the run."""
+    code, out, err = mlic(capsys, demo_project.paths.root, "train", "--round", "--stage",
+                          "student", "--no-kd", "--epochs", "1", "--student-image-size", "64",
+                          "--batch-size", "16", "--device", "cpu", "--student-epochs", "1")
+    assert code == 0, err
+    run = active_run(demo_project, "student")
+    assert run is not None and run.status == "completed"
+    assert f"{run.model_version} on val: mAP=" in out
+    assert (run.metrics or {}).get("review", {}).get("n_images", 0) > 0
+    assert run.config["student"]["epochs"] == 1
