@@ -38,8 +38,9 @@ classes, image-level tags (source `import`) and evaluation-only ground-truth box
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -396,58 +397,67 @@ def generate_demo(out_dir: Path | str, n_images: int = 300, seed: int = 0,
         images_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"Cannot create {images_dir}: {exc.strerror}.") from exc
-    categories = [{"id": k + 1, "name": name, "supercategory": "shape"}
-                  for k, name in enumerate(CLASS_NAMES)]
-    category_id = {name: k + 1 for k, name in enumerate(CLASS_NAMES)}
+    split_of = _assign_splits(n_images, seed)
+    per_split: dict[str, dict[str, list[dict[str, Any]]]] = {
+        split: {"images": [], "annotations": []} for split in SPLIT_FRACTIONS}
+    annotation_ids = itertools.count(1)
+    for index in range(n_images):
+        _write_scene(images_dir, seed, index, per_split[split_of[index]], annotation_ids)
+        if progress is not None:
+            progress(index + 1, n_images)
+    split_files = {split: _write_coco(root / f"{split}.json", split, content, seed)
+                   for split, content in per_split.items()}
+    return DemoDataset(root=root, images_dir=images_dir, class_names=list(CLASS_NAMES),
+                       split_files=split_files, n_images=n_images)
+
+
+def _assign_splits(n_images: int, seed: int) -> dict[int, str]:
+    """Image index -> split, a seeded permutation cut 70/15/15 (each split at least one image)."""
     order = np.random.default_rng(seed).permutation(n_images)
     n_train = int(round(n_images * SPLIT_FRACTIONS["train"]))
     n_val = max(1, int(round(n_images * SPLIT_FRACTIONS["val"])))
     n_train = min(n_train, n_images - n_val - 1)
-    split_of: dict[int, str] = {}
-    for rank, index in enumerate(order):
-        split_of[int(index)] = ("train" if rank < n_train else
-                                "val" if rank < n_train + n_val else "test")
-    per_split: dict[str, dict[str, list[dict[str, Any]]]] = {
-        split: {"images": [], "annotations": []} for split in SPLIT_FRACTIONS}
-    annotation_id = 0
-    for index in range(n_images):
-        image, scene, objects = render_scene(seed, index)
-        file_name = f"{index:06d}.jpg"
-        quality = 85 + index % 11
-        try:
-            image.save(images_dir / file_name, "JPEG", quality=quality)
-        except OSError as exc:
-            raise UserError(f"Cannot write {images_dir / file_name}: {exc.strerror}.") from exc
-        split = split_of[index]
-        labels = sorted({category_id[o.class_name] for o in objects})
-        per_split[split]["images"].append({
-            "id": index + 1, "file_name": file_name, "width": image.width,
-            "height": image.height, "labels": labels, "scene": scene})
-        for obj in objects:
-            annotation_id += 1
-            x, y, w, h = obj.bbox
-            per_split[split]["annotations"].append({
-                "id": annotation_id, "image_id": index + 1,
-                "category_id": category_id[obj.class_name], "bbox": [x, y, w, h],
-                "area": w * h, "iscrowd": 0})
-        if progress is not None:
-            progress(index + 1, n_images)
-    split_files: dict[str, Path] = {}
-    for split, content in per_split.items():
-        document = {
-            "info": {"description": f"mlic demo data, {split} split (seed {seed})",
-                     "version": "1", "mlic_image_labels": _LABELS_DOC},
-            "licenses": [],
-            "images": content["images"],
-            "annotations": content["annotations"],
-            "categories": categories,
-        }
-        path = root / f"{split}.json"
-        write_json_atomic(path, document, indent=None)
-        split_files[split] = path
-    return DemoDataset(root=root, images_dir=images_dir, class_names=list(CLASS_NAMES),
-                       split_files=split_files, n_images=n_images)
+    return {int(index): ("train" if rank < n_train else "val" if rank < n_train + n_val else "test")
+            for rank, index in enumerate(order)}
 
+
+def _write_scene(images_dir: Path, seed: int, index: int,
+                 content: dict[str, list[dict[str, Any]]], annotation_ids: Iterator[int]) -> None:
+    """Render scene `index`, save it as JPEG and add its COCO image and annotations to `content`."""
+    image, scene, objects = render_scene(seed, index)
+    file_name = f"{index:06d}.jpg"
+    try:
+        image.save(images_dir / file_name, "JPEG", quality=85 + index % 11)
+    except OSError as exc:
+        raise UserError(f"Cannot write {images_dir / file_name}: {exc.strerror}.") from exc
+    content["images"].append({
+        "id": index + 1, "file_name": file_name, "width": image.width, "height": image.height,
+        "labels": sorted({_CATEGORY_ID[o.class_name] for o in objects}), "scene": scene})
+    for obj in objects:
+        x, y, w, h = obj.bbox
+        content["annotations"].append({
+            "id": next(annotation_ids), "image_id": index + 1,
+            "category_id": _CATEGORY_ID[obj.class_name], "bbox": [x, y, w, h],
+            "area": w * h, "iscrowd": 0})
+
+
+def _write_coco(path: Path, split: str, content: dict[str, list[dict[str, Any]]],
+                seed: int) -> Path:
+    """Write one split's COCO file atomically; its path."""
+    document = {
+        "info": {"description": f"mlic demo data, {split} split (seed {seed})",
+                 "version": "1", "mlic_image_labels": _LABELS_DOC},
+        "licenses": [],
+        "images": content["images"],
+        "annotations": content["annotations"],
+        "categories": [{"id": k + 1, "name": name, "supercategory": "shape"}
+                       for k, name in enumerate(CLASS_NAMES)],
+    }
+    write_json_atomic(path, document, indent=None)
+    return path
+
+
+_CATEGORY_ID = {name: k + 1 for k, name in enumerate(CLASS_NAMES)}
 
 _LABELS_DOC = ("Each image carries 'labels': the ids of the categories present in it "
                "(image-level positives); 'negative_labels', when present, lists categories "

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,13 +39,13 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import UserError
 from engine.images import IMAGE_SUFFIXES, UnreadableImageError, file_digest, probe_image
+from engine.progress import Progress
 from engine.store.schema import SPLITS, Image
 
 if TYPE_CHECKING:
     from engine.store import Store
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int], None]
 _WRITE_CHUNK = 5000
 
 
@@ -104,7 +104,7 @@ class _FileFacts:
 
 
 def scan_folder(store: Store, folder: Path | str, split: str | None = None,
-                progress: Progress | None = None) -> ScanReport:
+                progress: Progress = None) -> ScanReport:
     """Register every image file under `folder` and reconcile with the project (module doc)."""
     folder = _check_folder(folder)
     _check_split(split)
@@ -130,7 +130,7 @@ def scan_folder(store: Store, folder: Path | str, split: str | None = None,
 
 
 def register_files(store: Store, folder: Path | str, files: Iterable[Path | str],
-                   split: str | None = None, progress: Progress | None = None) -> ScanReport:
+                   split: str | None = None, progress: Progress = None) -> ScanReport:
     """Register the given files (which must lie under `folder`) with `folder` as their root."""
     folder = _check_folder(folder)
     _check_split(split)
@@ -241,9 +241,43 @@ def _inspect(owner: Path, rel_path: str) -> _FileFacts:
     return _FileFacts(rel_path, size, mtime, digest, probe.width, probe.height, "readable", None)
 
 
+@dataclass
+class _Writes:
+    """The row changes a reconciliation decided on, written in a few bulk transactions."""
+
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    insert_paths: list[Path] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    moved_ids: set[int] = field(default_factory=set)
+
+
 def _reconcile(store: Store, owner: Path, root_id: int, rel_paths: list[str], prefix: str | None,
-               detect_vanished: bool, split: str | None, progress: Progress | None) -> ScanReport:
+               detect_vanished: bool, split: str | None, progress: Progress) -> ScanReport:
     report = ScanReport(folder=owner)
+    rel_paths = _encodable(owner, rel_paths, report)
+    known = store.images.in_root(root_id)
+    total = len(rel_paths)
+    to_inspect = _skip_unchanged(owner, rel_paths, known, report)
+    done = total - len(to_inspect)
+    if progress is not None and done:
+        progress(done, total)
+    facts = _inspect_all(owner, to_inspect, done, total, progress)
+    vanished_rows = _vanished_rows(known, set(rel_paths), prefix) if detect_vanished else []
+    candidates = _move_candidates(store, known, facts, vanished_rows)
+    writes = _plan_writes(store, owner, root_id, split, known, facts, candidates, report)
+    for row in vanished_rows:
+        if row.id not in writes.moved_ids:
+            writes.updates.append({"id": row.id, "present": False})
+            report.vanished.append(owner / row.rel_path)
+    _write(store, writes, split, report)
+    if progress is not None:
+        progress(total, total)
+    log.info("scan of %s: %s", owner, report.summary())
+    return report
+
+
+def _encodable(owner: Path, rel_paths: list[str], report: ScanReport) -> list[str]:
+    """The paths that can be stored as text; the others are reported unreadable."""
     encodable = []
     for rel in rel_paths:
         try:
@@ -252,14 +286,14 @@ def _reconcile(store: Store, owner: Path, root_id: int, rel_paths: list[str], pr
             report.unreadable.append((owner / rel, "file name is not valid UTF-8 (not registered)"))
         else:
             encodable.append(rel)
-    rel_paths = encodable
-    known = store.images.in_root(root_id)
-    total = len(rel_paths)
-    done = 0
+    return encodable
 
-    # 1. Decide what needs hashing: new paths, changed stat, unreadable or vanished rows.
+
+def _skip_unchanged(owner: Path, rel_paths: list[str], known: dict[str, Image],
+                    report: ScanReport) -> list[str]:
+    """The paths that need hashing (new paths, changed stat, unreadable or vanished rows); the
+    others are counted unchanged in `report`."""
     to_inspect: list[str] = []
-    unchanged_ids: list[int] = []
     for rel in rel_paths:
         row = known.get(rel)
         if row is None or row.status != "readable" or not row.present:
@@ -269,95 +303,106 @@ def _reconcile(store: Store, owner: Path, root_id: int, rel_paths: list[str], pr
         if size == row.file_size and mtime == row.mtime:
             report.unchanged += 1
             report.image_ids[owner / rel] = row.id
-            unchanged_ids.append(row.id)
-            done += 1
         else:
             to_inspect.append(rel)
-    if progress is not None and done:
-        progress(done, total)
+    return to_inspect
 
-    # 2. Hash and probe in a thread pool (hashlib and file reads release the GIL).
+
+def _inspect_all(owner: Path, to_inspect: list[str], done: int, total: int,
+                 progress: Progress) -> list[_FileFacts]:
+    """Hash and probe in a thread pool (hashlib and file reads release the GIL)."""
     facts: list[_FileFacts] = []
+    if not to_inspect:
+        return facts
     workers = min(8, (os.cpu_count() or 2) * 2)
-    if to_inspect:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="intake") as pool:
-            for fact in pool.map(lambda rel: _inspect(owner, rel), to_inspect):
-                facts.append(fact)
-                done += 1
-                if progress is not None and (done % 64 == 0 or done == total):
-                    progress(done, total)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="intake") as pool:
+        for fact in pool.map(lambda rel: _inspect(owner, rel), to_inspect):
+            facts.append(fact)
+            done += 1
+            if progress is not None and (done % 64 == 0 or done == total):
+                progress(done, total)
+    return facts
 
-    # 3. Vanished rows: known, present, inside the scanned subtree and not found now.
-    seen = set(rel_paths)
-    vanished_rows: list[Image] = []
-    if detect_vanished:
-        vanished_rows = [row for rel, row in known.items()
-                         if row.present and rel not in seen and rel.startswith(prefix or "")]
-    # Candidates for moves: this scan's vanished rows, then rows that vanished earlier anywhere.
-    move_candidates: dict[str, list[Image]] = {}
+
+def _vanished_rows(known: dict[str, Image], seen: set[str], prefix: str | None) -> list[Image]:
+    """Known, present rows inside the scanned subtree that were not found now."""
+    return [row for rel, row in known.items()
+            if row.present and rel not in seen and rel.startswith(prefix or "")]
+
+
+def _move_candidates(store: Store, known: dict[str, Image], facts: list[_FileFacts],
+                     vanished_rows: list[Image]) -> dict[str, list[Image]]:
+    """Rows a new file may have moved from, by content hash: this scan's vanished rows, then
+    rows that vanished earlier anywhere."""
+    candidates: dict[str, list[Image]] = {}
     has_new = any(fact.rel_path not in known for fact in facts)
     earlier = ([r for r in store.images.list(include_missing=True) if not r.present]
                if has_new else [])
     for row in vanished_rows + earlier:
         if row.content_hash:
-            bucket = move_candidates.setdefault(row.content_hash, [])
+            bucket = candidates.setdefault(row.content_hash, [])
             if all(existing.id != row.id for existing in bucket):
                 bucket.append(row)
+    return candidates
 
+
+def _plan_writes(store: Store, owner: Path, root_id: int, split: str | None,
+                 known: dict[str, Image], facts: list[_FileFacts],
+                 candidates: dict[str, list[Image]], report: ScanReport) -> _Writes:
+    """Decide for each inspected file: update its known row, follow a move, or insert a row."""
     root_paths = {root.id: Path(root.path) for root in store.roots.list()}
-    inserts: list[dict[str, Any]] = []
-    insert_paths: list[Path] = []
-    updates: list[dict[str, Any]] = []
-    moved_ids: set[int] = set()
+    writes = _Writes()
     for fact in facts:
         path = owner / fact.rel_path
-        row = known.get(fact.rel_path)
         if fact.status == "unreadable":
             report.unreadable.append((path, fact.reason or "unreadable"))
+        row = known.get(fact.rel_path)
+        source = None
+        if row is None and fact.status == "readable":
+            source = next((c for c in candidates.get(fact.content_hash or "", [])
+                           if c.id not in writes.moved_ids), None)
         if row is not None:
-            if not row.present:
-                report.restored.append(path)
-            elif row.content_hash != fact.content_hash or row.status != fact.status:
-                report.changed.append(path)
-            else:
-                report.unchanged += 1
-            updates.append({"id": row.id, "present": True, **fact.columns()})
-            report.image_ids[path] = row.id
-            continue
-        candidates = move_candidates.get(fact.content_hash or "", [])
-        candidate = next((c for c in candidates if c.id not in moved_ids), None)
-        if candidate is not None and fact.status == "readable":
-            moved_ids.add(candidate.id)
-            old_path = root_paths.get(candidate.root_id, owner) / candidate.rel_path
-            report.moved.append((old_path, path))
-            updates.append({"id": candidate.id, "root_id": root_id, "rel_path": fact.rel_path,
-                            "present": True, **fact.columns()})
-            report.image_ids[path] = candidate.id
-            continue
-        inserts.append({"root_id": root_id, "rel_path": fact.rel_path, "present": True,
-                        "split": split or "unassigned", **fact.columns()})
-        insert_paths.append(path)
-        report.added.append(path)
-    for row in vanished_rows:
-        if row.id not in moved_ids:
-            updates.append({"id": row.id, "present": False})
-            report.vanished.append(owner / row.rel_path)
+            _update_known(row, fact, path, writes, report)
+        elif source is not None:
+            writes.moved_ids.add(source.id)
+            report.moved.append((root_paths.get(source.root_id, owner) / source.rel_path, path))
+            writes.updates.append({"id": source.id, "root_id": root_id,
+                                   "rel_path": fact.rel_path, "present": True, **fact.columns()})
+            report.image_ids[path] = source.id
+        else:
+            writes.inserts.append({"root_id": root_id, "rel_path": fact.rel_path,
+                                   "present": True, "split": split or "unassigned",
+                                   **fact.columns()})
+            writes.insert_paths.append(path)
+            report.added.append(path)
+    return writes
 
-    # 4. Write: moves first free their old paths; a few bulk transactions.
-    moved_updates = [u for u in updates if "rel_path" in u]
-    other_updates = [u for u in updates if "rel_path" not in u]
+
+def _update_known(row: Image, fact: _FileFacts, path: Path, writes: _Writes,
+                  report: ScanReport) -> None:
+    """A file at a known path: restored, changed or (only touched) unchanged."""
+    if not row.present:
+        report.restored.append(path)
+    elif row.content_hash != fact.content_hash or row.status != fact.status:
+        report.changed.append(path)
+    else:
+        report.unchanged += 1
+    writes.updates.append({"id": row.id, "present": True, **fact.columns()})
+    report.image_ids[path] = row.id
+
+
+def _write(store: Store, writes: _Writes, split: str | None, report: ScanReport) -> None:
+    """Write the planned changes; moves go first, to free their old paths."""
+    moved_updates = [u for u in writes.updates if "rel_path" in u]
+    other_updates = [u for u in writes.updates if "rel_path" not in u]
     for chunk in _chunks(moved_updates + other_updates):
         store.images.update_many(chunk)
-    for start in range(0, len(inserts), _WRITE_CHUNK):
-        ids = store.images.add_many(inserts[start:start + _WRITE_CHUNK])
-        for path, image_id in zip(insert_paths[start:start + _WRITE_CHUNK], ids):
+    for start in range(0, len(writes.inserts), _WRITE_CHUNK):
+        ids = store.images.add_many(writes.inserts[start:start + _WRITE_CHUNK])
+        for path, image_id in zip(writes.insert_paths[start:start + _WRITE_CHUNK], ids):
             report.image_ids[path] = image_id
     if split is not None:
         store.images.set_split(sorted(report.image_ids.values()), split)
-    if progress is not None:
-        progress(total, total)
-    log.info("scan of %s: %s", owner, report.summary())
-    return report
 
 
 def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:

@@ -401,9 +401,6 @@ def box_ap(detections: Iterable[Detection | tuple[Hashable, Hashable, Sequence[f
     without ground truth makes all its detections false positives. At most `max_detections` boxes per
     image count (the highest-scoring), as in COCO.
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     dets = [d if isinstance(d, Detection) else Detection(d[0], d[1], tuple(map(float, d[2])), float(d[3]))
             for d in detections]
     image_keys: list[Hashable] = list(dict.fromkeys(
@@ -412,8 +409,24 @@ def box_ap(detections: Iterable[Detection | tuple[Hashable, Hashable, Sequence[f
         [cls for per_class in ground_truth.values() for cls in per_class] + [d.cls for d in dets]))
     image_id = {key: i + 1 for i, key in enumerate(image_keys)}
     class_id = {key: i + 1 for i, key in enumerate(class_keys)}
+    annotations = _coco_annotations(ground_truth, image_id, class_id)
+    if not annotations:
+        return BoxAPResult(NAN, NAN, NAN, {})
+    results = [{"image_id": image_id[d.image], "category_id": class_id[d.cls],
+                "bbox": [float(v) for v in d.bbox], "score": float(d.score)}
+               for d in dets if d.image in image_id]
+    gt_classes = list(dict.fromkeys(class_keys[a["category_id"] - 1] for a in annotations))
+    if not results:
+        return BoxAPResult(0.0, 0.0, 0.0, dict.fromkeys(gt_classes, 0.0))
+    evaluator = _run_cocoeval(image_id, class_id, annotations, results, max_detections)
+    return _box_ap_result(evaluator, class_keys, gt_classes)
 
-    annotations = []
+
+def _coco_annotations(ground_truth: Mapping[Hashable, Mapping[Hashable, Sequence[Sequence[float]]]],
+                      image_id: Mapping[Hashable, int], class_id: Mapping[Hashable, int]
+                      ) -> list[dict[str, Any]]:
+    """The ground-truth boxes of the evaluated images as COCO annotations (ids from 1)."""
+    annotations: list[dict[str, Any]] = []
     for image, per_class in ground_truth.items():
         if image not in image_id:
             continue
@@ -423,14 +436,15 @@ def box_ap(detections: Iterable[Detection | tuple[Hashable, Hashable, Sequence[f
                     "id": len(annotations) + 1,  # COCOeval treats id 0 as "unmatched": start at 1
                     "image_id": image_id[image], "category_id": class_id[cls],
                     "bbox": [float(v) for v in box], "area": float(box[2] * box[3]), "iscrowd": 0})
-    if not annotations:
-        return BoxAPResult(NAN, NAN, NAN, {})
-    results = [{"image_id": image_id[d.image], "category_id": class_id[d.cls],
-                "bbox": [float(v) for v in d.bbox], "score": float(d.score)}
-               for d in dets if d.image in image_id]
-    gt_classes = list(dict.fromkeys(class_keys[a["category_id"] - 1] for a in annotations))
-    if not results:
-        return BoxAPResult(0.0, 0.0, 0.0, dict.fromkeys(gt_classes, 0.0))
+    return annotations
+
+
+def _run_cocoeval(image_id: Mapping[Hashable, int], class_id: Mapping[Hashable, int],
+                  annotations: list[dict[str, Any]], results: list[dict[str, Any]],
+                  max_detections: int) -> Any:
+    """A COCOeval of `results` against `annotations`, evaluated and accumulated (prints silenced)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
 
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
@@ -445,23 +459,30 @@ def box_ap(detections: Iterable[Detection | tuple[Hashable, Hashable, Sequence[f
         evaluator.params.maxDets = [1, 10, int(max_detections)]
         evaluator.evaluate()
         evaluator.accumulate()
+    return evaluator
+
+
+def _box_ap_result(evaluator: Any, class_keys: list[Hashable],
+                   gt_classes: list[Hashable]) -> BoxAPResult:
+    """AP over IoU 0.5:0.95, AP50, AP75 and per-class AP50 from an accumulated COCOeval."""
     # precision: [T (IoU thresholds), R (recall points), K (classes), A (areas), M (maxDets)]
     precision = evaluator.eval["precision"][:, :, :, 0, -1]
     iou_thresholds = evaluator.params.iouThrs
-
-    def mean_valid(values: np.ndarray) -> float:
-        valid = values[values > -1]
-        return float(valid.mean()) if valid.size else NAN
-
     t50 = int(np.argmin(np.abs(iou_thresholds - 0.5)))
     t75 = int(np.argmin(np.abs(iou_thresholds - 0.75)))
     per_class_ap50 = {}
     for k_index, cat in enumerate(evaluator.params.catIds):
         key = class_keys[cat - 1]
         if key in gt_classes:
-            per_class_ap50[key] = mean_valid(precision[t50, :, k_index])
-    return BoxAPResult(ap=mean_valid(precision), ap50=mean_valid(precision[t50]),
-                       ap75=mean_valid(precision[t75]), per_class_ap50=per_class_ap50)
+            per_class_ap50[key] = _mean_valid(precision[t50, :, k_index])
+    return BoxAPResult(ap=_mean_valid(precision), ap50=_mean_valid(precision[t50]),
+                       ap75=_mean_valid(precision[t75]), per_class_ap50=per_class_ap50)
+
+
+def _mean_valid(values: np.ndarray) -> float:
+    """Mean of COCOeval precisions, ignoring its -1 (no ground truth); NaN when none."""
+    valid = values[values > -1]
+    return float(valid.mean()) if valid.size else NAN
 
 
 def _json_float(value: float) -> float | None:

@@ -11,20 +11,35 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine.cli.common import output_file, progress_bar
+from engine.cli.common import open_store, output_file, progress_bar
 from engine.errors import UserError
 from engine.store.schema import SPLITS
+
+if TYPE_CHECKING:
+    from engine.exchange import ExportSummary
+    from engine.progress import Progress
+    from engine.store import Store
 
 MAX_LISTED = 20
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the project commands to the `mlic` parser, in the order `mlic --help` lists them."""
+    for add in (_add_init, _add_add_folder, _add_import_coco, _add_import_csv, _add_import_xmp,
+                _add_export, _add_classes, _add_demo, _add_status):
+        add(subparsers)
+
+
+def _add_init(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "init", help="create (or open and migrate) the project",
         description="Create the project folder and database, or bring an existing one up to date.")
     parser.set_defaults(handler=run_init)
 
+
+def _add_add_folder(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "add-folder", help="register the images of a folder (recursive); re-run to re-scan",
         description="Register every image under DIR (jpg, jpeg, png, webp, bmp, tif, tiff, gif). "
@@ -34,6 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", choices=SPLITS, help="set this split on every image found")
     parser.set_defaults(handler=run_add_folder)
 
+
+def _add_import_coco(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "import-coco", help="import a COCO file: classes, image-level tags, ground-truth boxes",
         description="Categories become classes, instances become image-level positive tags "
@@ -44,6 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", choices=SPLITS, help="split of the imported images")
     parser.set_defaults(handler=run_import_coco)
 
+
+def _add_import_csv(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "import-csv", help="import tags from a CSV (path,split,<class>...; 1/0/empty)",
         description="Import image-level tags from a CSV with a header 'path,split,<class 1>,...', "
@@ -52,6 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("file", metavar="FILE")
     parser.set_defaults(handler=run_import_csv)
 
+
+def _add_import_xmp(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "import-xmp", help="import tags from XMP sidecars of the project's images",
         description="Read '<image>.xmp' sidecars next to the project's images, or mirrored under "
@@ -60,6 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="folder of mirrored sidecars (default: next to the images)")
     parser.set_defaults(handler=run_import_xmp)
 
+
+def _add_export(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export", help="export tags as CSV, COCO or XMP sidecars",
         description="csv: OUT is a CSV file (path,split,<class>...). coco: OUT is a COCO JSON file "
@@ -72,6 +95,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="xmp: write each sidecar next to its image")
     parser.set_defaults(handler=run_export)
 
+
+def _add_classes(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "classes", help="list the classes, one per line (or add some)",
         description="Print the class names, one per line. --add creates classes first.")
@@ -79,6 +104,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--parent", metavar="NAME", help="parent class of the added classes")
     parser.set_defaults(handler=run_classes)
 
+
+def _add_demo(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo", help="generate the demo data (JPEG scenes + COCO ground truth) into a folder",
         description="Write procedural multi-object scenes as OUT_DIR/images/*.jpg and COCO files "
@@ -90,6 +117,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed")
     parser.set_defaults(handler=run_demo)
 
+
+def _add_status(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "status", help="counts per split, class and tag source; unreadable files",
         description="Summarise the project: images per split, tags per class and per source, "
@@ -99,12 +128,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def _store(args: argparse.Namespace):
-    from engine.cli.common import open_store
-
-    return open_store(args)
 
 
 def _print_unreadable(items: list[tuple[Path, str]]) -> None:
@@ -132,21 +155,18 @@ def _project_label(store) -> str:
 
 
 def run_init(args: argparse.Namespace) -> int:
-    store = _store(args)
-    print(f"Project ready: {_project_label(store)}")
-    store.close()
+    with open_store(args) as store:
+        print(f"Project ready: {_project_label(store)}")
     return 0
 
 
 def run_add_folder(args: argparse.Namespace) -> int:
     from engine.intake import scan_folder
 
-    store = _store(args)
-    with progress_bar("scanning") as progress:
+    with open_store(args) as store, progress_bar("scanning") as progress:
         report = scan_folder(store, args.folder, split=args.split, progress=progress)
     print(f"{report.folder}: {report.summary()}")
     _print_unreadable(report.unreadable)
-    store.close()
     return 0
 
 
@@ -174,12 +194,8 @@ def run_import_xmp(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace, description: str, run, source: Path | None) -> int:  # noqa: ANN001
     """Run one importer with a progress bar and print its summary, the unreadable files and (for
     a file `source`) the listed files that were not found."""
-    store = _store(args)
-    try:
-        with progress_bar(description) as progress:
-            summary = run(store, progress)
-    finally:
-        store.close()
+    with open_store(args) as store, progress_bar(description) as progress:
+        summary = run(store, progress)
     print(f"{source if source is not None else 'XMP sidecars'}: {summary.summary()}")
     _print_unreadable(summary.unreadable)
     if source is not None:
@@ -201,36 +217,37 @@ def run_export(args: argparse.Namespace) -> int:
             output_file(out)
         elif out.exists() and not out.is_dir():
             raise UserError(f"{out} is a file; `export xmp` needs a folder.")
-    store = _store(args)
-    with progress_bar("exporting") as progress:
-        if args.format == "csv":
-            from engine.exchange.csv_tags import export_csv
-
-            summary = export_csv(store, args.out, progress=progress)
-        elif args.format == "coco":
-            from engine.exchange.coco import export_coco
-
-            summary = export_coco(store, args.out, progress=progress)
-        else:
-            from engine.exchange.xmp import export_xmp
-
-            summary = export_xmp(store, args.out, in_place=args.in_place, progress=progress)
+    with open_store(args) as store, progress_bar("exporting") as progress:
+        summary = _export(store, args, progress)
     where = "next to the images" if args.in_place else str(summary.target)
     noun = "sidecars" if args.format == "xmp" else "images"
     print(f"Exported {summary.images} {noun} ({args.format}) to {where}")
-    store.close()
     return 0
 
 
+def _export(store: Store, args: argparse.Namespace, progress: Progress) -> ExportSummary:
+    """Run the exporter of `args.format`; its summary."""
+    if args.format == "csv":
+        from engine.exchange.csv_tags import export_csv
+
+        return export_csv(store, args.out, progress=progress)
+    if args.format == "coco":
+        from engine.exchange.coco import export_coco
+
+        return export_coco(store, args.out, progress=progress)
+    from engine.exchange.xmp import export_xmp
+
+    return export_xmp(store, args.out, in_place=args.in_place, progress=progress)
+
+
 def run_classes(args: argparse.Namespace) -> int:
-    store = _store(args)
-    if args.parent and not args.add:
-        raise UserError("--parent needs --add.")
-    if args.add:
-        store.classes.ensure(args.add, parent=args.parent)
-    for name in store.classes.names():
-        print(name)
-    store.close()
+    with open_store(args) as store:
+        if args.parent and not args.add:
+            raise UserError("--parent needs --add.")
+        if args.add:
+            store.classes.ensure(args.add, parent=args.parent)
+        for name in store.classes.names():
+            print(name)
     return 0
 
 
@@ -258,7 +275,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    store = _store(args)
+    with open_store(args) as store:
+        print("\n".join(_status_lines(store)))
+    return 0
+
+
+def _status_lines(store: Store) -> list[str]:
+    """The `status` summary: images, splits, tags, classes and the first unreadable files."""
     all_images = store.images.list(include_missing=True)
     present = [image for image in all_images if image.present]
     unreadable = [image for image in present if image.status != "readable"]
@@ -285,6 +308,4 @@ def run_status(args: argparse.Namespace) -> int:
             lines.append(f"  {roots[image.root_id] / image.rel_path}: {image.reason}")
         if len(unreadable) > MAX_LISTED:
             lines.append(f"  ... and {len(unreadable) - MAX_LISTED} more")
-    print("\n".join(lines))
-    store.close()
-    return 0
+    return lines

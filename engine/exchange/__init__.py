@@ -14,15 +14,15 @@ export never leaves a half-written file.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.progress import Progress  # noqa: F401 - the shared alias, re-exported (xmp)
+
 if TYPE_CHECKING:
     from engine.store import Store
-
-Progress = Callable[[int, int], None]
 
 
 @dataclass

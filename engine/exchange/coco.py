@@ -34,23 +34,19 @@ import io
 import json
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from engine.errors import UserError
-from engine.exchange import (
-    ExportSummary,
-    ImportSummary,
-    Progress,
-    apply_import_tags,
-    ensure_classes,
-)
+from engine.exchange import ExportSummary, ImportSummary, apply_import_tags, ensure_classes
 from engine.files import write_text_atomic
 from engine.intake import canonical_path, register_files
+from engine.progress import Progress
 from engine.store.schema import SPLITS
 
 if TYPE_CHECKING:
-    from engine.store import Store
+    from engine.store import BoxRow, Store
 
 LABELS_FIELD = "labels"
 NEGATIVE_LABELS_FIELD = "negative_labels"
@@ -87,7 +83,7 @@ def load_coco(json_path: Path | str) -> Any:
 
 
 def _validate(path: Path, data: Any) -> None:
-    def fail(reason: str) -> None:
+    def fail(reason: str) -> NoReturn:
         raise UserError(f"{path} is not a usable COCO file: {reason}.")
 
     if not isinstance(data, dict):
@@ -98,9 +94,16 @@ def _validate(path: Path, data: Any) -> None:
     data.setdefault("annotations", [])
     if not isinstance(data["annotations"], list):
         fail("'annotations' is not a list")
+    category_ids = _validate_categories(data["categories"], fail)
+    image_ids = _validate_images(data["images"], category_ids, fail)
+    _validate_annotations(data["annotations"], image_ids, category_ids, fail)
+
+
+def _validate_categories(categories: list[Any], fail: Callable[[str], NoReturn]) -> set[int]:
+    """Check ids and names are unique and parents known; the category ids."""
     category_ids = set()
     names = set()
-    for k, category in enumerate(data["categories"]):
+    for k, category in enumerate(categories):
         if not isinstance(category, dict) or not isinstance(category.get("id"), int) \
                 or not isinstance(category.get("name"), str) or not category["name"].strip():
             fail(f"category #{k} needs an integer 'id' and a non-empty 'name'")
@@ -112,12 +115,18 @@ def _validate(path: Path, data: Any) -> None:
             fail(f"category name {category['name']!r} contains a comma or newline")
         category_ids.add(category["id"])
         names.add(category["name"].strip())
-    for category in data["categories"]:
+    for category in categories:
         parent = category.get(PARENT_FIELD)
         if parent is not None and (not isinstance(parent, str) or parent.strip() not in names):
             fail(f"category {category['name']!r} has an unknown parent {parent!r}")
+    return category_ids
+
+
+def _validate_images(images: list[Any], category_ids: set[int],
+                     fail: Callable[[str], NoReturn]) -> set[int]:
+    """Check ids are unique, labels name known categories and splits are known; the image ids."""
     image_ids = set()
-    for k, image in enumerate(data["images"]):
+    for k, image in enumerate(images):
         if not isinstance(image, dict) or not isinstance(image.get("id"), int) \
                 or not isinstance(image.get("file_name"), str) or not image["file_name"]:
             fail(f"image #{k} needs an integer 'id' and a 'file_name'")
@@ -135,7 +144,14 @@ def _validate(path: Path, data: Any) -> None:
         split = image.get(SPLIT_FIELD)
         if split is not None and split not in SPLITS:
             fail(f"image {image['id']}: unknown split {split!r}")
-    for k, annotation in enumerate(data["annotations"]):
+    return image_ids
+
+
+def _validate_annotations(annotations: list[Any], image_ids: set[int], category_ids: set[int],
+                          fail: Callable[[str], NoReturn]) -> None:
+    """Check each annotation names a known image and category and has a usable bbox (an
+    annotation without an id gets its position, from 1)."""
+    for k, annotation in enumerate(annotations):
         if not isinstance(annotation, dict):
             fail(f"annotation #{k} is not an object")
         annotation.setdefault("id", k + 1)
@@ -152,7 +168,7 @@ def _validate(path: Path, data: Any) -> None:
 
 
 def import_coco(store: Store, json_path: Path | str, images_dir: Path | str,
-                split: str | None = None, progress: Progress | None = None) -> ImportSummary:
+                split: str | None = None, progress: Progress = None) -> ImportSummary:
     """Import a COCO file (see the module docstring). Returns what was done."""
     if split is not None and split not in SPLITS:
         raise UserError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
@@ -163,9 +179,23 @@ def import_coco(store: Store, json_path: Path | str, images_dir: Path | str,
     images_root = images_root.resolve()
     summary = ImportSummary(source=Path(json_path))
     dataset = coco.dataset
+    found = _find_images(dataset["images"], images_root, summary)
+    class_of = _import_categories(store, dataset["categories"], summary)
+    image_row = _register_images(store, dataset["images"], found, images_root, split, progress,
+                                 summary)
+    summary.images = len(image_row)
+    decisions, boxes = _tags_and_boxes(coco, image_row, class_of)
+    apply_import_tags(store, decisions, summary)
+    store.boxes.replace_for_images(list(decisions), boxes)
+    summary.boxes = len(boxes)
+    return summary
 
+
+def _find_images(images: list[dict[str, Any]], images_root: Path,
+                 summary: ImportSummary) -> dict[int, Path]:
+    """COCO image id -> its file under `images_root`; names not found there go to `missing`."""
     found: dict[int, Path] = {}
-    for image in dataset["images"]:
+    for image in images:
         candidate = canonical_path(images_root / image["file_name"])
         if not candidate.is_relative_to(images_root):
             summary.missing.append(image["file_name"])
@@ -173,17 +203,24 @@ def import_coco(store: Store, json_path: Path | str, images_dir: Path | str,
             found[image["id"]] = candidate
         else:
             summary.missing.append(image["file_name"])
+    return found
 
-    categories = {c["id"]: c for c in dataset["categories"]}
-    parents = {c["name"].strip(): (c.get(PARENT_FIELD) or "").strip() or None
-               for c in dataset["categories"]}
-    class_ids = ensure_classes(store, [c["name"].strip() for c in dataset["categories"]],
-                               parents, summary)
-    class_of = {cid: class_ids[c["name"].strip()] for cid, c in categories.items()}
 
-    # Register files, by split when the file carries one per image.
+def _import_categories(store: Store, categories: list[dict[str, Any]],
+                       summary: ImportSummary) -> dict[int, int]:
+    """Create the categories' classes (with their parents); COCO category id -> class id."""
+    parents = {c["name"].strip(): (c.get(PARENT_FIELD) or "").strip() or None for c in categories}
+    class_ids = ensure_classes(store, [c["name"].strip() for c in categories], parents, summary)
+    return {c["id"]: class_ids[c["name"].strip()] for c in categories}
+
+
+def _register_images(store: Store, images: list[dict[str, Any]], found: dict[int, Path],
+                     images_root: Path, split: str | None, progress: Progress,
+                     summary: ImportSummary) -> dict[int, int]:
+    """Register the found files, by split when the file carries one per image; COCO image id ->
+    image row id."""
     by_split: dict[str | None, list[int]] = defaultdict(list)
-    for image in dataset["images"]:
+    for image in images:
         if image["id"] in found:
             by_split[split or image.get(SPLIT_FIELD)].append(image["id"])
     image_row: dict[int, int] = {}
@@ -193,13 +230,18 @@ def import_coco(store: Store, json_path: Path | str, images_dir: Path | str,
         summary.unreadable += report.unreadable
         for coco_id in coco_ids:
             image_row[coco_id] = report.image_ids[found[coco_id]]
-    summary.images = len(image_row)
+    return image_row
 
+
+def _tags_and_boxes(coco: Any, image_row: dict[int, int], class_of: dict[int, int]
+                    ) -> tuple[dict[int, tuple[set[int], set[int]]], list[BoxRow]]:
+    """Per registered image its (positive, negative) class ids, from the labels fields and the
+    annotations; and the annotations' non-empty boxes as ground truth."""
     from engine.store import BoxRow
 
     decisions: dict[int, tuple[set[int], set[int]]] = {}
     boxes: list[BoxRow] = []
-    for image in dataset["images"]:
+    for image in coco.dataset["images"]:
         row_id = image_row.get(image["id"])
         if row_id is None:
             continue
@@ -212,14 +254,11 @@ def import_coco(store: Store, json_path: Path | str, images_dir: Path | str,
             if bbox is not None and bbox[2] > 0 and bbox[3] > 0:
                 boxes.append(BoxRow(row_id, class_id, *(float(v) for v in bbox)))
         decisions[row_id] = (positives, negatives)
-    apply_import_tags(store, decisions, summary)
-    store.boxes.replace_for_images(list(decisions), boxes)
-    summary.boxes = len(boxes)
-    return summary
+    return decisions, boxes
 
 
 def export_coco(store: Store, out_path: Path | str,
-                progress: Progress | None = None) -> ExportSummary:
+                progress: Progress = None) -> ExportSummary:
     """Write the project's images, classes, tags and ground-truth boxes as COCO (module doc)."""
     out_path = Path(out_path).expanduser()
     images = store.images.list(include_missing=False)

@@ -25,19 +25,15 @@ import csv
 import io
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.errors import UserError
-from engine.exchange import (
-    ExportSummary,
-    ImportSummary,
-    Progress,
-    apply_import_tags,
-    ensure_classes,
-)
+from engine.exchange import ExportSummary, ImportSummary, apply_import_tags, ensure_classes
 from engine.files import write_text_atomic
 from engine.intake import canonical_path, register_files
+from engine.progress import Progress
 from engine.store.schema import SPLITS
 
 if TYPE_CHECKING:
@@ -48,7 +44,7 @@ NEGATIVE = {"0", "false", "no", "n", "negative", "neg", "-"}
 RESERVED = ("path", "split")
 
 
-def export_csv(store: Store, out_path: Path | str, progress: Progress | None = None
+def export_csv(store: Store, out_path: Path | str, progress: Progress = None
                ) -> ExportSummary:
     """Write every image present in the project, with its split and tags (module doc)."""
     out_path = Path(out_path).expanduser()
@@ -76,6 +72,27 @@ def export_csv(store: Store, out_path: Path | str, progress: Progress | None = N
 def read_csv(csv_path: Path | str) -> tuple[list[str], list[tuple[Path, str | None, dict]]]:
     """Parse and validate a tags CSV: (class names, [(absolute path, split, {class: state})])."""
     path = Path(csv_path).expanduser()
+    rows = _read_rows(path)
+    layout = _layout(path, rows[0])
+    base = path.resolve().parent
+    entries = []
+    seen: set[Path] = set()
+    for line, row in enumerate(rows[1:], start=2):
+        entries.append(_read_entry(path, line, row, layout, base, seen))
+    return [name for _, name in layout.class_columns], entries
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """The columns of a tags CSV: how many, which holds the split, which hold classes."""
+
+    width: int
+    split_column: int | None
+    class_columns: list[tuple[int, str]]       # (column, class name)
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    """The CSV's non-blank rows (at least the header); UserError when unreadable or empty."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError as exc:
@@ -90,7 +107,12 @@ def read_csv(csv_path: Path | str) -> tuple[list[str], list[tuple[Path, str | No
     rows = [row for row in rows if any(cell.strip() for cell in row)]
     if not rows:
         raise UserError(f"{path} is empty; expected a header 'path,split,<class>,...'.")
-    header = [cell.strip() for cell in rows[0]]
+    return rows
+
+
+def _layout(path: Path, header_row: list[str]) -> _Layout:
+    """Check the header ('path' first, names unique and non-empty); the columns' layout."""
+    header = [cell.strip() for cell in header_row]
     if not header or header[0].lower() != "path":
         raise UserError(f"{path}: the first column must be 'path' (header 'path,split,<class>,"
                         "...').")
@@ -104,40 +126,48 @@ def read_csv(csv_path: Path | str) -> tuple[list[str], list[tuple[Path, str | No
     for _, name in class_columns:
         if "\n" in name:
             raise UserError(f"{path}: invalid class name {name!r}.")
-    base = path.resolve().parent
-    entries = []
-    seen: set[Path] = set()
-    for line, row in enumerate(rows[1:], start=2):
-        if len(row) > len(header):
-            raise UserError(f"{path}, line {line}: {len(row)} cells for {len(header)} columns.")
-        row = row + [""] * (len(header) - len(row))
-        if not row[0].strip():
-            raise UserError(f"{path}, line {line}: the path is empty.")
-        image_path = canonical_path(base / Path(row[0].strip()).expanduser())
-        if image_path in seen:
-            raise UserError(f"{path}, line {line}: {row[0].strip()} appears twice.")
-        seen.add(image_path)
-        split = row[split_column].strip() if split_column is not None else ""
-        if split and split not in SPLITS:
-            raise UserError(f"{path}, line {line}: unknown split {split!r}; use one of "
-                            f"{', '.join(SPLITS)}.")
-        states: dict[str, str] = {}
-        for column, name in class_columns:
-            value = row[column].strip().lower()
-            if not value:
-                continue
-            if value in POSITIVE:
-                states[name] = "positive"
-            elif value in NEGATIVE:
-                states[name] = "negative"
-            else:
-                raise UserError(f"{path}, line {line}, column {name!r}: {row[column]!r} is not "
-                                "a tag value (use 1 for positive, 0 for negative, empty for none).")
-        entries.append((image_path, split or None, states))
-    return [name for _, name in class_columns], entries
+    return _Layout(len(header), split_column, class_columns)
 
 
-def import_csv(store: Store, csv_path: Path | str, progress: Progress | None = None
+def _read_entry(path: Path, line: int, row: list[str], layout: _Layout, base: Path,
+                seen: set[Path]) -> tuple[Path, str | None, dict[str, str]]:
+    """One data row: (absolute image path, split or None, {class: 'positive' | 'negative'});
+    its path is added to `seen` (a path seen before is an error)."""
+    if len(row) > layout.width:
+        raise UserError(f"{path}, line {line}: {len(row)} cells for {layout.width} columns.")
+    row = row + [""] * (layout.width - len(row))
+    if not row[0].strip():
+        raise UserError(f"{path}, line {line}: the path is empty.")
+    image_path = canonical_path(base / Path(row[0].strip()).expanduser())
+    if image_path in seen:
+        raise UserError(f"{path}, line {line}: {row[0].strip()} appears twice.")
+    seen.add(image_path)
+    split = row[layout.split_column].strip() if layout.split_column is not None else ""
+    if split and split not in SPLITS:
+        raise UserError(f"{path}, line {line}: unknown split {split!r}; use one of "
+                        f"{', '.join(SPLITS)}.")
+    return image_path, split or None, _tag_states(path, line, row, layout.class_columns)
+
+
+def _tag_states(path: Path, line: int, row: list[str],
+                class_columns: list[tuple[int, str]]) -> dict[str, str]:
+    """{class: 'positive' | 'negative'} of the row's non-empty class cells."""
+    states: dict[str, str] = {}
+    for column, name in class_columns:
+        value = row[column].strip().lower()
+        if not value:
+            continue
+        if value in POSITIVE:
+            states[name] = "positive"
+        elif value in NEGATIVE:
+            states[name] = "negative"
+        else:
+            raise UserError(f"{path}, line {line}, column {name!r}: {row[column]!r} is not "
+                            "a tag value (use 1 for positive, 0 for negative, empty for none).")
+    return states
+
+
+def import_csv(store: Store, csv_path: Path | str, progress: Progress = None
                ) -> ImportSummary:
     """Import tags (and splits) from a CSV file (module doc)."""
     class_names, entries = read_csv(csv_path)

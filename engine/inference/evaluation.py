@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +33,10 @@ import numpy as np
 
 from engine import metrics
 from engine.errors import UserError
+from engine.progress import Progress, ShouldStop
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
 EVAL_TOP_K = 20      # teacher boxes kept per class and image (after NMS) for box AP
 BoxList = Sequence[Sequence[float]]
 
@@ -127,50 +127,62 @@ def evaluate_predictions(
     names = list(class_names)
     labels = np.asarray(targets, dtype=np.float64).reshape(len(targets), len(names))
     n = labels.shape[0]
-
-    def model_report(scores: np.ndarray, classes: Sequence[str] | None) -> metrics.MultilabelReport:
-        scores = np.asarray(scores, dtype=np.float64)
-        classes = list(classes) if classes is not None else names
-        if scores.shape != (n, len(classes)):
-            raise ValueError(f"scores of shape {scores.shape} for {n} images and {len(classes)} classes")
-        column = {name: j for j, name in enumerate(classes)}
-        kept = [(column[name], k) for k, name in enumerate(names) if name in column]
-        model_cols = [j for j, _ in kept]
-        label_cols = [k for _, k in kept]
-        return metrics.multilabel_report(scores[:, model_cols], labels[:, label_cols],
-                                         threshold=threshold,
-                                         class_names=[names[k] for k in label_cols])
-
     teacher = student = None
     baselines: dict[str, float] = {}
-    has_boxes = ground_truth is not None and any(
-        any(len(boxes) for boxes in per_class.values()) for per_class in ground_truth)
-    n_box_images = sum(1 for per_class in (ground_truth or [])
-                       if any(len(boxes) for boxes in per_class.values()))
+    n_box_images = sum(1 for per_class in (ground_truth or []) if _has_boxes(per_class))
+    has_boxes = n_box_images > 0
     if teacher_scores is not None:
         corloc = box_ap = None
         if has_boxes and teacher_boxes is not None:
-            gt = {i: dict(per_class) for i, per_class in enumerate(ground_truth or []) if per_class}
-            top: dict[int, dict[str, Sequence[float]]] = {}
-            detections = []
-            for i, boxes in enumerate(teacher_boxes):
-                best: dict[str, tuple[float, Sequence[float]]] = {}
-                for cls, box, score in boxes:
-                    detections.append(metrics.Detection(i, cls, tuple(box), float(score)))
-                    if cls not in best or score > best[cls][0]:
-                        best[cls] = (float(score), box)
-                top[i] = {cls: box for cls, (_, box) in best.items()}
-            corloc = metrics.corloc(top, gt)
-            box_ap = metrics.box_ap(detections, gt, images=range(n))
-        teacher = ModelEvaluation("teacher", teacher_version or "?",
-                                  model_report(teacher_scores, teacher_classes), corloc, box_ap)
+            corloc, box_ap = _teacher_localisation(teacher_boxes, ground_truth or [], n)
+        teacher = ModelEvaluation("teacher", teacher_version or "?", _model_report(
+            teacher_scores, teacher_classes, names, labels, threshold), corloc, box_ap)
     if has_boxes and image_sizes is not None:
         baselines = trivial_corloc(ground_truth or [], image_sizes)
     if student_scores is not None:
-        student = ModelEvaluation("student", student_version or "?",
-                                  model_report(student_scores, student_classes))
+        student = ModelEvaluation("student", student_version or "?", _model_report(
+            student_scores, student_classes, names, labels, threshold))
     return EvaluationReport(split=split, n_images=n, class_names=tuple(names), teacher=teacher,
                             student=student, n_box_images=n_box_images, baselines=baselines)
+
+
+def _has_boxes(per_class: Mapping[str, BoxList]) -> bool:
+    return any(len(boxes) for boxes in per_class.values())
+
+
+def _model_report(scores: np.ndarray, classes: Sequence[str] | None, names: list[str],
+                  labels: np.ndarray, threshold: float) -> metrics.MultilabelReport:
+    """One model's multi-label report on the classes of `names` it knows (columns matched by
+    class name; `classes` None means the model's columns are `names`)."""
+    n = labels.shape[0]
+    scores = np.asarray(scores, dtype=np.float64)
+    classes = list(classes) if classes is not None else names
+    if scores.shape != (n, len(classes)):
+        raise ValueError(f"scores of shape {scores.shape} for {n} images and {len(classes)} classes")
+    column = {name: j for j, name in enumerate(classes)}
+    kept = [(column[name], k) for k, name in enumerate(names) if name in column]
+    model_cols = [j for j, _ in kept]
+    label_cols = [k for _, k in kept]
+    return metrics.multilabel_report(scores[:, model_cols], labels[:, label_cols],
+                                     threshold=threshold,
+                                     class_names=[names[k] for k in label_cols])
+
+
+def _teacher_localisation(teacher_boxes: Sequence[Sequence[tuple[str, Sequence[float], float]]],
+                          ground_truth: Sequence[Mapping[str, BoxList]], n: int
+                          ) -> tuple[metrics.CorLocResult, metrics.BoxAPResult]:
+    """CorLoc of the teacher's top box per class and image, and box AP over all its boxes."""
+    gt = {i: dict(per_class) for i, per_class in enumerate(ground_truth) if per_class}
+    top: dict[int, dict[str, Sequence[float]]] = {}
+    detections = []
+    for i, boxes in enumerate(teacher_boxes):
+        best: dict[str, tuple[float, Sequence[float]]] = {}
+        for cls, box, score in boxes:
+            detections.append(metrics.Detection(i, cls, tuple(box), float(score)))
+            if cls not in best or score > best[cls][0]:
+                best[cls] = (float(score), box)
+        top[i] = {cls: box for cls, (_, box) in best.items()}
+    return metrics.corloc(top, gt), metrics.box_ap(detections, gt, images=range(n))
 
 
 def trivial_corloc(ground_truth: Sequence[Mapping[str, BoxList]],
@@ -196,14 +208,32 @@ def trivial_corloc(ground_truth: Sequence[Mapping[str, BoxList]],
 
 def evaluate(store, split: str = "test", teacher_version: str | None = None,
              student_version: str | None = None, device: str = "auto", batch_size: int = 32,
-             threshold: float = 0.5, progress: Progress | None = None,
-             should_stop: Callable[[], bool] | None = None,
+             threshold: float = 0.5, progress: Progress = None, should_stop: ShouldStop = None,
              models: Sequence[str] = ("teacher", "student")) -> EvaluationReport:
     """Evaluate the active (or named) teacher and student on `split` (see the module docstring).
 
     Raises UserError when neither model is trained, or when the split has no tagged, readable
     image. `progress(done, total)` counts images over both models.
     """
+    runs = _runs(store, models, teacher_version, student_version)
+    matrix = store.tags.label_matrix(split=split)
+    if not matrix.image_ids:
+        raise UserError(f"The {split} split has no tagged, readable images to evaluate on.")
+    images = {image.id: image for image in store.images.list(split=split)}
+    sizes = [(images[i].width, images[i].height) if i in images and images[i].width else None
+             for i in matrix.image_ids]
+    ground_truth = _ground_truth(store, matrix.image_ids)
+    predictions = _predictions(store, runs, matrix.paths, sizes, device, batch_size, progress,
+                               should_stop)
+    return evaluate_predictions(matrix.class_names, matrix.labels, split=split,
+                                ground_truth=ground_truth, image_sizes=sizes, threshold=threshold,
+                                **predictions)
+
+
+def _runs(store, models: Sequence[str], teacher_version: str | None,
+          student_version: str | None) -> dict[str, Any]:
+    """stage -> the run to evaluate (the named version, else the active one); UserError when
+    there is none."""
     from engine.models.registry import resolve_run
     from engine.store.versions import active_run
 
@@ -220,10 +250,29 @@ def evaluate(store, split: str = "test", teacher_version: str | None = None,
     if not runs:
         raise UserError("This project has no trained model yet; train one first with "
                         "`mlic train --stage all`.")
-    matrix = store.tags.label_matrix(split=split)
-    if not matrix.image_ids:
-        raise UserError(f"The {split} split has no tagged, readable images to evaluate on.")
-    n = len(matrix.image_ids)
+    return runs
+
+
+def _ground_truth(store, image_ids: Sequence[int]) -> list[dict[str, list[list[float]]]]:
+    """Per image: class name -> its ground-truth boxes [x, y, w, h] (`store.boxes`)."""
+    class_by_id = {c.id: c.name for c in store.classes.list()}
+    gt_rows = store.boxes.for_images(image_ids)
+    ground_truth: list[dict[str, list[list[float]]]] = []
+    for image_id in image_ids:
+        per_class: dict[str, list[list[float]]] = {}
+        for box in gt_rows.get(image_id, []):
+            per_class.setdefault(class_by_id.get(box.class_id, str(box.class_id)), []).append(
+                [box.x, box.y, box.w, box.h])
+        ground_truth.append(per_class)
+    return ground_truth
+
+
+def _predictions(store, runs: dict[str, Any], paths: Sequence[Path],
+                 sizes: Sequence[tuple[int, int] | None], device: str, batch_size: int,
+                 progress: Progress, should_stop: ShouldStop) -> dict[str, Any]:
+    """The models' predictions as keyword arguments of `evaluate_predictions`; `progress`
+    counts images over both models."""
+    n = len(paths)
     total = n * len(runs)
     offset = 0
 
@@ -231,34 +280,19 @@ def evaluate(store, split: str = "test", teacher_version: str | None = None,
         if progress is not None:
             progress(offset + done, total)
 
-    images = {image.id: image for image in store.images.list(split=split)}
-    sizes = [(images[i].width, images[i].height) if i in images and images[i].width else None
-             for i in matrix.image_ids]
-    class_by_id = {c.id: c.name for c in store.classes.list()}
-    gt_rows = store.boxes.for_images(matrix.image_ids)
-    ground_truth: list[dict[str, list[list[float]]]] = []
-    for image_id in matrix.image_ids:
-        per_class: dict[str, list[list[float]]] = {}
-        for box in gt_rows.get(image_id, []):
-            per_class.setdefault(class_by_id.get(box.class_id, str(box.class_id)), []).append(
-                [box.x, box.y, box.w, box.h])
-        ground_truth.append(per_class)
-
     kwargs: dict[str, Any] = {}
     if "teacher" in runs:
-        scores, names, boxes = _teacher_predictions(store, matrix.paths, runs["teacher"], device,
+        scores, names, boxes = _teacher_predictions(store, paths, runs["teacher"], device,
                                                     step, should_stop)
         kwargs.update(teacher_version=runs["teacher"].model_version, teacher_scores=scores,
                       teacher_classes=names, teacher_boxes=boxes)
         offset += n
     if "student" in runs:
-        scores = _student_predictions(store, matrix.paths, sizes, runs["student"], device,
+        scores = _student_predictions(store, paths, sizes, runs["student"], device,
                                       batch_size, step, should_stop)
         kwargs.update(student_version=runs["student"].model_version, student_scores=scores,
                       student_classes=list(runs["student"].class_names))
-    return evaluate_predictions(matrix.class_names, matrix.labels, split=split,
-                                ground_truth=ground_truth, image_sizes=sizes, threshold=threshold,
-                                **kwargs)
+    return kwargs
 
 
 def _student_predictions(store, paths: Sequence[Path], sizes: Sequence[tuple[int, int] | None],

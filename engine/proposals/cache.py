@@ -115,8 +115,25 @@ def compute_proposals(jobs: Sequence[ProposalJob], source: ProposalSource, cache
     unique: dict[str, ProposalJob] = {}
     for job in jobs:
         unique.setdefault(job.digest, job)
-    total = len(unique)
     result = ProposalBatch({}, {}, 0, 0)
+    missing = _read_cached(unique, source, cache, result)
+    collector = _Collector(result, len(unique), progress, done=result.cache_hits)
+    if progress is not None:
+        progress(collector.done, collector.total)
+    workers = default_workers() if workers is None else max(1, workers)
+    if workers == 1 or len(missing) <= 2:
+        for job in missing:
+            if should_stop is not None and should_stop():
+                break
+            collector.add(_work(source, str(cache.root), job))
+    else:
+        _compute_in_processes(missing, source, str(cache.root), workers, collector, should_stop)
+    return result
+
+
+def _read_cached(unique: dict[str, ProposalJob], source: ProposalSource, cache: ProposalCache,
+                 result: ProposalBatch) -> list[ProposalJob]:
+    """Put the cached proposals into `result` (counting the hits); the jobs that missed."""
     missing: list[ProposalJob] = []
     for digest, job in unique.items():
         cached = cache.get(source, digest)
@@ -125,49 +142,54 @@ def compute_proposals(jobs: Sequence[ProposalJob], source: ProposalSource, cache
         else:
             result.proposals[digest] = cached
     result.cache_hits = len(result.proposals)
-    done = result.cache_hits
-    if progress is not None:
-        progress(done, total)
+    return missing
 
-    def collect(item: tuple[str, Proposals | None, str | None]) -> None:
-        nonlocal done
+
+@dataclass
+class _Collector:
+    """Adds each finished job to the batch and reports progress."""
+
+    result: ProposalBatch
+    total: int
+    progress: Callable[[int, int], None] | None
+    done: int = 0
+
+    def add(self, item: tuple[str, Proposals | None, str | None]) -> None:
         digest, proposals, reason = item
         if proposals is None:
-            result.failed[digest] = reason or "unreadable"
+            self.result.failed[digest] = reason or "unreadable"
         else:
-            result.proposals[digest] = proposals
-            result.computed += 1
-        done += 1
-        if progress is not None:
-            progress(done, total)
+            self.result.proposals[digest] = proposals
+            self.result.computed += 1
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
 
-    workers = default_workers() if workers is None else max(1, workers)
-    if workers == 1 or len(missing) <= 2:
-        for job in missing:
-            if should_stop is not None and should_stop():
-                break
-            collect(_work(source, str(cache.root), job))
-        return result
 
+def _compute_in_processes(missing: list[ProposalJob], source: ProposalSource, cache_root: str,
+                          workers: int, collector: _Collector,
+                          should_stop: Callable[[], bool] | None) -> None:
+    """Run the jobs in worker processes, ~2 per worker in flight; on `should_stop()` the jobs
+    not started are cancelled."""
     # 'spawn': safe from a multi-threaded parent (the GUI, torch's thread pools)
     with ProcessPoolExecutor(max_workers=min(workers, len(missing)), mp_context=get_context("spawn"),
                              initializer=_init_worker) as pool:
-        pending = set()
         queue = iter(missing)
-        for job in queue:                               # keep ~2 jobs per worker in flight
-            pending.add(pool.submit(_work, source, str(cache.root), job))
-            if len(pending) >= 2 * workers:
-                break
+
+        def top_up(pending: set) -> set:
+            for job in queue:
+                pending.add(pool.submit(_work, source, cache_root, job))
+                if len(pending) >= 2 * workers:
+                    break
+            return pending
+
+        pending = top_up(set())
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                collect(future.result())
+                collector.add(future.result())
             if should_stop is not None and should_stop():
                 for future in pending:
                     future.cancel()
                 break
-            for job in queue:
-                pending.add(pool.submit(_work, source, str(cache.root), job))
-                if len(pending) >= 2 * workers:
-                    break
-    return result
+            pending = top_up(pending)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +38,7 @@ import numpy as np
 
 from engine.errors import UserError
 from engine.files import atomic_output
+from engine.progress import Progress, ShouldStop
 from engine.review.splits import split_key
 
 if TYPE_CHECKING:
@@ -45,8 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None] | None
-ShouldStop = Callable[[], bool] | None
 FEATURE_SOURCES = ("imagenet", "student")
 
 

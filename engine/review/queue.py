@@ -221,62 +221,122 @@ def review_queue(store: Store, order: str, image_ids: Sequence[int] | None = Non
     if not ids:
         return ReviewQueue(order, [], note="Nothing to review.")
     images = {image.id: image for image in store.images.list()}
-    tie_keys = [split_key(images[i].content_hash if i in images else None, i, seed) for i in ids]
     version = model_version or active_version(store, "student")
-    classes = store.classes.list()
-    names = [c.name for c in classes]
-    priority = np.full(len(ids), -np.inf)
-    reasons = [""] * len(ids)
-    note = ""
-    teacher = None
-
-    if order == "random":
-        priority = np.zeros(len(ids))
-    elif order == "unreviewed":
-        priority = np.array([0.0 if i in reviewed else 1.0 for i in ids])
-        tie_keys = list(ids)                                   # oldest (lowest id) first
-        reasons = ["reviewed" if i in reviewed else "not reviewed yet" for i in ids]
-    elif order == "uncertain":
-        if ensure_scores and version is not None:
-            ensure_suggestions(store, ids, version, device, progress, should_stop)
-        table = _need_scores(store, ids, version)
-        thresholds = [c.threshold for c in classes]
-        priority, best = uncertainty_priority(table.scores, thresholds)
-        for n, (p, k) in enumerate(zip(priority, best)):
-            if np.isfinite(p):
-                reasons[n] = (f"{names[k]}: {table.scores[n, k]:.2f} vs threshold "
-                              f"{thresholds[k]:.2f}")
-    elif order == "disagreement":
-        if ensure_scores and version is not None:
-            ensure_suggestions(store, ids, version, device, progress, should_stop)
-        table = _need_scores(store, ids, version)
-        teacher = teacher_version or active_version(store, "teacher")
-        if teacher is None:
-            raise UserError("This project has no trained teacher to compare the student with.")
-        if ensure_scores:
-            ensure_teacher_scores(store, ids, teacher, device, progress, should_stop)
-        other = teacher_table(store, ids, teacher)
-        priority, best = disagreement_priority(table.scores, other.scores)
-        for n, (p, k) in enumerate(zip(priority, best)):
-            if np.isfinite(p):
-                reasons[n] = (f"{names[k]}: student {table.scores[n, k]:.2f}, "
-                              f"teacher {other.scores[n, k]:.2f}")
-    elif order == "mistakes":
-        if out_of_fold is None:
-            from engine.review.label_issues import out_of_fold_predictions
-
-            out_of_fold = out_of_fold_predictions(store, model_version=version, device=device,
-                                                  progress=progress, should_stop=should_stop)
-        priority, reasons, note = _mistake_priorities(store, ids, out_of_fold, names)
-    if order == "uncertain":     # the student's training images against the rest, in proportion
-        learnt = [i in images and images[i].split == "train" for i in ids]
-        entries_order = proportional_order(priority, learnt, tie_keys)
-    else:
-        entries_order = order_by_priority(priority, tie_keys)
-    entries = [QueueEntry(ids[n], float(priority[n]), reasons[n]) for n in entries_order]
+    scoring = _Scoring(store, ids, version, store.classes.list(), ensure_scores, device, progress,
+                       should_stop)
+    ranking = _rank(order, scoring, reviewed, teacher_version, out_of_fold)
+    entries = [QueueEntry(ids[n], float(ranking.priority[n]), ranking.reasons[n])
+               for n in _entry_order(order, ids, images, ranking.priority, seed)]
     if limit is not None:
         entries = entries[:limit]
-    return ReviewQueue(order, entries, version, teacher, note)
+    return ReviewQueue(order, entries, version, ranking.teacher, ranking.note)
+
+
+@dataclass(frozen=True)
+class _Scoring:
+    """What the orders share: the images to rank, the student version, the classes, and how to
+    run the models when `ensure_scores` asks for missing scores."""
+
+    store: Store
+    ids: list[int]
+    version: str | None
+    classes: list
+    ensure_scores: bool
+    device: str
+    progress: Progress
+    should_stop: ShouldStop
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    def student_table(self) -> ScoreTable:
+        """The student's stored scores of the images (computed first with `ensure_scores`)."""
+        if self.ensure_scores and self.version is not None:
+            ensure_suggestions(self.store, self.ids, self.version, self.device, self.progress,
+                               self.should_stop)
+        return _need_scores(self.store, self.ids, self.version)
+
+
+@dataclass(frozen=True)
+class _Ranking:
+    """Priority and reason per image (in the order of the ids), a note, the teacher compared."""
+
+    priority: np.ndarray
+    reasons: list[str]
+    note: str = ""
+    teacher: str | None = None
+
+
+def _rank(order: str, scoring: _Scoring, reviewed: set[int], teacher_version: str | None,
+          out_of_fold: OutOfFold | None) -> _Ranking:
+    ids = scoring.ids
+    if order == "random":
+        return _Ranking(np.zeros(len(ids)), [""] * len(ids))
+    if order == "unreviewed":
+        return _Ranking(np.array([0.0 if i in reviewed else 1.0 for i in ids]),
+                        ["reviewed" if i in reviewed else "not reviewed yet" for i in ids])
+    if order == "uncertain":
+        return _uncertain_ranking(scoring)
+    if order == "disagreement":
+        return _disagreement_ranking(scoring, teacher_version)
+    return _mistakes_ranking(scoring, out_of_fold)
+
+
+def _uncertain_ranking(scoring: _Scoring) -> _Ranking:
+    table = scoring.student_table()
+    names = scoring.names
+    thresholds = [c.threshold for c in scoring.classes]
+    priority, best = uncertainty_priority(table.scores, thresholds)
+    reasons = [""] * len(scoring.ids)
+    for n, (p, k) in enumerate(zip(priority, best)):
+        if np.isfinite(p):
+            reasons[n] = f"{names[k]}: {table.scores[n, k]:.2f} vs threshold {thresholds[k]:.2f}"
+    return _Ranking(priority, reasons)
+
+
+def _disagreement_ranking(scoring: _Scoring, teacher_version: str | None) -> _Ranking:
+    store, ids = scoring.store, scoring.ids
+    table = scoring.student_table()
+    teacher = teacher_version or active_version(store, "teacher")
+    if teacher is None:
+        raise UserError("This project has no trained teacher to compare the student with.")
+    if scoring.ensure_scores:
+        ensure_teacher_scores(store, ids, teacher, scoring.device, scoring.progress,
+                              scoring.should_stop)
+    other = teacher_table(store, ids, teacher)
+    priority, best = disagreement_priority(table.scores, other.scores)
+    names = scoring.names
+    reasons = [""] * len(ids)
+    for n, (p, k) in enumerate(zip(priority, best)):
+        if np.isfinite(p):
+            reasons[n] = (f"{names[k]}: student {table.scores[n, k]:.2f}, "
+                          f"teacher {other.scores[n, k]:.2f}")
+    return _Ranking(priority, reasons, teacher=teacher)
+
+
+def _mistakes_ranking(scoring: _Scoring, out_of_fold: OutOfFold | None) -> _Ranking:
+    if out_of_fold is None:
+        from engine.review.label_issues import out_of_fold_predictions
+
+        out_of_fold = out_of_fold_predictions(
+            scoring.store, model_version=scoring.version, device=scoring.device,
+            progress=scoring.progress, should_stop=scoring.should_stop)
+    priority, reasons, note = _mistake_priorities(scoring.store, scoring.ids, out_of_fold,
+                                                  scoring.names)
+    return _Ranking(priority, reasons, note)
+
+
+def _entry_order(order: str, ids: Sequence[int], images: dict, priority: np.ndarray,
+                 seed: int) -> np.ndarray:
+    """Indices into `ids` in queue order: by priority, ties by a seeded key per image."""
+    if order == "unreviewed":
+        return order_by_priority(priority, list(ids))            # oldest (lowest id) first
+    tie_keys = [split_key(images[i].content_hash if i in images else None, i, seed) for i in ids]
+    if order == "uncertain":     # the student's training images against the rest, in proportion
+        learnt = [i in images and images[i].split == "train" for i in ids]
+        return proportional_order(priority, learnt, tie_keys)
+    return order_by_priority(priority, tie_keys)
 
 
 def _need_scores(store: Store, ids: Sequence[int], version: str | None) -> ScoreTable:

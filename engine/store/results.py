@@ -181,14 +181,6 @@ class GroundTruthRepository:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
 
-    def add_many(self, boxes: Sequence[BoxRow]) -> None:
-        if not boxes:
-            return
-        with self._sessions.begin() as session:
-            session.execute(insert(GroundTruthBox), [
-                {"image_id": b.image_id, "class_id": b.class_id, "x": b.x, "y": b.y, "w": b.w, "h": b.h}
-                for b in boxes])
-
     def for_images(self, image_ids: Iterable[int]) -> dict[int, list[GroundTruthBox]]:
         ids = list(image_ids)
         result: dict[int, list[GroundTruthBox]] = {image_id: [] for image_id in ids}
@@ -212,13 +204,6 @@ class GroundTruthRepository:
     def all(self) -> list[GroundTruthBox]:
         with self._sessions() as session:
             return list(session.scalars(select(GroundTruthBox).order_by(GroundTruthBox.id)))
-
-    def replace_for_image(self, image_id: int, boxes: Sequence[BoxRow]) -> None:
-        with self._sessions.begin() as session:
-            session.execute(delete(GroundTruthBox).where(GroundTruthBox.image_id == image_id))
-            for b in boxes:
-                session.add(GroundTruthBox(image_id=image_id, class_id=b.class_id,
-                                           x=b.x, y=b.y, w=b.w, h=b.h))
 
 
 class SettingRepository:
