@@ -80,7 +80,7 @@ def capture_screen(app: QApplication, target: Path) -> None:
 def pick_review_image(project: Path) -> int | None:
     """An image whose best pending suggestion is backed by a strong teacher region of its class
     (the case the review view is for), preferring images with several objects."""
-    from engine import gallery_query as gq
+    from engine.store import queries as gq
     from engine.store import Store
 
     store = Store.open(project)

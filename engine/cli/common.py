@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
     from engine.store import Store
 
-Progress = Callable[[int, int], None]
 
 
 def existing_folder(argument: str | Path) -> Path:
@@ -39,7 +38,7 @@ def output_file(argument: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, unit: str = "img") -> Iterator[Progress]:
+def progress_bar(description: str, unit: str = "img") -> Iterator[Callable[[int, int], None]]:
     """A `progress(done, total)` callable drawing a tqdm bar on stderr (only on a terminal; the bar
     is created on the first call, so nothing is drawn when nothing runs)."""
     bar = None

@@ -9,9 +9,10 @@ from engine.cli.common import existing_folder, output_file, print_skipped, progr
 from engine.errors import UserError
 from engine.files import write_json_atomic
 
+DEFAULT_TOP_K = 5      # the command's default; the engine takes any K (detect_images(top_k=...))
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from engine.inference.detect import DEFAULT_TOP_K
 
     parser = subparsers.add_parser(
         "detect", help="run the teacher on every image under a folder, write its regions as JSON",

@@ -39,7 +39,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from engine.errors import UserError
-from engine.exchange import ExportSummary, ImportSummary, apply_import_tags, ensure_classes
+from engine.exchange import (
+    ExportSummary,
+    ImportSummary,
+    apply_import_tags,
+    ensure_classes,
+)
 from engine.files import write_text_atomic
 from engine.intake import canonical_path, register_files
 from engine.progress import Progress

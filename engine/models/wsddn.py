@@ -1,6 +1,6 @@
 """The teacher: WSDDN (Bilen & Vedaldi, CVPR 2016) with OICR refinement (Tang et al., CVPR 2017).
 
-Pipeline for one image with R proposals and K classes (see ../shared/method.md):
+Pipeline for one image with R proposals and K classes (Bilen & Vedaldi, CVPR 2016; OICR: Tang et al., CVPR 2017):
 
     conv map  = backbone(image)                          (1, C, H/16, W/16)
     pooled_r  = RoIAlign(conv map, box_r) * e_r           (R, C, 7, 7)   e_r: proposal score or 1

@@ -110,3 +110,13 @@ def test_every_module_says_what_it_owns():
     missing = [str(path.relative_to(ROOT)) for path in _sources()
                if path.stat().st_size and ast.get_docstring(ast.parse(path.read_text())) is None]
     assert missing == []
+
+
+def test_the_command_line_starts_without_torch():
+    """Building the parser (every `mlic` command, `--version` included) must not import torch:
+    commands import it inside their handlers, only when they run a model."""
+    code = ("import sys; from engine.cli.main import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'torchvision', 'cv2') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.strip() == "[]"

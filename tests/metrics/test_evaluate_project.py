@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine import metrics
-from engine.cli import main
+from engine.cli.main import main
 from engine.inference.detect import detect_paths
 from engine.inference.evaluation import evaluate
 from engine.inference.tagging import tag_paths

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.cli import main
+from engine.cli.main import main
 from engine.datasets.student import decode_size, prepare_file, student_input
 from engine.images import load_rgb, probe_image
 from engine.inference.tagging import tag_paths, write_predictions_csv

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from engine.cli import main
+from engine.cli.main import main
 from engine.errors import UserError
 from engine.inference.detect import detect_paths, select_regions
 from engine.store.versions import active_run
