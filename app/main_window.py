@@ -18,7 +18,6 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer
 from PySide6.QtWidgets import (
-    QApplication,
     QDockWidget,
     QFileDialog,
     QMainWindow,
@@ -472,10 +471,3 @@ class MainWindow(QMainWindow):
         self.workers.shutdown()          # queued writes finish before the store closes
         super().closeEvent(event)
 
-
-def set_theme(window: MainWindow, theme: str) -> None:
-    from app.style import apply_style
-
-    window.settings.setValue("theme", theme)
-    apply_style(QApplication.instance(), theme)
-    QTimer.singleShot(0, window.gallery.viewport().update)

@@ -6,12 +6,13 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMenu
 
 from app.actions import new_action
 from app.icons import icon
-from app.style import THEMES
+from app.style import THEMES, switch_theme
 
 
 class WindowActions:
@@ -201,6 +202,5 @@ def _set_thumb_size(window, name: str, _checked: bool = True) -> None:
 
 
 def _set_theme(window, name: str, _checked: bool = True) -> None:
-    from app.main_window import set_theme
-
-    set_theme(window, name)
+    switch_theme(window.settings, name)
+    QTimer.singleShot(0, window.gallery.viewport().update)
