@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import dialogs
+from app.jobs import JobSlot
 from app.state import ProjectState
 from app.style import style_plot
 from engine.review import auto_accept, thresholds
@@ -174,7 +175,10 @@ class ReviewPanel(QWidget):
         super().__init__(parent)
         self.state = state
         self.workers = state.workers
-        self.job = None
+        self.jobs = JobSlot(self.workers, parent=self)
+        self.jobs.progress.connect(self._on_progress)
+        self.jobs.failed.connect(self._failed)
+        self.jobs.busy_changed.connect(self._busy_changed)
         self.queue = None
         self.calibration = None
         self.rounds: list = []
@@ -533,23 +537,23 @@ class ReviewPanel(QWidget):
                                            self.refresh()))
 
     # ------------------------------------------------------------------------------- jobs
+    @property
+    def job(self):
+        """The running review job (queue, calibration, auto-accept, evaluation), or None."""
+        return self.jobs.job
+
     def _start_job(self, title: str, fn, *args, on_done) -> None:
-        if self.job is not None:
+        if self.jobs.busy:
             self.status.setText("Wait for the running review job to finish.")
             return
         try:
-            self.job = self.workers.start_job(title, fn, *args, gpu=True, on_done=on_done,
-                                              on_error=self._failed)
+            self.jobs.start(title, fn, *args, on_done=on_done)
         except Exception as exc:  # noqa: BLE001 - e.g. no project open: shown, never raised
             dialogs.show_error(self, exc, "Review")
             return
-        self.job.progress.connect(self._on_progress)
-        self.job.ended.connect(self._job_ended)
         self.progress.setRange(0, 0)
         self.progress.setVisible(True)
         self.status.setText(f"{title}…")
-        for button in self._job_buttons():
-            button.setEnabled(False)
 
     def _job_buttons(self) -> list[QPushButton]:
         return [self.build_button, self.calibrate_button, self.accept_button,
@@ -560,17 +564,16 @@ class ReviewPanel(QWidget):
             self.progress.setRange(0, total)
             self.progress.setValue(done)
 
-    def _job_ended(self) -> None:
-        self.job = None
-        self.progress.setVisible(False)
-        if self.status.text().endswith("…"):
-            self.status.setText("")
+    def _busy_changed(self, busy: bool) -> None:
         for button in self._job_buttons():
-            button.setEnabled(True)
+            button.setEnabled(not busy)
+        if not busy:
+            self.progress.setVisible(False)
+            if self.status.text().endswith("…"):
+                self.status.setText("")
 
     def cancel(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
+        self.jobs.cancel()
 
     def _failed(self, exc: BaseException) -> None:
         self.status.setText("")

@@ -1,9 +1,10 @@
 """The training panel: train the teacher, the student or both from the GUI.
 
 Choose the stage, backbones, epochs, image sizes and device, then Start. The round runs as a job on
-the app's GPU lane (`app.workers`), through `engine.review.rounds.train_round`: unassigned tagged images
-get a stratified split, the round warm-starts from the previous one when the class list is the
-same, trains, and is evaluated on the validation split. The GUI thread only receives signals:
+the app's GPU lane (an `app.jobs.JobSlot`), through `engine.review.rounds.train_round`: unassigned
+tagged images get a stratified split, the round warm-starts from the previous one when the class
+list is the same, trains, and is evaluated on the validation split. The GUI thread only receives
+signals:
 
 - a progress bar with the ETA of the current stage, and the trainer's messages;
 - live pyqtgraph curves of each loss and of the validation mAP, one point per epoch;
@@ -43,6 +44,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import dialogs
+from app.jobs import JobSlot
 from app.state import ProjectState
 from app.style import style_plot
 from engine.training.api import (
@@ -110,7 +112,12 @@ class TrainingPanel(QWidget):
         super().__init__(parent)
         self.state = state
         self.workers = state.workers
-        self.job = None
+        self.jobs = JobSlot(self.workers, parent=self)
+        self.jobs.progress.connect(self._on_progress)
+        self.jobs.finished.connect(self._finished)
+        self.jobs.failed.connect(self._failed)
+        self.jobs.cancelled.connect(self._cancelled)
+        self.jobs.busy_changed.connect(self._set_running)
         self._bridge = _Bridge(self)
         self._bridge.epoch.connect(self._on_epoch)
         self._bridge.stage.connect(self._on_stage)
@@ -324,7 +331,7 @@ class TrainingPanel(QWidget):
     # ---------------------------------------------------------------------------- running
     @property
     def running(self) -> bool:
-        return self.job is not None
+        return self.jobs.busy
 
     def start(self, config: TrainConfig | None = None, resume: bool = False) -> None:
         """Start a round (the form's settings unless `config` is given)."""
@@ -335,25 +342,19 @@ class TrainingPanel(QWidget):
             if resume:
                 from dataclasses import replace
                 config = replace(config, resume=True)
-            self.job = self.workers.start_job(
-                f"Training ({config.stage})", _train_job, config, self.warm_start.isChecked(),
-                self._bridge, gpu=True, on_done=self._finished, on_error=self._failed)
+            self.jobs.start(f"Training ({config.stage})", _train_job, config,
+                            self.warm_start.isChecked(), self._bridge)
         except Exception as exc:  # noqa: BLE001 - a bad setting is shown, never raised
-            self.job = None
             dialogs.show_error(self, exc, "Training")
             return
-        self.job.progress.connect(self._on_progress)
-        self.job.cancelled.connect(self._cancelled)
-        self.job.ended.connect(self._ended)
         self._clear_curves()
         self.progress.setRange(0, 0)
         self.status.setText("Preparing…")
-        self._set_running(True)
         self.training_started.emit()
 
     def cancel(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
+        if self.running:
+            self.jobs.cancel()
             self.status.setText("Cancelling after the current batch; the checkpoint is kept…")
             self.cancel_button.setEnabled(False)
 
@@ -438,10 +439,6 @@ class TrainingPanel(QWidget):
         self.refresh_history()
         self.training_failed.emit(exc)
         dialogs.show_error(self, exc, "Training")
-
-    def _ended(self) -> None:
-        self.job = None
-        self._set_running(False)
 
     # ------------------------------------------------------------------------ history
     def refresh_history(self, select_last: bool = False) -> None:
