@@ -67,4 +67,6 @@ class ReviewJobs(JobSlot):
 
 def figure_text(value: float | None) -> str:
     """A precision, recall, F1 or mAP as shown in the tables ('' when not measured)."""
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.3f}"
