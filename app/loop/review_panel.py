@@ -81,10 +81,6 @@ class ReviewPanel(QWidget):
         return self.rounds_tab.rounds
 
     @property
-    def versions(self) -> list:
-        return self.rounds_tab.versions
-
-    @property
     def tag_bars(self):
         return self.rounds_tab.tag_bars
 
@@ -98,31 +94,16 @@ class ReviewPanel(QWidget):
     def calibrate(self) -> None:
         self.thresholds_tab.calibrate()
 
-    def set_threshold(self, class_id: int, value: float) -> None:
-        self.thresholds_tab.set_threshold(class_id, value)
-
     def run_auto_accept(self) -> None:
         self.thresholds_tab.run_auto_accept()
 
     def rollback_selected(self) -> None:
         self.rounds_tab.rollback_selected()
 
-    def rollback(self, version: str) -> None:
-        self.rounds_tab.rollback(version)
-
-    def evaluate_missing(self) -> None:
-        self.rounds_tab.evaluate_missing()
-
     def refresh(self) -> None:
         """Reload rounds, versions and thresholds (after training, rollback, project switch)."""
         self.rounds_tab.refresh_rounds()
         self.thresholds_tab.refresh_thresholds()
-
-    def refresh_thresholds(self) -> None:
-        self.thresholds_tab.refresh_thresholds()
-
-    def cancel(self) -> None:
-        self.jobs.cancel()
 
     # ------------------------------------------------------------------------------ settings
     def save_settings(self, settings: QSettings) -> None:

@@ -406,15 +406,8 @@ class TrainingPanel(QWidget):
                         on_done=lambda runs: self.charts.fill_history(runs, select_last))
 
     def _run_selected(self, run) -> None:
-        if not self.running:
-            self.show_run(run)
-
-    def show_run(self, run) -> None:
-        """Plot a stored run: its per-epoch curves and per-class AP."""
-        self.charts.show_run(run)
-
-    def show_per_class_ap(self, values: dict[str, float]) -> None:
-        self.charts.show_per_class_ap(values)
+        if not self.running:               # the curves show the run in progress
+            self.charts.show_run(run)
 
 
 def _duration(seconds: float) -> str:
