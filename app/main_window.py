@@ -18,7 +18,6 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer
 from PySide6.QtWidgets import (
-    QApplication,
     QDockWidget,
     QFileDialog,
     QMainWindow,
@@ -28,17 +27,17 @@ from PySide6.QtWidgets import (
 )
 
 from app import dialogs, project_jobs
-from app.classes_dialog import ClassesDialog
 from app.gallery.delegate import GalleryDelegate
 from app.gallery.filters import FilterBar
 from app.gallery.model import GalleryModel
 from app.gallery.view import GalleryView
-from app.history_view import HistoryView
 from app.menus import build_menus
+from app.panels.classes_dialog import ClassesDialog
+from app.panels.history_view import HistoryView
+from app.panels.status_bar import StatusBar
+from app.panels.tag_panel import TagPanel
 from app.shortcuts import ShortcutSheet, sheet_html
 from app.state import ProjectState
-from app.status_bar import StatusBar
-from app.tag_panel import TagPanel
 from app.thumbnails import ThumbnailCache
 from app.undo import TagEditCommand, toggle_plan
 from app.viewer.panel import ViewerPanel
@@ -136,7 +135,7 @@ class MainWindow(QMainWindow):
     def _add_extension_docks(self) -> None:
         """Docks of other features (training panel, batch tagging, review queue) are created here,
         each with `self.add_dock(Widget(self.state, self.workers, ...), "Title")`."""
-        from app.loop_docks import LoopDocks
+        from app.loop.docks import LoopDocks
 
         self._loop_docks = LoopDocks(self)     # Training and Review docks, Model menu
 
@@ -472,10 +471,3 @@ class MainWindow(QMainWindow):
         self.workers.shutdown()          # queued writes finish before the store closes
         super().closeEvent(event)
 
-
-def set_theme(window: MainWindow, theme: str) -> None:
-    from app.style import apply_style
-
-    window.settings.setValue("theme", theme)
-    apply_style(QApplication.instance(), theme)
-    QTimer.singleShot(0, window.gallery.viewport().update)

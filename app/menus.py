@@ -6,12 +6,13 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMenu
 
 from app.actions import new_action
 from app.icons import icon
-from app.style import THEMES
+from app.style import THEMES, switch_theme
 
 
 class WindowActions:
@@ -53,12 +54,20 @@ class WindowActions:
 
 
 def build_menus(window) -> WindowActions:
+    """The window's menus (File, Edit, Review, View, Help) and tool bar; returns their actions."""
     acts = WindowActions(window)
     bar = window.menuBar()
-    undo_stack = window.state.undo_stack
+    named = {}
+    named.update(_file_menu(window, bar.addMenu("&File"), acts))
+    named.update(_edit_menu(window, bar.addMenu("&Edit"), acts))
+    named.update(_review_menu(window, bar.addMenu("&Review"), acts))
+    named.update(_view_menu(window, bar.addMenu("&View"), acts))
+    named.update(_help_menu(window, bar.addMenu("&Help"), acts))
+    acts.toolbar = _tool_bar(window, named)
+    return acts
 
-    # File
-    file_menu = bar.addMenu("&File")
+
+def _file_menu(window, menu: QMenu, acts: WindowActions) -> dict:
     new_project = new_action(window, "&New Project…", window.new_project, "Ctrl+Shift+N",
                              "Create a project in an empty folder")
     open_project = new_action(window, "&Open Project…", window.choose_project,
@@ -69,17 +78,19 @@ def build_menus(window) -> WindowActions:
                       tip="Generate synthetic demo images with tags and add them")
     quit_action = new_action(window, "&Quit", window.close, QKeySequence.StandardKey.Quit,
                              "Quit (every edit is already saved)")
-    file_menu.addActions([new_project, open_project])
-    acts.recent_menu = file_menu.addMenu("Open &Recent")
+    menu.addActions([new_project, open_project])
+    acts.recent_menu = menu.addMenu("Open &Recent")
     acts.refresh_recent()
-    file_menu.addSeparator()
-    file_menu.addActions([add_folder, demo])
-    file_menu.addSeparator()
-    file_menu.addAction(quit_action)
+    menu.addSeparator()
+    menu.addActions([add_folder, demo])
+    menu.addSeparator()
+    menu.addAction(quit_action)
     acts.group("Project", new_project, open_project, add_folder, quit_action)
+    return {"folder-add": add_folder}
 
-    # Edit
-    edit_menu = bar.addMenu("&Edit")
+
+def _edit_menu(window, menu: QMenu, acts: WindowActions) -> dict:
+    undo_stack = window.state.undo_stack
     undo = undo_stack.createUndoAction(window, "&Undo")
     undo.setShortcuts(QKeySequence.keyBindings(QKeySequence.StandardKey.Undo))
     undo.setToolTip("Undo the last edit (bulk edits undo in one step)")
@@ -94,15 +105,16 @@ def build_menus(window) -> WindowActions:
                          "Ctrl+T", "Add a tag to every selected image (one undo step)")
     classes = new_action(window, "&Classes…", window.show_classes, "Ctrl+K",
                          "Add, rename, merge, delete classes; colours, keys and thresholds")
-    edit_menu.addActions([undo, redo])
-    edit_menu.addSeparator()
-    edit_menu.addActions([select_all, add_tag])
-    edit_menu.addSeparator()
-    edit_menu.addAction(classes)
+    menu.addActions([undo, redo])
+    menu.addSeparator()
+    menu.addActions([select_all, add_tag])
+    menu.addSeparator()
+    menu.addAction(classes)
     acts.group("Editing", undo, redo, select_all, add_tag, classes)
+    return {"undo": undo, "redo": redo, "tags": classes}
 
-    # Review
-    review_menu = bar.addMenu("&Review")
+
+def _review_menu(window, menu: QMenu, acts: WindowActions) -> dict:
     accept = [new_action(window, f"Accept Suggestion {n}", partial(window.accept_nth, n), str(n),
                          f"Accept the suggestion numbered {n}") for n in range(1, 10)]
     accept_all = new_action(window, "Accept All Shown", window.accept_all, "Space",
@@ -120,79 +132,78 @@ def build_menus(window) -> WindowActions:
                         QKeySequence.StandardKey.Find, "Search paths and tags")
     refresh = new_action(window, "Refresh", window.refresh, QKeySequence.StandardKey.Refresh,
                          "Re-run the gallery query and reload the models' output")
-    submenu = review_menu.addMenu("Accept Suggestion")
+    submenu = menu.addMenu("Accept Suggestion")
     submenu.addActions(accept)
-    review_menu.addActions([accept_all, reject])
-    review_menu.addSeparator()
-    review_menu.addActions([next_image, previous_image, add_tag_field, search, refresh])
+    menu.addActions([accept_all, reject])
+    menu.addSeparator()
+    menu.addActions([next_image, previous_image, add_tag_field, search, refresh])
     acts.group("Review", accept_all, reject, next_image, previous_image, add_tag_field, search,
                refresh)
     acts.accept_actions = accept
+    return {"previous": previous_image, "next": next_image, "accept-all": accept_all,
+            "reject": reject, "refresh": refresh}
 
-    # View
-    view_menu = bar.addMenu("&View")
-    regions = new_action(window, "Show Regions", window.viewer.show_regions.setChecked, "R",
+
+def _view_menu(window, menu: QMenu, acts: WindowActions) -> dict:
+    viewer = window.viewer
+    regions = new_action(window, "Show Regions", viewer.show_regions.setChecked, "R",
                          "Show the teacher's regions", checkable=True,
-                         checked=window.viewer.show_regions.isChecked())
-    window.viewer.show_regions.toggled.connect(regions.setChecked)
-    fit = new_action(window, "Fit Image", window.viewer.view.fit, "Ctrl+0", "Fit the image")
-    actual = new_action(window, "Actual Size", window.viewer.view.actual_size, "Ctrl+1",
+                         checked=viewer.show_regions.isChecked())
+    viewer.show_regions.toggled.connect(regions.setChecked)
+    fit = new_action(window, "Fit Image", viewer.view.fit, "Ctrl+0", "Fit the image")
+    actual = new_action(window, "Actual Size", viewer.view.actual_size, "Ctrl+1",
                         "One image pixel per screen pixel")
-    zoom_in = new_action(window, "Zoom In", lambda: window.viewer.view.zoom_by(1.25),
+    zoom_in = new_action(window, "Zoom In", lambda: viewer.view.zoom_by(1.25),
                          QKeySequence.StandardKey.ZoomIn, "Zoom in")
-    zoom_out = new_action(window, "Zoom Out", lambda: window.viewer.view.zoom_by(0.8),
+    zoom_out = new_action(window, "Zoom Out", lambda: viewer.view.zoom_by(0.8),
                           QKeySequence.StandardKey.ZoomOut, "Zoom out")
-    view_menu.addActions([regions, fit, actual, zoom_in, zoom_out])
-    view_menu.addSeparator()
-    sizes = view_menu.addMenu("Thumbnail Size")
-    size_group = QActionGroup(window)
-    current_size = str(window.settings.value("gallery/thumb_size", "medium"))
-    for name in ("small", "medium", "large"):
-        action = new_action(window, name.title(), None, checkable=True,
-                            checked=name == current_size)
-        action.triggered.connect(partial(_set_thumb_size, window, name))
-        size_group.addAction(action)
-        sizes.addAction(action)
-    themes = view_menu.addMenu("Theme")
-    theme_group = QActionGroup(window)
-    current_theme = str(window.settings.value("theme", "system"))
-    for name in THEMES:
-        action = new_action(window, name.title(), None, checkable=True,
-                            checked=name == current_theme)
-        action.triggered.connect(partial(_set_theme, window, name))
-        theme_group.addAction(action)
-        themes.addAction(action)
-    view_menu.addSeparator()
-    window.view_docks_menu = view_menu.addMenu("Panels")
+    menu.addActions([regions, fit, actual, zoom_in, zoom_out])
+    menu.addSeparator()
+    _choice_menu(window, menu.addMenu("Thumbnail Size"), ("small", "medium", "large"),
+                 str(window.settings.value("gallery/thumb_size", "medium")), _set_thumb_size)
+    _choice_menu(window, menu.addMenu("Theme"), THEMES,
+                 str(window.settings.value("theme", "system")), _set_theme)
+    menu.addSeparator()
+    window.view_docks_menu = menu.addMenu("Panels")
     for dock in (window.tags_dock, window.history_dock):
         window.view_docks_menu.addAction(dock.toggleViewAction())
     acts.group("Viewer", regions, fit, actual, zoom_in, zoom_out)
+    return {"fit": fit}
 
-    # Help
-    help_menu = bar.addMenu("&Help")
+
+def _choice_menu(window, menu: QMenu, names, current: str, choose) -> None:
+    """Exclusive checkable entries; `choose(window, name)` when one is picked."""
+    group = QActionGroup(window)
+    for name in names:
+        action = new_action(window, name.title(), None, checkable=True, checked=name == current)
+        action.triggered.connect(partial(choose, window, name))
+        group.addAction(action)
+        menu.addAction(action)
+
+
+def _help_menu(window, menu: QMenu, acts: WindowActions) -> dict:
     sheet = new_action(window, "Keyboard Shortcuts", window.show_shortcuts, ["?", "F1"],
                        "Show every keyboard shortcut")
-    help_menu.addAction(sheet)
+    menu.addAction(sheet)
     acts.group("Help", sheet)
+    return {"keyboard": sheet}
 
-    # Tool bar
-    for action, name in ((add_folder, "folder-add"), (undo, "undo"), (redo, "redo"),
-                         (previous_image, "previous"), (next_image, "next"),
-                         (accept_all, "accept-all"), (reject, "reject"), (classes, "tags"),
-                         (fit, "fit"), (refresh, "refresh"), (sheet, "keyboard")):
-        action.setIcon(icon(name))
+
+TOOL_BAR = (("folder-add",), ("undo", "redo"), ("previous", "next", "accept-all", "reject"),
+            ("tags", "fit", "refresh", "keyboard"))     # sections; each name is also the icon
+
+
+def _tool_bar(window, named: dict):
     toolbar = window.addToolBar("Main")
     toolbar.setObjectName("mainToolBar")
     toolbar.setMovable(False)
-    toolbar.addActions([add_folder])
-    toolbar.addSeparator()
-    toolbar.addActions([undo, redo])
-    toolbar.addSeparator()
-    toolbar.addActions([previous_image, next_image, accept_all, reject])
-    toolbar.addSeparator()
-    toolbar.addActions([classes, fit, refresh, sheet])
-    acts.toolbar = toolbar
-    return acts
+    for n, section in enumerate(TOOL_BAR):
+        if n:
+            toolbar.addSeparator()
+        for name in section:
+            named[name].setIcon(icon(name))
+            toolbar.addAction(named[name])
+    return toolbar
 
 
 def _set_thumb_size(window, name: str, _checked: bool = True) -> None:
@@ -201,6 +212,5 @@ def _set_thumb_size(window, name: str, _checked: bool = True) -> None:
 
 
 def _set_theme(window, name: str, _checked: bool = True) -> None:
-    from app.main_window import set_theme
-
-    set_theme(window, name)
+    switch_theme(window.settings, name)
+    QTimer.singleShot(0, window.gallery.viewport().update)

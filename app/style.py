@@ -1,10 +1,10 @@
 """Look and feel: the Fusion style with a palette that follows the system's dark/light scheme
-(QStyleHints.colorScheme), or a theme the user picked (View > Theme); pyqtgraph plots styled
-from the same palette (`style_plot`)."""
+(QStyleHints.colorScheme), or a theme the user picked (View > Theme: `switch_theme`); pyqtgraph
+plots styled from the same palette (`style_plot`)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
@@ -55,6 +55,12 @@ def apply_style(app: QApplication, theme: str = "system") -> None:
     """Fusion style with the palette of `theme` ('system' follows the OS scheme)."""
     app.setStyle("Fusion")
     app.setPalette(dark_palette() if is_dark(theme) else app.style().standardPalette())
+
+
+def switch_theme(settings: QSettings, theme: str) -> None:
+    """View > Theme: remember `theme` in `settings` and apply it to the running app now."""
+    settings.setValue("theme", theme)
+    apply_style(QApplication.instance(), theme)
 
 
 def follow_system_scheme(app: QApplication, current_theme) -> None:

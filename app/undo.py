@@ -8,7 +8,8 @@ Tag edits are logged by the store in batches (`store.tags.apply(..., batch=...)`
 redo applies its edits under a fresh batch id, and its undo reverts exactly that batch
 (`store.tags.revert_batch`), which restores each (image, class) to its state before the edit.
 Bulk edits are one command (one batch) or several commands in one macro
-(`undo_stack.beginMacro`/`endMacro`) and undo in one step.
+(`undo_stack.beginMacro`/`endMacro`) and undo in one step. An auto-accept rule of the review panel
+is one command too (`AutoAcceptCommand`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from PySide6.QtGui import QUndoCommand
 
 from app.state import ProjectState
 from engine.errors import UserError
+from engine.review import auto_accept
 from engine.store import TagEdit
 
 log = logging.getLogger(__name__)
@@ -154,3 +156,45 @@ def toggle_plan(image_ids: Sequence[int], class_id: int) -> EditPlanner:
         return [TagEdit(image_id, class_id, "positive") for image_id in ids if image_id not in has]
 
     return plan
+
+
+# ----------------------------------------------------------------------- auto-accept rule
+
+
+def _undo_rule(store, command: AutoAcceptCommand) -> None:
+    command.undo_batch = auto_accept.undo_auto_accept(store, command.batch,
+                                                      since_id=command.since_id)
+
+
+def _redo_rule(store, command: AutoAcceptCommand) -> None:
+    if command.undo_batch is not None:
+        again = auto_accept.revert_rule(store, command.undo_batch, source="model rule",
+                                        since_id=command.since_id)
+        command.batch = again or command.batch
+
+
+class AutoAcceptCommand(QUndoCommand):
+    """An applied auto-accept rule (`engine.review.auto_accept`) on the undo stack: undo reverts
+    all its tags in one step (those nobody changed since), redo applies them again (source
+    'model rule'). Pushed after the rule ran, so the first redo does nothing."""
+
+    def __init__(self, state: ProjectState, result) -> None:
+        super().__init__(f"Auto-accept {result.count} suggestions")
+        self.state = state
+        self.batch: str = result.batch
+        self.since_id: int = result.since_id
+        self.undo_batch: str | None = None
+        self._applied = True            # the rule ran before the command was pushed
+
+    def redo(self) -> None:
+        if self._applied:
+            self._applied = False
+            return
+        self.state.workers.db(_redo_rule, self, on_done=self._changed)
+
+    def undo(self) -> None:
+        self.state.workers.db(_undo_rule, self, on_done=self._changed)
+
+    def _changed(self, _result) -> None:
+        self.state.tags_changed.emit(set())
+        self.state.refresh_counts()

@@ -12,6 +12,8 @@ Three lanes, one object (`Workers`, one per application, owned by the main windo
   `workers.start_job(title, fn, *args)` runs `fn(store, *args, progress=..., should_stop=...)` and
   returns a `Job` whose signals report progress and the outcome. Jobs with `gpu=True` run one at a
   time on their own lane; other jobs on an I/O lane, so adding a folder never waits for training.
+  A feature that runs one job at a time (training, review, batch tagging) holds an
+  `app.jobs.JobSlot`, which wires a job once: progress, outcome, cancel, busy state, stale results.
 
 Results come back on the GUI thread through Qt signals and are handed to the `on_done(result)` /
 `on_error(exc)` callables given at submission. Stale results are dropped:
@@ -60,20 +62,17 @@ class Job(QObject):
     connect to widgets. `progress(done, total)` is throttled to at most ~20 updates per second."""
 
     progress = Signal(int, int)        # done, total
-    message = Signal(str)              # free-form status text from the job
     finished = Signal(object)          # the job function's return value
     failed = Signal(object)            # the exception (UserError: show its message)
     cancelled = Signal()               # the job stopped because cancel() was asked
     ended = Signal()                   # after finished / failed / cancelled, always
 
-    def __init__(self, job_id: int, title: str, gpu: bool) -> None:
+    def __init__(self, job_id: int, title: str) -> None:
         super().__init__()
         self.job_id = job_id
         self.title = title
-        self.gpu = gpu
         self.done = 0
         self.total = 0
-        self.running = True
         self._stop = threading.Event()
         self._last_emit = 0.0
 
@@ -89,17 +88,10 @@ class Job(QObject):
             self._last_emit = now
             self.progress.emit(int(done), int(total))
 
-    def say(self, text: str) -> None:
-        self.message.emit(text)
-
     # -- GUI thread ------------------------------------------------------------------------------
     def cancel(self) -> None:
         """Ask the job to stop; it ends at its next `should_stop()` check."""
         self._stop.set()
-
-    @property
-    def cancel_requested(self) -> bool:
-        return self._stop.is_set()
 
 
 class _Relay(QObject):
@@ -135,7 +127,6 @@ class Workers(QObject):
     error = Signal(object)             # an exception no on_error handled
     project_opened = Signal(object)    # the Store, after open_project() succeeded
     jobs_changed = Signal()            # a job started or ended; see running_jobs()
-    job_started = Signal(object)       # Job
 
     def __init__(self, pool_threads: int | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -230,14 +221,13 @@ class Workers(QObject):
     # Jobs
     def start_job(self, title: str, fn: Callable[..., Any], *args: Any, gpu: bool = False,
                   on_done: Callback = None, on_error: Callback = None,
-                  on_progress: Callable[[int, int], None] | None = None,
-                  needs_store: bool = True, **kwargs: Any) -> Job:
-        """Run `fn(store, *args, progress=job.report, should_stop=job.should_stop, **kwargs)`
-        (without `store` when `needs_store=False`) on a job lane. `gpu=True` jobs (training,
-        tagging) run one at a time on their own lane. The job's `finished` / `failed` /
+                  on_progress: Callable[[int, int], None] | None = None, **kwargs: Any) -> Job:
+        """Run `fn(store, *args, progress=job.report, should_stop=job.should_stop, **kwargs)` on
+        a job lane. `gpu=True` jobs (training, tagging, review) run one at a time on their own lane.
+        A feature that runs one job at a time uses an `app.jobs.JobSlot` instead of this. The job's `finished` / `failed` /
         `cancelled` signals fire on the GUI thread; `on_done(result)` and `on_error(exc)` too.
         A job that returns after `cancel()` counts as cancelled."""
-        job = Job(next(self._ids), title, gpu)
+        job = Job(next(self._ids), title)
         if on_done is not None:
             job.finished.connect(on_done)
         if on_error is not None:
@@ -248,13 +238,13 @@ class Workers(QObject):
             job.progress.connect(on_progress)
         job.progress.connect(lambda done, total: _remember_progress(job, done, total))
         store = self.store
-        if needs_store and store is None:
+        if store is None:
             raise UserError("No project is open yet.")
 
         def body() -> None:
             try:
-                call_args = ((store,) if needs_store else ()) + tuple(args)
-                result = fn(*call_args, progress=job.report, should_stop=job.should_stop, **kwargs)
+                result = fn(store, *args, progress=job.report, should_stop=job.should_stop,
+                            **kwargs)
             except BaseException as exc:  # noqa: BLE001 - reported to the GUI, never swallowed
                 _log_unexpected(exc)
                 self._relay.job_result.emit(job, "failed", exc)
@@ -264,9 +254,13 @@ class Workers(QObject):
 
         self._jobs[job.job_id] = job
         (self._gpu_lane if gpu else self._io_lane).start(_Task(body))
-        self.job_started.emit(job)
         self.jobs_changed.emit()
         return job
+
+    @property
+    def generation(self) -> int:
+        """Counts open_project() calls: a result made under another generation is stale."""
+        return self._generation
 
     def running_jobs(self) -> list[Job]:
         return list(self._jobs.values())
@@ -377,7 +371,6 @@ class Workers(QObject):
 
     @Slot(object, str, object)
     def _deliver_job(self, job: Job, outcome: str, value: object) -> None:
-        job.running = False
         self._jobs.pop(job.job_id, None)
         if outcome == "finished":
             job.finished.emit(value)

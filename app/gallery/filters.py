@@ -61,6 +61,13 @@ class FilterBar(QWidget):
         super().__init__(parent)
         self.state = state
         self._building = False
+        self._make_controls()
+        self._lay_out()
+        self._connect()
+        state.classes_changed.connect(self._fill_classes)
+        self._fill_classes()
+
+    def _make_controls(self) -> None:
         self.search = QLineEdit(placeholderText="Search paths and tags…  (Ctrl+F)")
         self.search.setClearButtonEnabled(True)
         self.search.setToolTip(SEARCH_HELP)
@@ -100,6 +107,7 @@ class FilterBar(QWidget):
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(6)
 
+    def _lay_out(self) -> None:
         top = QHBoxLayout()
         top.addWidget(self.search, 3)
         top.addWidget(self.state_combo, 1)
@@ -123,6 +131,7 @@ class FilterBar(QWidget):
         layout.addLayout(top)
         layout.addLayout(bottom)
 
+    def _connect(self) -> None:
         self._search_timer = QTimer(self, singleShot=True, interval=SEARCH_DELAY_MS)
         self._search_timer.timeout.connect(self._emit)
         self.search.textChanged.connect(lambda _t: self._search_timer.start())
@@ -134,8 +143,6 @@ class FilterBar(QWidget):
         self.use_confidence.toggled.connect(self._confidence_toggled)
         self.min_conf.valueChanged.connect(self._emit)
         self.max_conf.valueChanged.connect(self._emit)
-        state.classes_changed.connect(self._fill_classes)
-        self._fill_classes()
 
     # -- building the filter ---------------------------------------------------------------------
     def current_filter(self) -> gq.GalleryFilter:

@@ -16,7 +16,7 @@ from tests.gui.loop_projects import (  # noqa: F401 - fixtures
 
 @pytest.fixture
 def panel(qtbot, tmp_path, trained_project_dir, loop_state, errors):
-    from app.review_panel import ReviewPanel
+    from app.loop.review_panel import ReviewPanel
 
     state = loop_state(copy_project(trained_project_dir, tmp_path))
     widget = ReviewPanel(state)

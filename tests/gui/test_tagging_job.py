@@ -13,7 +13,7 @@ from tests.gui.loop_projects import (  # noqa: F401 - fixtures
 
 @pytest.fixture
 def tagger(qtbot, tmp_path, trained_project_dir, loop_state, errors):
-    from app.tagging_job import BatchTagger
+    from app.loop.batch_tagger import BatchTagger
 
     state = loop_state(copy_project(trained_project_dir, tmp_path))
     selected: list[int] = []

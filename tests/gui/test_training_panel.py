@@ -15,7 +15,7 @@ from tests.gui.loop_projects import (  # noqa: F401 - fixtures
 
 @pytest.fixture
 def panel(qtbot, tmp_path, demo_project_dir, loop_state, errors):
-    from app.training_panel import TrainingPanel
+    from app.loop.training_panel import TrainingPanel
 
     state = loop_state(copy_project(demo_project_dir, tmp_path))
     widget = TrainingPanel(state)

@@ -8,9 +8,9 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QMenu
 
 from app.actions import new_action
-from app.review_panel import ReviewPanel
-from app.tagging_job import BatchTagger
-from app.training_panel import TrainingPanel
+from app.loop.batch_tagger import BatchTagger
+from app.loop.review_panel import ReviewPanel
+from app.loop.training_panel import TrainingPanel
 
 
 class LoopDocks:

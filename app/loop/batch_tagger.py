@@ -1,8 +1,9 @@
 """Batch tagging from the GUI: the student on a folder or on the gallery's selection.
 
-`BatchTagger` runs `engine.inference.tagging.tag_paths` as a job on the app's GPU lane, with
-progress and cancel. The probabilities land in the project as *suggestions* of the active student
-version (never as tags); images of a folder that the project did not know yet are registered first.
+`BatchTagger` runs `engine.inference.tagging.tag_paths` as a job on the app's GPU lane (through an
+`app.jobs.JobSlot`), with progress and cancel. The probabilities land in the project as
+*suggestions* of the active student version (never as tags); images of a folder that the project
+did not know yet are registered first.
 When the job ends, `suggestions_changed(image_ids)` fires and the project state is told that models
 and images changed, so the gallery and the tag panel refresh.
 
@@ -20,6 +21,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from app import dialogs
+from app.jobs import JobSlot
 from app.state import ProjectState
 from engine.errors import UserError
 
@@ -60,7 +62,13 @@ class BatchTagger(QObject):
         self.workers = state.workers
         self.selection = selection
         self.device = device
-        self.job = None
+        self.jobs = JobSlot(self.workers, parent=self)
+        self.jobs.started.connect(self.started)
+        self.jobs.progress.connect(self.progress)
+        self.jobs.finished.connect(self._finished)
+        self.jobs.failed.connect(self._failed)
+        self.jobs.cancelled.connect(self._cancelled)
+        self.jobs.busy_changed.connect(self._set_running)
         self._widget = parent
         self.folder_action = QAction("Tag a &folder with the student…", self)
         self.folder_action.setToolTip("Run the student on every image under a folder; the "
@@ -78,7 +86,7 @@ class BatchTagger(QObject):
 
     @property
     def running(self) -> bool:
-        return self.job is not None
+        return self.jobs.busy
 
     # ------------------------------------------------------------------------------ starting
     def tag_folder(self, folder: str | Path | None = None) -> None:
@@ -100,25 +108,13 @@ class BatchTagger(QObject):
         self._start(f"Tagging {len(image_ids)} images", _tag_images, list(image_ids))
 
     def _start(self, title: str, fn, argument) -> None:
-        if self.running:
-            dialogs.show_error(self._widget, UserError("A batch tagging job is already running."),
-                               "Batch tagging")
-            return
         try:
-            self.job = self.workers.start_job(title, fn, argument, self.device, gpu=True,
-                                              on_done=self._finished, on_error=self._failed)
-        except UserError as exc:
+            self.jobs.start(title, fn, argument, self.device)
+        except UserError as exc:          # one is running already, or no project is open
             dialogs.show_error(self._widget, exc, "Batch tagging")
-            return
-        self.job.progress.connect(self.progress)
-        self.job.cancelled.connect(self._cancelled)
-        self.job.ended.connect(self._ended)
-        self._set_running(True)
-        self.started.emit(self.job)
 
     def cancel(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
+        self.jobs.cancel()
 
     # ------------------------------------------------------------------------------ results
     def _finished(self, result) -> None:
@@ -145,10 +141,6 @@ class BatchTagger(QObject):
     def _failed(self, exc: BaseException) -> None:
         self.message.emit("Batch tagging failed.")
         dialogs.show_error(self._widget, exc, "Batch tagging")
-
-    def _ended(self) -> None:
-        self.job = None
-        self._set_running(False)
 
     def _set_running(self, running: bool) -> None:
         self.folder_action.setEnabled(not running)

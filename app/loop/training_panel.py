@@ -1,13 +1,15 @@
 """The training panel: train the teacher, the student or both from the GUI.
 
 Choose the stage, backbones, epochs, image sizes and device, then Start. The round runs as a job on
-the app's GPU lane (`app.workers`), through `engine.review.rounds.train_round`: unassigned tagged images
-get a stratified split, the round warm-starts from the previous one when the class list is the
-same, trains, and is evaluated on the validation split. The GUI thread only receives signals:
+the app's GPU lane (an `app.jobs.JobSlot`), through `engine.review.rounds.train_round`: unassigned
+tagged images get a stratified split, the round warm-starts from the previous one when the class
+list is the same, trains, and is evaluated on the validation split. The GUI thread only receives
+signals:
 
 - a progress bar with the ETA of the current stage, and the trainer's messages;
 - live pyqtgraph curves of each loss and of the validation mAP, one point per epoch;
-- afterwards the per-class AP of the new model as bars, and the run in the history table.
+- afterwards the per-class AP of the new model as bars, and the run in the history table
+  (those three tabs are `app.loop.training_charts.TrainingCharts`).
 
 Cancel stops at the next batch; the trainer keeps the checkpoint and marks the run 'cancelled', and
 Resume continues it. Selecting a run in the history shows its stored curves and per-class AP.
@@ -19,32 +21,26 @@ import math
 import time
 from typing import Any
 
-import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import QObject, QSettings, Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QFormLayout,
     QFrame,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
     QScrollArea,
     QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
-    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from app import dialogs
+from app.jobs import JobSlot
+from app.loop.training_charts import TrainingCharts
 from app.state import ProjectState
-from app.style import style_plot
 from engine.training.api import (
     BACKBONES,
     PROPOSAL_SOURCES,
@@ -65,7 +61,6 @@ KD_CHOICES = (
     ("feature", "features only", "Match the teacher's region features."),
     ("none", "none (tags only)", "Train the student from the tags alone; needs no teacher."),
 )
-PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f")
 
 
 class _Bridge(QObject):
@@ -99,6 +94,16 @@ def _runs(store) -> list:
     return store.runs.list()
 
 
+def _choice_combo(choices: list[tuple[str, str, str]], tip: str) -> QComboBox:
+    """A combo box of (value, label, tooltip) choices."""
+    combo = QComboBox()
+    for value, label, choice_tip in choices:
+        combo.addItem(label, value)
+        combo.setItemData(combo.count() - 1, choice_tip, Qt.ItemDataRole.ToolTipRole)
+    combo.setToolTip(tip)
+    return combo
+
+
 class TrainingPanel(QWidget):
     """Training controls, progress, live curves, per-class AP and the run history."""
 
@@ -110,29 +115,53 @@ class TrainingPanel(QWidget):
         super().__init__(parent)
         self.state = state
         self.workers = state.workers
-        self.job = None
+        self.jobs = JobSlot(self.workers, parent=self)
+        self.jobs.progress.connect(self._on_progress)
+        self.jobs.finished.connect(self._finished)
+        self.jobs.failed.connect(self._failed)
+        self.jobs.cancelled.connect(self._cancelled)
+        self.jobs.busy_changed.connect(self._set_running)
         self._bridge = _Bridge(self)
         self._bridge.epoch.connect(self._on_epoch)
         self._bridge.stage.connect(self._on_stage)
         self._bridge.message.connect(self._on_message)
         self._stage_started = 0.0
         self._stage_name = ""
-        self._runs: list = []
-        self.curve_data: dict[tuple[str, str], list[tuple[int, float]]] = {}
-        self._curves: dict[tuple[str, str], pg.PlotDataItem] = {}
+        self.charts = TrainingCharts()
+        self.charts.run_selected.connect(self._run_selected)
         self._build()
         self.state.workers.project_opened.connect(lambda _store: self.refresh_history())
 
     # ------------------------------------------------------------------------------------ layout
     def _build(self) -> None:
-        form = QFormLayout()
-        self.stage_combo = QComboBox()
-        for stage in STAGES:
-            self.stage_combo.addItem(stage, stage)
-            self.stage_combo.setItemData(self.stage_combo.count() - 1, STAGE_TIPS[stage],
-                                         Qt.ItemDataRole.ToolTipRole)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.status = QLabel("Idle.")
+        self.status.setWordWrap(True)
+        controls = QWidget()
+        left = QVBoxLayout(controls)
+        left.addLayout(self._build_form())
+        left.addLayout(self._build_buttons())
+        left.addWidget(self.progress)
+        left.addWidget(self.status)
+        left.addStretch(1)
+        scroll = QScrollArea()                  # a short dock scrolls instead of squashing
+        scroll.setWidget(controls)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(controls.sizeHint().width() + 20)
+        scroll.setMaximumWidth(420)
+        layout = QHBoxLayout(self)
+        layout.addWidget(scroll)
+        layout.addWidget(self.charts, 1)
+        self._stage_changed()
+
+    def _build_form(self) -> QFormLayout:
+        self.stage_combo = _choice_combo([(stage, stage, STAGE_TIPS[stage]) for stage in STAGES],
+                                         "Which model to train.")
         self.stage_combo.setCurrentIndex(STAGES.index("all"))
-        self.stage_combo.setToolTip("Which model to train.")
+        self.stage_combo.currentIndexChanged.connect(self._stage_changed)
         self.teacher_backbone = self._backbone_combo("Backbone of the teacher (detector).")
         self.student_backbone = self._backbone_combo("Backbone of the student (tagger).")
         defaults = TrainConfig()
@@ -141,11 +170,8 @@ class TrainingPanel(QWidget):
                                      "Teacher: longest image side in pixels.", step=32)
         self.student_size = self._spin(32, 1024, defaults.student_image_size,
                                        "Student: square input size in pixels.", step=32)
-        self.kd = QComboBox()
-        for value, label, tip in KD_CHOICES:
-            self.kd.addItem(label, value)
-            self.kd.setItemData(self.kd.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
-        self.kd.setToolTip("How the student learns from the teacher besides the tags.")
+        self.kd = _choice_combo(list(KD_CHOICES),
+                                "How the student learns from the teacher besides the tags.")
         self.proposals = QComboBox()
         self.proposals.addItems(list(PROPOSAL_SOURCES))
         self.proposals.setCurrentText(RECOMMENDED_PROPOSALS)
@@ -161,19 +187,18 @@ class TrainingPanel(QWidget):
         self.warm_start.setChecked(True)
         self.warm_start.setToolTip("Start from the previous round's weights when the class list "
                                    "is unchanged (faster); from scratch when it changed.")
-        form.addRow("Stage", self.stage_combo)
-        form.addRow("Teacher backbone", self.teacher_backbone)
-        form.addRow("Student backbone", self.student_backbone)
-        form.addRow("Epochs", self.epochs)
-        form.addRow("Teacher image size", self.image_size)
-        form.addRow("Student image size", self.student_size)
-        form.addRow("Distillation", self.kd)
-        form.addRow("Proposals", self.proposals)
-        form.addRow("Device", self.device)
-        form.addRow("", self.pretrained)
-        form.addRow("", self.warm_start)
-        self.stage_combo.currentIndexChanged.connect(self._stage_changed)
+        form = QFormLayout()
+        for label, widget in (
+                ("Stage", self.stage_combo), ("Teacher backbone", self.teacher_backbone),
+                ("Student backbone", self.student_backbone), ("Epochs", self.epochs),
+                ("Teacher image size", self.image_size),
+                ("Student image size", self.student_size), ("Distillation", self.kd),
+                ("Proposals", self.proposals), ("Device", self.device), ("", self.pretrained),
+                ("", self.warm_start)):
+            form.addRow(label, widget)
+        return form
 
+    def _build_buttons(self) -> QHBoxLayout:
         self.start_button = QPushButton("Start")
         self.start_button.setToolTip("Train a new round with these settings.")
         self.start_button.clicked.connect(lambda: self.start())
@@ -189,61 +214,24 @@ class TrainingPanel(QWidget):
         buttons = QHBoxLayout()
         for button in (self.start_button, self.resume_button, self.cancel_button):
             buttons.addWidget(button)
-        self.progress = QProgressBar()
-        self.progress.setTextVisible(True)
-        self.status = QLabel("Idle.")
-        self.status.setWordWrap(True)
+        return buttons
 
-        pg.setConfigOptions(antialias=True)
-        self.loss_plot = pg.PlotWidget(title="Loss per epoch")
-        self.loss_plot.setLabel("bottom", "epoch")
-        self.loss_plot.addLegend(offset=(-5, 5))
-        self.map_plot = pg.PlotWidget(title="Validation mAP per epoch")
-        self.map_plot.setLabel("bottom", "epoch")
-        self.map_plot.setYRange(0, 1)
-        self.map_plot.addLegend(offset=(-5, 5))
-        curves = QWidget()
-        curves_layout = QHBoxLayout(curves)
-        curves_layout.setContentsMargins(0, 0, 0, 0)
-        curves_layout.addWidget(self.loss_plot)
-        curves_layout.addWidget(self.map_plot)
-        self.ap_plot = pg.PlotWidget(title="Per-class AP (validation)")
-        self.ap_plot.setYRange(0, 1)
-        self.ap_bars: pg.BarGraphItem | None = None
-        self.history = QTableWidget(0, 7)
-        self.history.setHorizontalHeaderLabels(
-            ["Version", "Stage", "Status", "Epochs", "Val mAP", "Started from", "Started"])
-        self.history.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.history.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.history.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.history.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.history.verticalHeader().setVisible(False)
-        self.history.itemSelectionChanged.connect(self._history_selected)
-        self.tabs = QTabWidget()
-        self.tabs.addTab(curves, "Curves")
-        self.tabs.addTab(self.ap_plot, "Per-class AP")
-        self.tabs.addTab(self.history, "History")
+    # -- what the charts hold, by the names the panel has always had (tests read them)
+    @property
+    def curve_data(self) -> dict[tuple[str, str], list[tuple[int, float]]]:
+        return self.charts.curve_data
 
-        controls = QWidget()
-        left = QVBoxLayout(controls)
-        left.addLayout(form)
-        left.addLayout(buttons)
-        left.addWidget(self.progress)
-        left.addWidget(self.status)
-        left.addStretch(1)
-        scroll = QScrollArea()                  # a short dock scrolls instead of squashing
-        scroll.setWidget(controls)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(controls.sizeHint().width() + 20)
-        scroll.setMaximumWidth(420)
-        layout = QHBoxLayout(self)
-        layout.addWidget(scroll)
-        layout.addWidget(self.tabs, 1)
-        for plot in (self.loss_plot, self.map_plot, self.ap_plot):
-            style_plot(plot)
-        self._stage_changed()
+    @property
+    def _curves(self) -> dict:
+        return self.charts.curves
+
+    @property
+    def history(self):
+        return self.charts.history
+
+    @property
+    def ap_bars(self):
+        return self.charts.ap_bars
 
     def _backbone_combo(self, tip: str) -> QComboBox:
         combo = QComboBox()
@@ -324,7 +312,7 @@ class TrainingPanel(QWidget):
     # ---------------------------------------------------------------------------- running
     @property
     def running(self) -> bool:
-        return self.job is not None
+        return self.jobs.busy
 
     def start(self, config: TrainConfig | None = None, resume: bool = False) -> None:
         """Start a round (the form's settings unless `config` is given)."""
@@ -335,25 +323,19 @@ class TrainingPanel(QWidget):
             if resume:
                 from dataclasses import replace
                 config = replace(config, resume=True)
-            self.job = self.workers.start_job(
-                f"Training ({config.stage})", _train_job, config, self.warm_start.isChecked(),
-                self._bridge, gpu=True, on_done=self._finished, on_error=self._failed)
+            self.jobs.start(f"Training ({config.stage})", _train_job, config,
+                            self.warm_start.isChecked(), self._bridge)
         except Exception as exc:  # noqa: BLE001 - a bad setting is shown, never raised
-            self.job = None
             dialogs.show_error(self, exc, "Training")
             return
-        self.job.progress.connect(self._on_progress)
-        self.job.cancelled.connect(self._cancelled)
-        self.job.ended.connect(self._ended)
-        self._clear_curves()
+        self.charts.clear_curves()
         self.progress.setRange(0, 0)
         self.status.setText("Preparing…")
-        self._set_running(True)
         self.training_started.emit()
 
     def cancel(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
+        if self.running:
+            self.jobs.cancel()
             self.status.setText("Cancelling after the current batch; the checkpoint is kept…")
             self.cancel_button.setEnabled(False)
 
@@ -388,30 +370,9 @@ class TrainingPanel(QWidget):
         self.progress.setFormat(f"{self._stage_name} %v/%m steps{eta}")
 
     def _on_epoch(self, report) -> None:
-        for key, value in report.losses.items():
-            self._add_point(self.loss_plot, (report.stage, key), report.epoch, value)
-        value = report.metrics.get("val_mAP")
-        if value is not None and math.isfinite(value):
-            self._add_point(self.map_plot, (report.stage, "val_mAP"), report.epoch, value)
+        value = self.charts.add_epoch(report)
         self.status.setText(f"{report.model_version}: epoch {report.epoch}/{report.epochs}"
                             + (f", validation mAP {value:.3f}" if value is not None else ""))
-
-    def _add_point(self, plot: pg.PlotWidget, key: tuple[str, str], x: int, y: float) -> None:
-        points = self.curve_data.setdefault(key, [])
-        points.append((x, float(y)))
-        curve = self._curves.get(key)
-        if curve is None:
-            colour = PALETTE[len(self._curves) % len(PALETTE)]
-            curve = plot.plot(name=f"{key[0]} {key[1]}", pen=pg.mkPen(colour, width=2),
-                              symbol="o", symbolSize=5, symbolBrush=colour)
-            self._curves[key] = curve
-        curve.setData([p[0] for p in points], [p[1] for p in points])
-
-    def _clear_curves(self) -> None:
-        for plot in (self.loss_plot, self.map_plot):
-            plot.clear()
-        self._curves.clear()
-        self.curve_data.clear()
 
     def _finished(self, outcome) -> None:
         figures = ", ".join(f"{version}: validation mAP {f.mAP:.3f}"
@@ -439,72 +400,14 @@ class TrainingPanel(QWidget):
         self.training_failed.emit(exc)
         dialogs.show_error(self, exc, "Training")
 
-    def _ended(self) -> None:
-        self.job = None
-        self._set_running(False)
-
     # ------------------------------------------------------------------------ history
     def refresh_history(self, select_last: bool = False) -> None:
         self.workers.db(_runs, key="training-history",
-                        on_done=lambda runs: self._fill_history(runs, select_last))
+                        on_done=lambda runs: self.charts.fill_history(runs, select_last))
 
-    def _fill_history(self, runs: list, select_last: bool = False) -> None:
-        self._runs = list(runs)
-        self.history.setRowCount(len(self._runs))
-        for row, run in enumerate(self._runs):
-            epochs = (run.metrics or {}).get("epochs") or []
-            val_map = _final_map(run)
-            cells = [run.model_version or "", run.stage, run.status,
-                     f"{len(epochs)}/{(run.config or {}).get('epochs', '?')}",
-                     "" if math.isnan(val_map) else f"{val_map:.3f}",
-                     (run.config or {}).get("init_from") or "scratch",
-                     run.started_at.strftime("%Y-%m-%d %H:%M") if run.started_at else ""]
-            for column, text in enumerate(cells):
-                self.history.setItem(row, column, QTableWidgetItem(str(text)))
-        if select_last and self._runs:
-            self.history.selectRow(len(self._runs) - 1)
-
-    def _history_selected(self) -> None:
-        rows = {index.row() for index in self.history.selectedIndexes()}
-        if len(rows) == 1 and not self.running:
-            self.show_run(self._runs[rows.pop()])
-
-    def show_run(self, run) -> None:
-        """Plot a stored run: its per-epoch curves and per-class AP."""
-        self._clear_curves()
-        for entry in (run.metrics or {}).get("epochs") or []:
-            for key, value in (entry.get("losses") or {}).items():
-                self._add_point(self.loss_plot, (run.stage, key), entry.get("epoch", 0), value)
-            value = (entry.get("metrics") or {}).get("val_mAP")
-            if value is not None:
-                self._add_point(self.map_plot, (run.stage, "val_mAP"), entry.get("epoch", 0), value)
-        from engine.review.rounds import per_class_ap
-
-        self.show_per_class_ap(per_class_ap(run))
-
-    def show_per_class_ap(self, values: dict[str, float]) -> None:
-        self.ap_plot.clear()
-        self.ap_bars = None
-        names = list(values)
-        if not names:
-            return
-        heights = np.array([0.0 if math.isnan(values[n]) else values[n] for n in names])
-        self.ap_bars = pg.BarGraphItem(x=np.arange(len(names)), height=heights, width=0.7,
-                                       brush="#4e79a7")
-        self.ap_plot.addItem(self.ap_bars)
-        self.ap_plot.getAxis("bottom").setTicks([[(i, n) for i, n in enumerate(names)]])
-        self.ap_plot.setXRange(-0.6, len(names) - 0.4)
-
-
-def _final_map(run) -> float:
-    from engine.review.rounds import ROUND_METRICS_KEY
-
-    review = (run.metrics or {}).get(ROUND_METRICS_KEY) or {}
-    if review.get("mAP") is not None:
-        return float(review["mAP"])
-    last = (run.metrics or {}).get("last") or {}
-    value = last.get("val_mAP")
-    return float(value) if value is not None else math.nan
+    def _run_selected(self, run) -> None:
+        if not self.running:               # the curves show the run in progress
+            self.charts.show_run(run)
 
 
 def _duration(seconds: float) -> str:
