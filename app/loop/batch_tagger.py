@@ -1,7 +1,8 @@
 """Batch tagging from the GUI: the student on a folder or on the gallery's selection.
 
-`BatchTagger` runs `engine.inference.tagging.tag_paths` as a job on the app's GPU lane (through an
-`app.jobs.JobSlot`), with progress and cancel. The probabilities land in the project as
+`BatchTagger` runs `engine.inference.tagging.tag_folder` (the same route as `mlic tag`) or
+`tag_images` (the selection) as a job on the app's GPU lane (through an `app.jobs.JobSlot`), with
+progress and cancel. The probabilities land in the project as
 *suggestions* of the active student version (never as tags); images of a folder that the project
 did not know yet are registered first.
 When the job ends, `suggestions_changed(image_ids)` fires and the project state is told that models
@@ -27,22 +28,23 @@ from engine.errors import UserError
 
 
 def _tag_folder(store, folder: str, device: str, *, progress, should_stop):
-    from engine.inference.tagging import list_images, tag_paths
+    """The same route as `mlic tag`: register (or re-scan) the folder, then tag its images."""
+    from engine.inference.tagging import tag_folder
 
-    paths = list_images(folder)
-    if not paths:
+    report, result = tag_folder(store, folder, device=device, progress=progress,
+                                should_stop=should_stop)
+    if not report.image_ids:
         raise UserError(f"There are no images under {folder}.")
-    return tag_paths(store, paths, device=device, progress=progress, should_stop=should_stop)
+    return result
 
 
 def _tag_images(store, image_ids: list[int], device: str, *, progress, should_stop):
-    from engine.inference.tagging import tag_paths
+    from engine.inference.tagging import tag_images
 
-    paths = store.images.paths(image_ids)
-    if not paths:
+    if not store.images.paths(image_ids):
         raise UserError("None of the selected images is in the project any more.")
-    return tag_paths(store, [paths[i] for i in image_ids if i in paths], device=device,
-                     progress=progress, should_stop=should_stop)
+    return tag_images(store, image_ids, device=device, progress=progress,
+                      should_stop=should_stop)
 
 
 class BatchTagger(QObject):

@@ -5,8 +5,6 @@ versions of both stages with "Roll back to this version" (`engine.review.rounds.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
@@ -25,29 +23,6 @@ from app.loop.review_common import ReviewJobs, figure_text
 from app.state import ProjectState
 from app.style import style_plot
 from engine.review import rounds
-
-STAGES = ("teacher", "student")
-
-
-def _rounds(store):
-    """(the rounds plotted: those of the stage `round_history` picks, every version of both
-    stages oldest first). Selection only; the figures come from `round_history`."""
-    plotted = rounds.round_history(store)
-    stage = plotted[0].stage if plotted else "student"
-    others = [r for other in STAGES if other != stage for r in rounds.round_history(store, other)]
-    return plotted, sorted(plotted + others, key=lambda r: r.run_id)
-
-
-def _evaluate_missing(store, *, progress, should_stop) -> int:
-    """The job: `evaluate_round` for every round of either stage without validation figures."""
-    todo = [r for stage in STAGES for r in rounds.round_history(store, stage)
-            if math.isnan(r.mAP) or math.isnan(r.CF1)]
-    for n, info in enumerate(todo):
-        if should_stop():
-            break
-        rounds.evaluate_round(store, info.model_version, should_stop=should_stop)
-        progress(n + 1, len(todo))
-    return len(todo)
 
 
 class RoundsTab(QWidget):
@@ -121,7 +96,7 @@ class RoundsTab(QWidget):
 
     # ------------------------------------------------------------------------------ showing
     def refresh_rounds(self) -> None:
-        self.workers.db(_rounds, key="review-rounds", on_done=self._fill_rounds)
+        self.workers.db(rounds.version_history, key="review-rounds", on_done=self._fill_rounds)
 
     def _fill_rounds(self, outcome) -> None:
         self.rounds, self.versions = outcome
@@ -179,7 +154,7 @@ class RoundsTab(QWidget):
         self.rolled_back.emit(version)
 
     def evaluate_missing(self) -> None:
-        self.jobs.run("Evaluating rounds", _evaluate_missing, on_done=self._evaluated)
+        self.jobs.run("Evaluating rounds", rounds.evaluate_unmeasured, on_done=self._evaluated)
 
     def _evaluated(self, count: int) -> None:
         self.jobs.say(f"Evaluated {count} rounds.")

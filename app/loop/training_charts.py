@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.style import style_plot
+from engine.review.rounds import run_figure
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f")
 HISTORY_COLUMNS = ["Version", "Stage", "Status", "Epochs", "Val mAP", "Started from", "Started"]
@@ -133,7 +134,7 @@ class TrainingCharts(QTabWidget):
         self.history.setRowCount(len(self.runs))
         for row, run in enumerate(self.runs):
             epochs = (run.metrics or {}).get("epochs") or []
-            val_map = _final_map(run)
+            val_map = run_figure(run, "mAP")
             cells = [run.model_version or "", run.stage, run.status,
                      f"{len(epochs)}/{(run.config or {}).get('epochs', '?')}",
                      "" if math.isnan(val_map) else f"{val_map:.3f}",
@@ -150,13 +151,3 @@ class TrainingCharts(QTabWidget):
             self.run_selected.emit(self.runs[rows.pop()])
 
 
-def _final_map(run) -> float:
-    """The run's validation mAP: the round's review figure, else the training loop's last one."""
-    from engine.review.rounds import ROUND_METRICS_KEY
-
-    review = (run.metrics or {}).get(ROUND_METRICS_KEY) or {}
-    if review.get("mAP") is not None:
-        return float(review["mAP"])
-    last = (run.metrics or {}).get("last") or {}
-    value = last.get("val_mAP")
-    return float(value) if value is not None else math.nan

@@ -56,8 +56,8 @@ class RoundPlan:
         return self.config.student_init_from
 
     def stage_configs(self) -> list[TrainConfig]:
-        """The config of each stage this round trains (`engine.training.api.stage_configs`)."""
-        from engine.training.api import stage_configs
+        """The config of each stage this round trains (`engine.training.stages.stage_configs`)."""
+        from engine.training.stages import stage_configs
 
         return stage_configs(self.config)
 
@@ -263,7 +263,9 @@ def person_tag_counts(store: Store, watermarks: Sequence[int]) -> dict[int, int]
     return counts
 
 
-def _figure(run: TrainingRun, key: str) -> float:
+def run_figure(run: TrainingRun, key: str) -> float:
+    """A run's validation figure `key` (mAP, CF1, OF1) as `evaluate_round` stored it; for mAP the
+    training loop's last validation mAP when the round was not evaluated; NaN when neither."""
     review = (run.metrics or {}).get(ROUND_METRICS_KEY) or {}
     value = review.get(key)
     if value is None and key == "mAP":
@@ -292,8 +294,8 @@ def round_history(store: Store, stage: str | None = None,
     counts = person_tag_counts(store, [r.tag_watermark for r in runs])
     active = active_run(store, stage)
     return [RoundInfo(n + 1, r.id, r.model_version or "", r.stage, r.status, r.tag_watermark,
-                      counts.get(r.tag_watermark, 0), _figure(r, "mAP"), _figure(r, "CF1"),
-                      _figure(r, "OF1"), (r.config or {}).get("init_from"), r.started_at,
+                      counts.get(r.tag_watermark, 0), run_figure(r, "mAP"), run_figure(r, "CF1"),
+                      run_figure(r, "OF1"), (r.config or {}).get("init_from"), r.started_at,
                       active is not None and active.id == r.id)
             for n, r in enumerate(runs)]
 
@@ -308,3 +310,28 @@ def rollback(store: Store, model_version: str) -> TrainingRun:
         raise UserError(f"Cannot make {model_version} active.")
     log.info("active %s model is now %s", run.stage, model_version)
     return result
+
+
+def version_history(store: Store) -> tuple[list[RoundInfo], list[RoundInfo]]:
+    """(the rounds to plot: those of the stage `round_history` picks, every version of both
+    stages oldest first) for the review loop's rounds view."""
+    plotted = round_history(store)
+    stage = plotted[0].stage if plotted else "student"
+    others = [r for other in ("teacher", "student") if other != stage
+              for r in round_history(store, other)]
+    return plotted, sorted(plotted + others, key=lambda r: r.run_id)
+
+
+def evaluate_unmeasured(store: Store, device: str = "auto", progress: Progress = None,
+                        should_stop: ShouldStop = None) -> int:
+    """`evaluate_round` for every completed round of either stage without validation figures;
+    returns how many there were."""
+    todo = [r for stage in ("teacher", "student") for r in round_history(store, stage)
+            if math.isnan(r.mAP) or math.isnan(r.CF1)]
+    for n, info in enumerate(todo):
+        if should_stop is not None and should_stop():
+            break
+        evaluate_round(store, info.model_version, device=device, should_stop=should_stop)
+        if progress is not None:
+            progress(n + 1, len(todo))
+    return len(todo)

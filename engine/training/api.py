@@ -5,8 +5,8 @@ and the benchmarks:
 
     runs = train(store, TrainConfig(stage="teacher", epochs=8), TrainCallbacks(on_epoch=print))
 
-Each stage (teacher, student) is a function (`stage_trainer`); `stage="all"` runs the teacher,
-then the student (which distils from that teacher). A stage function has the signature
+`train()` itself lives in `engine.training.stages` (it imports the stages, which import this
+module); `engine.training` re-exports both. A stage function has the signature
 `(store, config, callbacks) -> TrainingRun` and records its run in `store.runs`
 (`model_version` '<stage>-<run id>', config, per-epoch losses/metrics, checkpoint path).
 """
@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from engine.errors import UserError
 
 if TYPE_CHECKING:
-    from engine.store import Store
-    from engine.store.schema import TrainingRun
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -202,60 +201,3 @@ class TrainCallbacks:
         log.info(text)
         if self.on_message is not None:
             self.on_message(text)
-
-
-def stage_trainer(stage: str) -> Callable[[Store, TrainConfig, TrainCallbacks], TrainingRun]:
-    """The training function of `stage`, imported on first use (torch loads only when training)."""
-    if stage == "teacher":
-        from engine.training.teacher import train_teacher
-
-        return train_teacher
-    if stage == "student":
-        from engine.training.student import train_student
-
-        return train_student
-    raise UserError(f"Unknown stage {stage!r}; use one of {', '.join(STAGES)}.")
-
-
-def stage_configs(config: TrainConfig) -> list[TrainConfig]:
-    """One config per stage to train, in order: stage 'all' is the teacher, then the student,
-    which starts from `student_init_from` (its own warm start, not the teacher's)."""
-    if config.stage != "all":
-        return [config]
-    return [replace(config, stage="teacher"),
-            replace(config, stage="student", init_from=config.student_init_from)]
-
-
-def train(store: Store, config: TrainConfig,
-          callbacks: TrainCallbacks | None = None) -> list[TrainingRun]:
-    """Train the stage(s) named by `config.stage`; returns the runs made, in order. The one
-    place where the teacher-then-student chaining lives: with stage 'all' the student distils
-    from the teacher just trained.
-
-    A cancelled stage (callbacks.should_stop) ends the whole call: its run is returned with status
-    'cancelled' and later stages do not start. Errors the user can fix raise `UserError`; the run
-    is then marked 'failed' and its last checkpoint kept.
-    """
-    callbacks = callbacks or TrainCallbacks()
-    runs: list[TrainingRun] = []
-    configs = stage_configs(config)
-    if config.resume and len(configs) > 1:
-        configs = _resumed_stages(store, configs)
-    for stage_config in configs:
-        if stage_config.stage == "student" and runs:
-            stage_config = replace(stage_config, teacher_version=runs[-1].model_version)
-        run = stage_trainer(stage_config.stage)(store, stage_config, callbacks)
-        runs.append(run)
-        if run.status != "completed":
-            break
-    return runs
-
-
-def _resumed_stages(store: Store, configs: list[TrainConfig]) -> list[TrainConfig]:
-    """Resuming stage 'all': continue the stage that was running when it stopped, then train the
-    stages after it afresh. The student was running when the latest run is an unfinished student;
-    else the teacher was."""
-    runs = store.runs.list()
-    if runs and runs[-1].stage == "student" and runs[-1].status != "completed":
-        return [configs[1]]
-    return [configs[0], replace(configs[1], resume=False)]

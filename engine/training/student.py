@@ -1,6 +1,6 @@
 """The student stage: a plain classifier trained from the tags and distilled from the teacher.
 
-`train_student(store, config, callbacks)` (run by `engine.training.api.train`):
+`train_student(store, config, callbacks)` (run by `engine.training.stages.train`):
 
 1. training set = tagged, readable images of split 'train'; validation = split 'val' (val mAP, CF1
    and OF1 through `engine.metrics` after every epoch);

@@ -104,7 +104,6 @@ def test_teacher_targets_are_cached_per_teacher_version(trained, monkeypatch):
 
 
 def test_no_kd_needs_no_teacher(trained, monkeypatch):
-    from engine.models import registry
 
     store, _, _ = trained
     from engine.models import wsddn

@@ -10,9 +10,9 @@ import torch
 
 from engine.errors import UserError
 from engine.models import registry
-from engine.store import versions
 from engine.models.checkpoint import load_checkpoint
 from engine.models.wsddn import WSDDN
+from engine.store import versions
 from engine.training import TrainCallbacks, train
 from engine.training.loop import NonFiniteLossError
 
