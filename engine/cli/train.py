@@ -33,7 +33,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
     defaults = TrainConfig()
     parser.add_argument("--stage", choices=STAGES, default="teacher",
-                        help="teacher, student, or all (teacher then student); default teacher")
+                        help="teacher, student, all (teacher then student), or quick (refit the "
+                             "student's classifier on cached embeddings and re-score every image "
+                             "in seconds); default teacher")
     parser.add_argument("--backbone", choices=BACKBONES, default=defaults.backbone,
                         help=f"teacher backbone (default {defaults.backbone})")
     parser.add_argument("--student-backbone", choices=BACKBONES, default=defaults.student_backbone,
@@ -193,8 +195,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _train(store, config: TrainConfig, callbacks: TrainCallbacks,  # noqa: ANN001
            as_round: bool) -> tuple[list, dict]:
-    """Plain training, or one round of the review loop (the app's Train button)."""
-    if not as_round:
+    """Plain training, or one round of the review loop (the app's Train button; a quick round is
+    always one, since its point is the refreshed suggestions)."""
+    if not as_round and config.stage != "quick":
         from engine.training import train
 
         return train(store, config, callbacks), {}

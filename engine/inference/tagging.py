@@ -153,40 +153,49 @@ def _worker_context() -> str | None:
 
 
 class _FusedClassifier(torch.nn.Module):
-    """A student's inference path with batch norms folded into the convolutions."""
+    """A student's inference path with batch norms folded into the convolutions; with
+    `embed=True` it stops before the classifier and returns the pooled features (N, C)."""
 
-    def __init__(self, model: torch.nn.Module, backbone: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, backbone: torch.nn.Module,
+                 embed: bool = False) -> None:
         super().__init__()
         self.model = model
         self.fused_backbone = backbone
+        self.embed = embed
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.classify(self.fused_backbone(images))
+        feature_map = self.fused_backbone(images)
+        if self.embed:
+            return self.model.pool(feature_map).flatten(1)
+        return self.model.classify(feature_map)
 
 
-def inference_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+def inference_model(model: torch.nn.Module, device: torch.device,
+                    embed: bool = False) -> torch.nn.Module:
     """`model` (eval mode) prepared for fast inference on `device`: conv + batch-norm folded (for a
     model with `backbone` and `classify`, as the student; numerically the same up to ~1e-6),
-    channels_last memory format. The original model is not modified."""
+    channels_last memory format. `embed=True`: the pooled features the classifier reads, not its
+    logits. The original model is not modified."""
     model = model.eval()
-    fast: torch.nn.Module = model
-    if hasattr(model, "backbone") and hasattr(model, "classify"):
-        try:
-            from torch.fx.experimental.optimization import fuse
+    backbone = model.backbone
+    try:
+        from torch.fx.experimental.optimization import fuse
 
-            fast = _FusedClassifier(model, fuse(model.backbone, inplace=False)).eval()
-        except Exception as exc:  # noqa: BLE001 - an untraceable backbone runs unfused
-            log.debug("conv/batch-norm folding skipped: %s", exc)
+        backbone = fuse(model.backbone, inplace=False).eval()
+    except Exception as exc:  # noqa: BLE001 - an untraceable backbone runs unfused
+        log.debug("conv/batch-norm folding skipped: %s", exc)
+    fast = _FusedClassifier(model, backbone, embed=embed)
     return fast.to(device=device, memory_format=torch.channels_last)
 
 
 def predict_files(model: torch.nn.Module, paths: Sequence[Path], image_size: int,
                   device: torch.device, batch_size: int = 64, num_workers: int | None = None,
                   sizes: Sequence[tuple[int, int] | None] | None = None,
-                  progress: Progress = None,
-                  should_stop: ShouldStop = None,
-                  precision: str = "auto") -> tuple[np.ndarray, list[str], bool]:
-    """Sigmoid outputs of `model` for every file: (probabilities (N, K) float32, reasons, cancelled).
+                  progress: Progress = None, should_stop: ShouldStop = None,
+                  precision: str = "auto", embed: bool = False,
+                  ) -> tuple[np.ndarray, list[str], bool]:
+    """Sigmoid outputs of `model` for every file: (probabilities (N, K) float32, reasons, cancelled);
+    with `embed=True` the pooled features (N, C) the classifier reads instead.
 
     `reasons[i]` is '' for a decoded file, else why it was skipped (its row is then NaN). Rows of
     files not reached before a cancel are NaN with the reason 'cancelled'. `sizes[i]`: the original
@@ -196,43 +205,35 @@ def predict_files(model: torch.nn.Module, paths: Sequence[Path], image_size: int
     if batch_size < 1:
         raise UserError(f"Batch size must be at least 1, not {batch_size}.")
     workers = default_num_workers(device, n, batch_size) if num_workers is None else num_workers
-    cuda = device.type == "cuda"
-    dtype = autocast_dtype(device, precision)
     loader = DataLoader(
         _ImageFiles(paths, image_size, sizes), batch_size=batch_size, shuffle=False,
-        num_workers=workers, collate_fn=_collate, pin_memory=cuda,
+        num_workers=workers, collate_fn=_collate, pin_memory=device.type == "cuda",
         prefetch_factor=4 if workers > 0 else None,
         multiprocessing_context=_worker_context() if workers > 0 else None)
-    probabilities: np.ndarray | None = None
+    fast = inference_model(model, device, embed=embed)
+    width = fast.model.classifier.in_features if embed else getattr(model, "num_classes", 0)
+    outputs = np.full((n, width), np.nan, dtype=np.float32)
     reasons = ["cancelled"] * n
     done = 0
-    cancelled = False
-    fast = inference_model(model, device)
+    dtype = autocast_dtype(device, precision)
     with torch.inference_mode():
         for indices, batch, batch_reasons in loader:
             if should_stop is not None and should_stop():
-                cancelled = True
-                break
-            batch = batch.to(device, non_blocking=cuda).contiguous(memory_format=torch.channels_last)
+                return outputs, reasons, True
+            batch = batch.to(device, non_blocking=device.type == "cuda")
             with torch.autocast(device_type=device.type, dtype=dtype or torch.float32,
                                 enabled=dtype is not None):
-                logits = fast(batch.float().div_(255.0))
-            probs = torch.sigmoid(logits.float()).cpu().numpy()
-            if probabilities is None:
-                probabilities = np.full((n, probs.shape[1]), np.nan, dtype=np.float32)
+                raw = fast(batch.contiguous(memory_format=torch.channels_last).float().div_(255.0))
             index_array = indices.numpy()
-            probabilities[index_array] = probs
+            outputs[index_array] = (raw.float() if embed else torch.sigmoid(raw.float())).cpu().numpy()
             for i, reason in zip(index_array.tolist(), batch_reasons):
                 reasons[i] = reason
                 if reason:
-                    probabilities[i] = np.nan
+                    outputs[i] = np.nan
             done += len(index_array)
             if progress is not None:
                 progress(done, n)
-    if probabilities is None:
-        k = getattr(model, "num_classes", 0)
-        probabilities = np.full((n, k), np.nan, dtype=np.float32)
-    return probabilities, reasons, cancelled
+    return outputs, reasons, False
 
 
 def tag_images(store: Store, image_ids: Sequence[int], model_version: str | None = None,

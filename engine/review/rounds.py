@@ -31,6 +31,7 @@ import numpy as np
 from engine.errors import UserError
 from engine.progress import Progress, ShouldStop
 from engine.review.splits import SplitAssignment
+from engine.store.versions import active_run
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -192,32 +193,64 @@ def train_round(store: Store, config: TrainConfig, callbacks=None, warm_start: b
     splits = assign_splits(store, val_fraction=val_fraction)
     if splits.count:
         callbacks.message(splits.summary())
-    if warm_start and not config.resume:
+    if config.stage == "quick":
+        plan = RoundPlan(config, True, "refitting the student's classifier on its cached "
+                                       "embeddings of every image")
+    elif warm_start and not config.resume:
         plan = plan_next_round(store, config, warm_epochs=warm_epochs)
     else:
         plan = RoundPlan(replace(config, init_from=None) if not warm_start else config, False,
                          "resuming the unfinished run" if config.resume else "training from scratch")
     callbacks.message(plan.reason[0].upper() + plan.reason[1:] + ".")
+    previous = active_run(store, "student")
     runs = train(store, plan.config, callbacks)
+    for run in runs:
+        if run.stage == "student" and run.status == "completed" and not callbacks.stopped():
+            refresh_suggestions(store, run, previous, plan.config.device, callbacks)
     figures: dict[str, RoundFigures] = {}
     if evaluate:
         for run in runs:
-            if run.status != "completed" or callbacks.stopped():
-                continue
-            callbacks.message(f"Evaluating {run.model_version} on the validation split")
-            try:
-                if run.stage == "student" and calibrate:
-                    from engine.review.thresholds import calibrate_thresholds
-
-                    calibrate_thresholds(store, model_version=run.model_version,
-                                         device=plan.config.device,
-                                         should_stop=callbacks.should_stop)
-                figures[run.model_version] = evaluate_round(
-                    store, run.model_version, device=plan.config.device,
-                    should_stop=callbacks.should_stop)
-            except UserError as exc:             # e.g. no tagged validation images
-                callbacks.message(f"Not evaluated: {exc}")
+            if run.status == "completed" and not callbacks.stopped():
+                _evaluate_run(store, run, plan.config.device, calibrate, figures, callbacks)
     return RoundOutcome(runs, figures, plan, splits)
+
+
+def refresh_suggestions(store: Store, run: TrainingRun, previous: TrainingRun | None,
+                        device: str, callbacks: Any) -> None:
+    """After a student round, suggestions wherever the person looks: the embeddings of every image
+    under the new backbone (computed after a deep round, already cached after a quick one) scored
+    by the new head; a quick version replaces the suggestions of the quick version before it."""
+    from engine.inference.embeddings import (
+        backbone_version,
+        ensure_embeddings,
+        rescore_project,
+    )
+
+    callbacks.message(f"Scoring every image with {run.model_version}")
+    ensure_embeddings(store, backbone_version(run), device=device,
+                      progress=callbacks.progress_for("suggestions"),
+                      should_stop=callbacks.should_stop)
+    count = rescore_project(store, run.model_version)
+    if (previous is not None and previous.id != run.id
+            and (previous.config or {}).get("quick")):
+        store.suggestions.delete_version(previous.model_version or "")
+    log.info("%s: suggestions for %d images", run.model_version, count)
+
+
+def _evaluate_run(store: Store, run: TrainingRun, device: str, calibrate: bool,
+                  figures: dict[str, RoundFigures], callbacks: Any) -> None:
+    """Calibrate a new student's thresholds on val, then its figures there (in `figures`)."""
+    callbacks.message(f"Evaluating {run.model_version} on the validation split")
+    try:
+        if run.stage == "student" and calibrate:
+            from engine.review.thresholds import calibrate_thresholds
+
+            calibrate_thresholds(store, model_version=run.model_version, device=device,
+                                 should_stop=callbacks.should_stop)
+        figures[run.model_version] = evaluate_round(store, run.model_version, device=device,
+                                                    should_stop=callbacks.should_stop)
+    except UserError as exc:             # e.g. no tagged validation images
+        callbacks.message(f"Not evaluated: {exc}")
 
 
 # ============================================================================ history of rounds

@@ -118,6 +118,11 @@ class SuggestionRepository:
                     {"image_id": i, "class_id": c, "confidence": float(p), "model_version": model_version}
                     for i, c, p in rows])
 
+    def delete_version(self, model_version: str) -> None:
+        """Forget every suggestion of a model version (a quick version replaced by the next)."""
+        with self._sessions.begin() as session:
+            session.execute(delete(Suggestion).where(Suggestion.model_version == model_version))
+
     def for_image(self, image_id: int, model_version: str) -> list[Suggestion]:
         with self._sessions() as session:
             return list(session.scalars(select(Suggestion).where(

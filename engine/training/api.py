@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STAGES = ("teacher", "student", "all")
+STAGES = ("teacher", "student", "all", "quick")   # quick: the student's head on embeddings
 BACKBONES = ("resnet18", "resnet50", "vgg16", "mobilenet_v3_large", "efficientnet_lite0")
 PROPOSAL_SOURCES = ("sliding", "edgeboxes", "selective_search")
 # What people get from the command line and the GUI: the source that localised best on the demo

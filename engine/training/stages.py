@@ -27,6 +27,10 @@ def stage_trainer(stage: str) -> Callable[[Store, TrainConfig, TrainCallbacks], 
         from engine.training.student import train_student
 
         return train_student
+    if stage == "quick":
+        from engine.training.quick import train_quick
+
+        return train_quick
     raise UserError(f"Unknown stage {stage!r}; use one of {', '.join(STAGES)}.")
 
 
