@@ -26,6 +26,8 @@ CASES = {
                      "resnet18", "--teacher-epochs", "1", "--teacher-size", "96",
                      "--max-proposals", "20", "--student-epochs", "1", "--student-size", "64",
                      "--kd-boxes", "8", "--threads", "1"], "beats no KD"),
+    "rounds": (["--sizes", "200", "--images", "24", "--epochs", "1", "--size", "64"],
+               "quick round"),
     "review_loop": (["--images", "60", "--rounds", "1", "--fix", "5", "--epochs", "1",
                      "--warm-epochs", "1", "--size", "32", "--seeds", "0", "--modes",
                      "random,uncertain"], "uncertain vs random"),

@@ -74,7 +74,8 @@ def load_embeddings(store: Store, version: str) -> Embeddings:
         return Embeddings(np.zeros(0, np.int64), np.zeros(0, "U64"), np.zeros((0, 0), np.float16))
 
 
-def _save(store: Store, version: str, embeddings: Embeddings) -> None:
+def save_embeddings(store: Store, version: str, embeddings: Embeddings) -> None:
+    """Write a backbone version's embeddings (atomically, file by file)."""
     folder = _folder(store, version)
     folder.mkdir(parents=True, exist_ok=True)
     for name, array in (("features", embeddings.features), ("hashes", embeddings.hashes),
@@ -115,7 +116,7 @@ def ensure_embeddings(store: Store, version: str, image_ids: Sequence[int] | Non
                         np.array([rows[missing[k]].content_hash or "" for k in done], "U64")]),
         np.concatenate([np.asarray(cached.features[keep]).reshape(-1, features.shape[1]),
                         features[done].astype(np.float16)]))
-    _save(store, version, merged)
+    save_embeddings(store, version, merged)
     log.info("Embeddings of %s: %d computed, %d cached", version, len(done), len(cached.ids))
     return load_embeddings(store, version)
 
