@@ -53,6 +53,8 @@ STAGE_TIPS = {
     "teacher": "The weakly-supervised detector: learns from image-level tags where each class is.",
     "student": "The fast tagger, distilled from the active teacher (or trained alone without one).",
     "all": "The teacher, then the student distilled from that new teacher.",
+    "quick": "Seconds, not minutes: refit only the student's classifier on its cached view of "
+             "every image, then refresh every suggestion. Needs a trained student.",
 }
 KD_CHOICES = (
     ("both", "features and predictions", "The paper's method: match the teacher's region features, "
@@ -94,6 +96,12 @@ def _runs(store) -> list:
     return store.runs.list()
 
 
+def _has_student(store) -> bool:
+    from engine.store.versions import active_run
+
+    return active_run(store, "student") is not None
+
+
 def _choice_combo(choices: list[tuple[str, str, str]], tip: str) -> QComboBox:
     """A combo box of (value, label, tooltip) choices."""
     combo = QComboBox()
@@ -129,8 +137,10 @@ class TrainingPanel(QWidget):
         self._stage_name = ""
         self.charts = TrainingCharts()
         self.charts.run_selected.connect(self._run_selected)
+        self._corrected: set[int] = set()
         self._build()
         self.state.workers.project_opened.connect(lambda _store: self.refresh_history())
+        self.state.tags_changed.connect(self._count_corrections)
 
     # ------------------------------------------------------------------------------------ layout
     def _build(self) -> None:
@@ -187,6 +197,9 @@ class TrainingPanel(QWidget):
         self.warm_start.setChecked(True)
         self.warm_start.setToolTip("Start from the previous round's weights when the class list "
                                    "is unchanged (faster); from scratch when it changed.")
+        self.auto_quick = self._spin(0, 10000, 0, "Run a quick round by itself after this many "
+                                                  "images had their tags corrected (0: never).")
+        self.auto_quick.setSpecialValueText("off")
         form = QFormLayout()
         for label, widget in (
                 ("Stage", self.stage_combo), ("Teacher backbone", self.teacher_backbone),
@@ -194,7 +207,7 @@ class TrainingPanel(QWidget):
                 ("Teacher image size", self.image_size),
                 ("Student image size", self.student_size), ("Distillation", self.kd),
                 ("Proposals", self.proposals), ("Device", self.device), ("", self.pretrained),
-                ("", self.warm_start)):
+                ("", self.warm_start), ("Quick round after", self.auto_quick)):
             form.addRow(label, widget)
         return form
 
@@ -211,8 +224,13 @@ class TrainingPanel(QWidget):
                                       "the run can be resumed.")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
+        self.quick_button = QPushButton("Quick round")
+        self.quick_button.setToolTip(STAGE_TIPS["quick"] + " (Ctrl+R)")
+        self.quick_button.setShortcut("Ctrl+R")
+        self.quick_button.clicked.connect(self.start_quick)
         buttons = QHBoxLayout()
-        for button in (self.start_button, self.resume_button, self.cancel_button):
+        for button in (self.start_button, self.quick_button, self.resume_button,
+                       self.cancel_button):
             buttons.addWidget(button)
         return buttons
 
@@ -250,6 +268,7 @@ class TrainingPanel(QWidget):
 
     def _stage_changed(self) -> None:
         stage = self.stage_combo.currentData()
+        self.epochs.setEnabled(stage != "quick")
         self.teacher_backbone.setEnabled(stage in ("teacher", "all"))
         self.image_size.setEnabled(stage in ("teacher", "all"))
         self.student_backbone.setEnabled(stage in ("student", "all"))
@@ -282,6 +301,7 @@ class TrainingPanel(QWidget):
                               else widget.currentText())
         settings.setValue("training/pretrained", self.pretrained.isChecked())
         settings.setValue("training/warm_start", self.warm_start.isChecked())
+        settings.setValue("training/auto_quick", self.auto_quick.value())
 
     def restore_settings(self, settings: QSettings) -> None:
         stage = settings.value("training/stage")
@@ -302,6 +322,13 @@ class TrainingPanel(QWidget):
             value = settings.value(f"training/{key}")
             if value is not None:
                 box.setChecked(str(value).lower() in ("true", "1"))
+        self._restore_auto_quick(settings)
+
+    def _restore_auto_quick(self, settings: QSettings) -> None:
+        try:
+            self.auto_quick.setValue(int(settings.value("training/auto_quick") or 0))
+        except (TypeError, ValueError):
+            self.auto_quick.setValue(0)
 
     def _setting_widgets(self) -> dict[str, Any]:
         return {"backbone": self.teacher_backbone, "student_backbone": self.student_backbone,
@@ -328,10 +355,24 @@ class TrainingPanel(QWidget):
         except Exception as exc:  # noqa: BLE001 - a bad setting is shown, never raised
             dialogs.show_error(self, exc, "Training")
             return
+        self._corrected.clear()
         self.charts.clear_curves()
         self.progress.setRange(0, 0)
         self.status.setText("Preparing…")
         self.training_started.emit()
+
+    def start_quick(self) -> None:
+        """A quick round: the student's head refit on the tags as they are now."""
+        self.start(TrainConfig(stage="quick", device=self.device.currentText()))
+
+    def _count_corrections(self, image_ids: Any) -> None:
+        """Tag edits since the last round; at the chosen number a quick round starts by itself
+        (once a student exists, and not while another round runs)."""
+        self._corrected.update(image_ids or ())
+        limit = self.auto_quick.value()
+        if limit and len(self._corrected) >= limit and not self.running:
+            self.workers.db(_has_student, key="training-auto-quick",
+                            on_done=lambda ok: ok and not self.running and self.start_quick())
 
     def cancel(self) -> None:
         if self.running:
@@ -343,6 +384,7 @@ class TrainingPanel(QWidget):
         self.start_button.setEnabled(not running)
         self.resume_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
+        self.quick_button.setEnabled(not running)
         for widget in (self.stage_combo, self.teacher_backbone, self.student_backbone, self.epochs,
                        self.image_size, self.student_size, self.kd, self.device, self.proposals,
                        self.pretrained, self.warm_start):

@@ -4,12 +4,14 @@ history, cancel with the checkpoint kept, and resume."""
 from __future__ import annotations
 
 import pytest
+from PySide6.QtCore import Qt
 
 from tests.gui.loop_projects import (  # noqa: F401 - fixtures
     copy_project,
     demo_project_dir,
     loop_state,
     tiny_config,
+    trained_project_dir,
 )
 
 
@@ -92,3 +94,44 @@ def test_a_bad_request_is_reported_not_raised(qtbot, panel, errors):
     assert len(errors) == 1 and "teacher" in str(errors[0]).lower()
     errors.clear()
     qtbot.waitUntil(lambda: not panel.running, timeout=5000)
+
+
+@pytest.fixture
+def trained_panel(qtbot, tmp_path, trained_project_dir, loop_state, errors):
+    from app.loop.training_panel import TrainingPanel
+
+    state = loop_state(copy_project(trained_project_dir, tmp_path))
+    widget = TrainingPanel(state)
+    qtbot.addWidget(widget)
+    widget.show()
+    yield widget
+    assert errors == []
+
+
+def test_corrections_then_a_quick_round_by_itself_then_by_the_button(qtbot, trained_panel):
+    """A person sets "quick round after 2 corrections", corrects two images: a quick round runs by
+    itself and the active student becomes its version; the Quick round button runs another."""
+    from engine.store import TagEdit
+
+    panel = trained_panel
+    store = panel.workers.store
+    panel.auto_quick.setValue(2)
+    seen = []
+    panel.state.versions_changed.connect(lambda: seen.append(panel.state.versions.student))
+    images = store.images.ids(split="train")[:2]
+    first_class = store.classes.list()[0].id
+    with qtbot.waitSignal(panel.training_finished, timeout=120000) as finished:
+        for image in images:      # one correction at a time, as the undo commands report them
+            store.tags.apply([TagEdit(image, first_class, "positive")], source="person")
+            panel.state.tags_changed.emit({image})
+    outcome = finished.args[0]
+    quick = outcome.runs[0]
+    assert outcome.completed and quick.config["quick"] and quick.model_version == "student-3"
+    assert panel.status.text().startswith("Done: student-3 completed")
+    qtbot.waitUntil(lambda: bool(seen) and seen[-1] == "student-3", timeout=10000)
+    assert all(store.suggestions.for_image(i, "student-3") for i in store.images.ids())
+    qtbot.waitUntil(lambda: not panel.running, timeout=5000)
+    with qtbot.waitSignal(panel.training_finished, timeout=120000) as again:
+        qtbot.mouseClick(panel.quick_button, Qt.MouseButton.LeftButton)
+    assert again.args[0].runs[0].model_version == "student-4"
+    assert not store.suggestions.for_image(images[0], "student-3")   # replaced by student-4
