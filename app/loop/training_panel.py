@@ -420,7 +420,9 @@ class TrainingPanel(QWidget):
         figures = ", ".join(f"{version}: validation mAP {f.mAP:.3f}"
                             for version, f in outcome.figures.items() if not math.isnan(f.mAP))
         statuses = ", ".join(f"{run.model_version} {run.status}" for run in outcome.runs)
-        self.status.setText(f"Done: {statuses}." + (f" {figures}." if figures else ""))
+        self.status.setText(f"Done: {statuses}." + (f" {figures}." if figures else "")
+                            + (f" {outcome.waiting}" if outcome.waiting else ""))
+        self.status.setToolTip(self.status.text())
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
         self.state.models_changed()

@@ -171,10 +171,26 @@ class RoundOutcome:
     figures: dict[str, RoundFigures]  # model version -> figures on the validation split
     plan: RoundPlan
     splits: SplitAssignment
+    waiting: str = ""               # what was tagged/added during the round, in words
 
     @property
     def completed(self) -> bool:
         return bool(self.runs) and all(run.status == "completed" for run in self.runs)
+
+
+def waiting_for_next_round(store: Store, runs: Sequence[TrainingRun]) -> str:
+    """What was tagged or added while the round ran and waits for the next round, in words
+    ('' when nothing): a round trains on the tags and classes it started with."""
+    started = (runs[0].config or {}) if runs else {}
+    if started.get("labels_as_of") is None:
+        return ""
+    edits = len(store.tags.history(since_id=int(started["labels_as_of"])))
+    added = [name for name in store.classes.names()
+             if name not in (started.get("class_names") or [])]
+    parts = ([f"{edits} tag change{'s' * (edits != 1)}"] if edits else []) + (
+        [f"the class{'es' * (len(added) != 1)} {', '.join(added)}"] if added else [])
+    return (" and ".join(parts) + " made during this round will be learnt in the next "
+            "round.") if parts else ""
 
 
 def train_round(store: Store, config: TrainConfig, callbacks=None, warm_start: bool = True,
@@ -212,7 +228,7 @@ def train_round(store: Store, config: TrainConfig, callbacks=None, warm_start: b
         for run in runs:
             if run.status == "completed" and not callbacks.stopped():
                 _evaluate_run(store, run, plan.config.device, calibrate, figures, callbacks)
-    return RoundOutcome(runs, figures, plan, splits)
+    return RoundOutcome(runs, figures, plan, splits, waiting_for_next_round(store, runs))
 
 
 def refresh_suggestions(store: Store, run: TrainingRun, previous: TrainingRun | None,

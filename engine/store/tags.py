@@ -205,12 +205,17 @@ class TagRepository:
         return self.revert(ids, source=source)
 
     def label_matrix(self, split: str | None = None, image_ids: Sequence[int] | None = None,
-                     as_of_change: int | None = None) -> LabelMatrix:
+                     as_of_change: int | None = None,
+                     class_names: Sequence[str] | None = None) -> LabelMatrix:
         """Labels of tagged, readable images (an image with at least one tag counts as tagged;
         classes it has no positive tag for are negatives). `as_of_change` replays the history up
-        to that change id instead of reading the current tags."""
+        to that change id instead of reading the current tags; `class_names` fixes the columns
+        (a round's class list when it started: classes added since are left out)."""
         with self._sessions() as session:
             classes = list(session.scalars(select(TagClass).order_by(TagClass.id)))
+            if class_names is not None:
+                by_name = {c.name: c for c in classes}
+                classes = [by_name[name] for name in class_names if name in by_name]
             column = {c.id: k for k, c in enumerate(classes)}
             positives = _tag_states(session, as_of_change)
             query = (select(Image.id, Root.path, Image.rel_path).join(Root, Root.id == Image.root_id)
@@ -225,8 +230,14 @@ class TagRepository:
             for class_id, positive in positives[row.id].items():
                 if positive and class_id in column:
                     labels[i, column[class_id]] = 1.0
+        names = list(class_names) if class_names is not None else [c.name for c in classes]
+        if class_names is not None and len(classes) != len(names):   # a class deleted since
+            kept = [names.index(c.name) for c in classes]
+            full = np.zeros((len(rows), len(names)), dtype=np.float32)
+            full[:, kept] = labels
+            labels = full
         return LabelMatrix([r.id for r in rows], [Path(r.path) / r.rel_path for r in rows],
-                           [c.name for c in classes], labels)
+                           names, labels)
 
     def counts_by_class(self) -> dict[str, int]:
         query = (select(TagClass.name, func.count(Tag.id)).join(Tag, Tag.class_id == TagClass.id)

@@ -111,6 +111,8 @@ class TrainConfig:
     teacher_version: str | None = None       # teacher the student distils from (None: active)
     resume: bool = False                     # continue the latest unfinished run of the stage
     student_init_from: str | None = None     # stage all: the student's own warm start
+    labels_as_of: int | None = None          # train on the tags as of this tag-history id
+    class_names: list[str] | None = None     # and on these classes (set when a run starts)
     proposal_params: dict[str, Any] = field(default_factory=dict)  # the proposal source's options
     student: StudentSettings = field(default_factory=StudentSettings)
 

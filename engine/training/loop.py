@@ -85,7 +85,8 @@ def start_stage(store: Store, stage: str, config: TrainConfig,
     if config.resume:
         run, checkpoint, config = _resume(store, stage, config, callbacks)
     seed_everything(config.seed)
-    matrix = store.tags.label_matrix("train")
+    matrix = store.tags.label_matrix("train", as_of_change=config.labels_as_of,
+                                     class_names=config.class_names)
     if not matrix.image_ids:
         raise UserError("The train split has no tagged, readable images; tag some images and "
                         "put them in split train first.")

@@ -51,7 +51,8 @@ def train_quick(store: Store, config: TrainConfig,
     callbacks = callbacks or TrainCallbacks()
     parent = resolve_run(store, "student", config.init_from)
     backbone = backbone_version(parent)
-    matrix = store.tags.label_matrix("train")
+    matrix = store.tags.label_matrix("train", as_of_change=config.labels_as_of,
+                                     class_names=config.class_names)
     if not matrix.image_ids or not matrix.labels.any():
         raise UserError("The train split has no positive tags to learn from.")
     run = store.runs.create("student", {**config.to_dict(), "stage": "quick", "quick": True,
@@ -67,7 +68,7 @@ def train_quick(store: Store, config: TrainConfig,
         if callbacks.stopped():
             store.runs.update(run.id, status="cancelled", finished=True)
             return store.runs.get(run.id)
-        weight, bias, report = _fit(store, parent, embeddings, matrix)
+        weight, bias, report = _fit(store, parent, embeddings, matrix, config)
         _save_version(store, run, backbone, weight, bias, list(matrix.class_names), report,
                       time.perf_counter() - started)
     except BaseException:
@@ -79,8 +80,8 @@ def train_quick(store: Store, config: TrainConfig,
     return store.runs.get(run.id)
 
 
-def _fit(store: Store, parent: TrainingRun, embeddings: Embeddings,
-         matrix: Any) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+def _fit(store: Store, parent: TrainingRun, embeddings: Embeddings, matrix: Any,
+         config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     rows = embeddings.rows(matrix.image_ids)
     known = rows >= 0
     if not known.any():
@@ -91,7 +92,7 @@ def _fit(store: Store, parent: TrainingRun, embeddings: Embeddings,
     weight, bias = fit_head(features, labels, weight, bias)
     report = {"images": float(known.sum()), "train_mAP": float(mean_average_precision(
         score_embeddings(features.numpy(), weight, bias), labels.numpy()))}
-    report.update(_validation(store, embeddings, list(matrix.class_names), weight, bias))
+    report.update(_validation(store, embeddings, config, list(matrix.class_names), weight, bias))
     return weight, bias, report
 
 
@@ -131,9 +132,11 @@ def fit_head(features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor,
     return weight.detach(), bias.detach()
 
 
-def _validation(store: Store, embeddings: Embeddings, class_names: list[str],
-                weight: torch.Tensor, bias: torch.Tensor) -> dict[str, float]:
-    matrix = store.tags.label_matrix("val")
+def _validation(store: Store, embeddings: Embeddings, config: TrainConfig,
+                class_names: list[str], weight: torch.Tensor,
+                bias: torch.Tensor) -> dict[str, float]:
+    matrix = store.tags.label_matrix("val", as_of_change=config.labels_as_of,
+                                     class_names=config.class_names)
     if not matrix.image_ids or list(matrix.class_names) != class_names:
         return {}
     rows = embeddings.rows(matrix.image_ids)

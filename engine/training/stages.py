@@ -55,12 +55,17 @@ def train(store: Store, config: TrainConfig,
     """
     callbacks = callbacks or TrainCallbacks()
     runs: list[TrainingRun] = []
+    if not config.resume and config.labels_as_of is None:
+        config = snapshot(store, config)
     configs = stage_configs(config)
     if config.resume and len(configs) > 1:
         configs = _resumed_stages(store, configs)
     for stage_config in configs:
-        if stage_config.stage == "student" and runs:
-            stage_config = replace(stage_config, teacher_version=runs[-1].model_version)
+        if stage_config.stage == "student" and runs:     # the teacher's labels, and the teacher
+            stored = runs[-1].config or {}
+            stage_config = replace(stage_config, teacher_version=runs[-1].model_version,
+                                   labels_as_of=stored.get("labels_as_of"),
+                                   class_names=stored.get("class_names"))
         run = stage_trainer(stage_config.stage)(store, stage_config, callbacks)
         runs.append(run)
         if run.status != "completed":
@@ -70,9 +75,21 @@ def train(store: Store, config: TrainConfig,
 
 def _resumed_stages(store: Store, configs: list[TrainConfig]) -> list[TrainConfig]:
     """Resuming stage 'all': continue the stage that was running when it stopped, then train the
-    stages after it afresh. The student was running when the latest run is an unfinished student;
-    else the teacher was."""
+    stages after it afresh, as the round planned them (the interrupted teacher's stored config).
+    The student was running when the latest run is an unfinished student; else the teacher was."""
     runs = store.runs.list()
     if runs and runs[-1].stage == "student" and runs[-1].status != "completed":
         return [configs[1]]
-    return [configs[0], replace(configs[1], resume=False)]
+    teacher = next((run for run in reversed(runs) if run.stage == "teacher"), None)
+    if teacher is None or teacher.status == "completed" or not teacher.config:
+        return [configs[0], replace(configs[1], resume=False)]
+    planned = TrainConfig.from_dict(teacher.config)      # the student the round planned
+    return [configs[0], replace(planned, stage="student", resume=False,
+                                init_from=planned.student_init_from, device=configs[1].device)]
+
+
+def snapshot(store: Store, config: TrainConfig) -> TrainConfig:
+    """`config` pinned to the project's tags and classes as they are now: a round trains on what
+    it started with, every stage alike; tags and classes added meanwhile wait for the next round."""
+    return replace(config, labels_as_of=store.tags.last_change_id(),
+                   class_names=store.classes.names())

@@ -313,7 +313,8 @@ def _validator(store: Store, class_names: list[str], config: TrainConfig,
                options: StudentOptions, device: torch.device):  # noqa: ANN202
     """Per-epoch validation: mAP, CF1 and OF1 (engine.metrics) of the student on split 'val';
     None when the split has no tagged images of the same classes."""
-    matrix = store.tags.label_matrix("val")
+    matrix = store.tags.label_matrix("val", as_of_change=config.labels_as_of,
+                                     class_names=config.class_names)
     if not matrix.image_ids or list(matrix.class_names) != class_names:
         return None
     images = StudentImages(matrix.paths, matrix.labels, int(config.student_image_size),

@@ -180,7 +180,8 @@ def _validator(store: Store, start: StageStart, source: ProposalSource, device: 
     """Per-epoch validation mAP on split 'val'; None when it has no tagged images of the same
     classes or none of them can be read."""
     config = start.config
-    matrix = store.tags.label_matrix("val")
+    matrix = store.tags.label_matrix("val", as_of_change=config.labels_as_of,
+                                     class_names=config.class_names)
     if not matrix.image_ids or list(matrix.class_names) != start.class_names:
         return None
     proposals, _ = proposals_for_images(store, matrix.image_ids, matrix.paths, source,

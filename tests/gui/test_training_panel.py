@@ -135,3 +135,38 @@ def test_corrections_then_a_quick_round_by_itself_then_by_the_button(qtbot, trai
         qtbot.mouseClick(panel.quick_button, Qt.MouseButton.LeftButton)
     assert again.args[0].runs[0].model_version == "student-4"
     assert not store.suggestions.for_image(images[0], "student-3")   # replaced by student-4
+
+
+def test_both_with_a_tag_and_a_class_added_mid_run_cancel_resume_finish(qtbot, panel):
+    """The sequence that failed twice in the GUI: start "all", add a class and a tag while the
+    teacher trains, cancel, resume: the teacher resumes, the student follows on the classes the
+    round started with, and the panel says the new class and tag wait for the next round."""
+    from engine.store import TagEdit
+
+    store = panel.workers.store
+    config = tiny_config(stage="all", kd="prediction", epochs=2, image_size=64, max_proposals=8,
+                         proposals="sliding", hidden=32)
+
+    def person_edits_then_cancel(report):
+        if "late" not in store.classes.names():
+            store.classes.ensure(["late"])
+            late = [c for c in store.classes.list() if c.name == "late"][0]
+            image = store.images.ids(split="train")[0]
+            store.tags.apply([TagEdit(image, late.id, "positive")], source="person")
+            panel.state.tags_changed.emit({image})
+            panel.cancel()
+
+    panel._bridge.epoch.connect(person_edits_then_cancel)
+    with qtbot.waitSignal(panel.training_finished, timeout=240000) as cancelled:
+        panel.start(config)
+    assert cancelled.args[0] is None and "Resume" in panel.status.text()
+    qtbot.waitUntil(lambda: not panel.running, timeout=10000)
+    with qtbot.waitSignal(panel.training_finished, timeout=240000) as resumed:
+        qtbot.mouseClick(panel.resume_button, Qt.MouseButton.LeftButton)
+    outcome = resumed.args[0]
+    assert [(r.stage, r.status) for r in outcome.runs] == [("teacher", "completed"),
+                                                           ("student", "completed")]
+    assert "late" not in outcome.runs[1].class_names
+    text = panel.status.text()
+    assert text.startswith("Done: teacher-1 completed, student-2 completed")
+    assert "the class late" in text and "next round" in text

@@ -204,3 +204,26 @@ def test_settings_of_earlier_versions_load_into_typed_fields():
     assert config.student == StudentSettings(epochs=3, kd_boxes=8, stride=16, views=1)
     assert config.proposal_params == {"max_side": 96}
     assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_a_class_and_a_tag_added_mid_run_wait_for_the_next_round(trained):
+    """A person adds a class and a tag while the teacher trains: the round finishes on the
+    classes and tags it started with (before, the student refused the 'other classes')."""
+    from engine.store import TagEdit
+
+    store, _, _ = trained
+    before = store.classes.names()
+    image = store.images.ids(split="train")[0]
+
+    def person_edits(report):
+        if report.stage == "teacher" and "late" not in store.classes.names():
+            store.classes.ensure(["late"])
+            late = [c.id for c in store.classes.list() if c.name == "late"][0]
+            store.tags.apply([TagEdit(image, late, "positive")], source="person")
+
+    runs = train(store, TrainConfig(stage="all", kd="both", **TINY),
+                 TrainCallbacks(on_epoch=person_edits))
+    assert [run.status for run in runs] == ["completed", "completed"]
+    assert runs[0].class_names == before and runs[1].class_names == before
+    assert "late" in store.classes.names()
+    store.classes.delete([c.id for c in store.classes.list() if c.name == "late"][0])
