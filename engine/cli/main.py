@@ -22,11 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlic", description="Curate image-level multi-label tags with model assistance.")
     parser.add_argument("--version", action="version", version=f"mlic {__version__}")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--project", metavar="DIR",
-                       help="project folder (default: the default project in your data directory)")
-    where.add_argument("--db-url", metavar="URL",
-                       help="SQLAlchemy database URL instead of the project's SQLite file")
+    parser.add_argument("--project", metavar="DIR",
+                        help="project folder (default: the default project in your data "
+                             "directory); with --db-url, the folder of its models and caches")
+    parser.add_argument("--db-url", metavar="URL",
+                        help="SQLAlchemy database URL instead of the project's SQLite file "
+                             "(models and caches: --project, else a folder of its own)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for commands in (project, evaluate, tag, train, detect):
