@@ -34,6 +34,7 @@ from engine.exchange import (
     ExportSummary,
     ImportSummary,
     apply_import_tags,
+    atomic_import,
     ensure_classes,
 )
 from engine.files import write_text_atomic
@@ -172,6 +173,7 @@ def _tag_states(path: Path, line: int, row: list[str],
     return states
 
 
+@atomic_import
 def import_csv(store: Store, csv_path: Path | str, progress: Progress = None
                ) -> ImportSummary:
     """Import tags (and splits) from a CSV file (module doc)."""

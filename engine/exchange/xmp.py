@@ -43,6 +43,7 @@ from engine.exchange import (
     ImportSummary,
     Progress,
     apply_import_tags,
+    atomic_import,
     class_parents,
     ensure_classes,
 )
@@ -280,6 +281,7 @@ def export_xmp(store: Store, out_dir: Path | str | None = None, in_place: bool =
     return ExportSummary(target=target or Path("."), images=len(plans), files=len(plans))
 
 
+@atomic_import
 def import_xmp(store: Store, sidecar_dir: Path | str | None = None,
                progress: Progress | None = None) -> ImportSummary:
     """Read the sidecars of the project's images and import their tags (module doc)."""

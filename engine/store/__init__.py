@@ -10,13 +10,19 @@ transaction and returns detached objects, so one writer thread and concurrent re
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-
-from sqlalchemy.orm import sessionmaker
 
 from engine.errors import UserError
 from engine.project import ProjectPaths, database_project_dir, default_project_dir
-from engine.store.database import create_database_engine, project_id, sqlite_url, upgrade_to_head
+from engine.store.database import (
+    Sessions,
+    create_database_engine,
+    project_id,
+    sqlite_url,
+    upgrade_to_head,
+)
 from engine.store.images import ImageRepository, RootRepository
 from engine.store.results import (
     BoxRow,
@@ -45,7 +51,7 @@ class Store:
             raise
         self.paths = paths or ProjectPaths(database_project_dir(self.project_id))
         _ensure_folders(self.paths)
-        sessions = sessionmaker(self.engine, expire_on_commit=False)
+        sessions = self._sessions = Sessions(self.engine)
         self.roots = RootRepository(sessions)
         self.images = ImageRepository(sessions)
         self.classes = ClassRepository(sessions)
@@ -70,7 +76,15 @@ class Store:
         _ensure_folders(paths)
         return cls(sqlite_url(paths.database), paths)
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything this thread writes through the repositories in the block is one transaction:
+        all of it is kept, or (an exception, a kill) none of it."""
+        with self._sessions.transaction():
+            yield
+
     def close(self) -> None:
+        self._sessions.dispose()
         self.engine.dispose()
 
     def __enter__(self) -> Store:

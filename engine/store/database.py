@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -19,6 +21,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import UserError
 
@@ -57,13 +60,15 @@ def create_database_engine(url: str) -> Engine:
     return engine
 
 
-def _transactional_sqlite_engine(url: str) -> Engine:
+def _transactional_sqlite_engine(url: str, wal: bool = False) -> Engine:
     """A SQLite engine whose transactions include DDL: pysqlite's own transaction handling is off
     and each transaction starts with `BEGIN IMMEDIATE` (so two `init`s serialise). WAL is left to
     the project's own connections, so a file refused here keeps every byte."""
     engine = create_engine(url, future=True)
 
-    def connect(dbapi_connection, _record) -> None:  # noqa: ANN001
+    def connect(dbapi_connection, record) -> None:  # noqa: ANN001
+        if wal:
+            _enable_sqlite_pragmas(dbapi_connection, record)
         dbapi_connection.isolation_level = None
         dbapi_connection.execute("PRAGMA busy_timeout=10000")
 
@@ -135,6 +140,57 @@ def upgrade_to_head(engine: Engine) -> None:
         if migrator is not engine:
             migrator.dispose()
     log.debug("schema at head; tables: %s", inspect(engine).get_table_names())
+
+
+class Sessions:
+    """The repositories' session factory (`sessions()`, `sessions.begin()`). Inside
+    `transaction()` every session of this thread joins one database transaction (each repository
+    call becomes a savepoint), so a multi-step write such as an import commits whole or not at all,
+    also when the process is killed."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._default = sessionmaker(engine, expire_on_commit=False)
+        self._local = threading.local()
+        self._joined_engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    def _current(self) -> sessionmaker[Session]:
+        return getattr(self._local, "factory", None) or self._default
+
+    def __call__(self, **kwargs: object) -> Session:
+        return self._current()(**kwargs)
+
+    def begin(self):  # noqa: ANN201 - sessionmaker.begin's context manager
+        return self._current().begin()
+
+    def _transaction_engine(self) -> Engine:
+        if self.engine.dialect.name != "sqlite":
+            return self.engine
+        with self._lock:
+            if self._joined_engine is None:
+                url = self.engine.url.render_as_string(hide_password=False)
+                self._joined_engine = _transactional_sqlite_engine(url, wal=True)
+            return self._joined_engine
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction for everything this thread writes in the block (nests: an inner
+        block joins the outer one)."""
+        if getattr(self._local, "factory", None) is not None:
+            yield
+            return
+        with self._transaction_engine().connect() as connection, connection.begin():
+            self._local.factory = sessionmaker(bind=connection, expire_on_commit=False,
+                                               join_transaction_mode="create_savepoint")
+            try:
+                yield
+            finally:
+                self._local.factory = None
+
+    def dispose(self) -> None:
+        if self._joined_engine is not None:
+            self._joined_engine.dispose()
 
 
 def chunked(ids: list[int], size: int = 900) -> Iterable[list[int]]:
