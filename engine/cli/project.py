@@ -67,8 +67,11 @@ def _add_import_csv(subparsers: argparse._SubParsersAction) -> None:
         "import-csv", help="import tags from a CSV (path,split,<class>...; 1/0/empty)",
         description="Import image-level tags from a CSV with a header 'path,split,<class 1>,...', "
                     "one row per image, cells 1 (positive), 0 (negative) or empty (no tag). "
-                    "Paths are absolute or relative to the CSV file.")
+                    "Paths are absolute or relative to the CSV file, and must lie inside the "
+                    "project's folders, the CSV's folder or --images.")
     parser.add_argument("file", metavar="FILE")
+    parser.add_argument("--images", metavar="DIR",
+                        help="a further folder the CSV's paths may lie in")
     parser.set_defaults(handler=run_import_csv)
 
 
@@ -181,7 +184,7 @@ def run_import_csv(args: argparse.Namespace) -> int:
     from engine.exchange.csv_tags import import_csv
 
     return _import(args, "importing", lambda store, progress: import_csv(
-        store, args.file, progress=progress), Path(args.file))
+        store, args.file, progress=progress, images_dir=args.images), Path(args.file))
 
 
 def run_import_xmp(args: argparse.Namespace) -> int:

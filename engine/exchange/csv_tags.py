@@ -38,6 +38,7 @@ from engine.exchange import (
     ensure_classes,
 )
 from engine.files import write_text_atomic
+from engine.images import is_image_path
 from engine.intake import canonical_path, register_files
 from engine.progress import Progress
 from engine.store.schema import SPLITS
@@ -173,11 +174,32 @@ def _tag_states(path: Path, line: int, row: list[str],
     return states
 
 
+def _check_inside(store: Store, csv_path: Path, entries: list, images_dir: Path | str | None
+                  ) -> None:
+    """Every path must lie inside a project folder (a root), the CSV's own folder or
+    `images_dir`, or name an image file (as `export csv` writes them): a row such as
+    '../../etc/passwd' or '/etc/passwd' never registers a file."""
+    allowed = [Path(root.path) for root in store.roots.list()]
+    allowed.append(canonical_path(csv_path).parent)
+    if images_dir is not None:
+        folder = Path(images_dir).expanduser()
+        if not folder.is_dir():
+            raise UserError(f"Images folder {folder} does not exist.")
+        allowed.append(folder.resolve())
+    outside = [p for p, _, _ in entries if not any(p.is_relative_to(a) for a in allowed)
+               and not is_image_path(p)]
+    if outside:
+        raise UserError(f"{csv_path}: {len(outside)} paths lie outside the project's folders and "
+                        f"the CSV's folder, e.g. {outside[0]}; name their folder with --images.")
+
+
 @atomic_import
-def import_csv(store: Store, csv_path: Path | str, progress: Progress = None
-               ) -> ImportSummary:
-    """Import tags (and splits) from a CSV file (module doc)."""
+def import_csv(store: Store, csv_path: Path | str, progress: Progress = None,
+               images_dir: Path | str | None = None) -> ImportSummary:
+    """Import tags (and splits) from a CSV file (module doc). Paths must lie inside the
+    project's folders, the CSV's folder or `images_dir`."""
     class_names, entries = read_csv(csv_path)
+    _check_inside(store, Path(csv_path), entries, images_dir)
     summary = ImportSummary(source=Path(csv_path))
     present = [(p, split, states) for p, split, states in entries
                if p.exists() or p.is_symlink()]
