@@ -96,6 +96,9 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("out", metavar="OUT", nargs="?")
     parser.add_argument("--in-place", action="store_true",
                         help="xmp: write each sidecar next to its image")
+    parser.add_argument("--raw-csv", action="store_true",
+                        help="csv: write names starting with = + - @ as they are (by default they "
+                             "get a leading ' so spreadsheets do not run them as formulas)")
     parser.set_defaults(handler=run_export)
 
 
@@ -209,6 +212,8 @@ def _import(args: argparse.Namespace, description: str, run, source: Path | None
 def run_export(args: argparse.Namespace) -> int:
     if args.format != "xmp" and args.in_place:
         raise UserError("--in-place only applies to `export xmp`.")
+    if args.format != "csv" and args.raw_csv:
+        raise UserError("--raw-csv only applies to `export csv`.")
     if args.out is None and not (args.format == "xmp" and args.in_place):
         raise UserError(f"`export {args.format}` needs OUT"
                         + (" (a folder) or --in-place." if args.format == "xmp" else " (a file)."))
@@ -233,7 +238,7 @@ def _export(store: Store, args: argparse.Namespace, progress: Progress) -> Expor
     if args.format == "csv":
         from engine.exchange.csv_tags import export_csv
 
-        return export_csv(store, args.out, progress=progress)
+        return export_csv(store, args.out, progress=progress, raw=args.raw_csv)
     if args.format == "coco":
         from engine.exchange.coco import export_coco
 

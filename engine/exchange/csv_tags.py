@@ -49,11 +49,31 @@ if TYPE_CHECKING:
 POSITIVE = {"1", "true", "yes", "y", "positive", "pos", "+", "x"}
 NEGATIVE = {"0", "false", "no", "n", "negative", "neg", "-"}
 RESERVED = ("path", "split")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def export_csv(store: Store, out_path: Path | str, progress: Progress = None
-               ) -> ExportSummary:
-    """Write every image present in the project, with its split and tags (module doc)."""
+def _needs_quote(text: str) -> bool:
+    return text.startswith(FORMULA_START) or (text.startswith("'") and _needs_quote(text[1:]))
+
+
+def spreadsheet_safe(text: str) -> str:
+    """`text` as a CSV cell a spreadsheet will not run: one starting with '=', '+', '-', '@', a tab
+    or a carriage return gets a leading "'" (OWASP's advice); so does one that would otherwise be
+    read back as such a quote, which keeps `from_spreadsheet(spreadsheet_safe(t)) == t` exact."""
+    return "'" + text if _needs_quote(text) else text
+
+
+def from_spreadsheet(text: str) -> str:
+    """The inverse of `spreadsheet_safe` (an import reads both quoted and raw files)."""
+    return text[1:] if text.startswith("'") and _needs_quote(text[1:]) else text
+
+
+def export_csv(store: Store, out_path: Path | str, progress: Progress = None,
+               raw: bool = False) -> ExportSummary:
+    """Write every image present in the project, with its split and tags (module doc). Class
+    names and paths that a spreadsheet would run as a formula are quoted (`spreadsheet_safe`)
+    unless `raw`."""
+    cell = (lambda text: text) if raw else spreadsheet_safe
     out_path = Path(out_path).expanduser()
     classes = store.classes.list()
     clash = next((c.name for c in classes if c.name.lower() in RESERVED), None)
@@ -64,11 +84,11 @@ def export_csv(store: Store, out_path: Path | str, progress: Progress = None
     tags = store.tags.for_images([image.id for image in images])
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "split", *(c.name for c in classes)])
+    writer.writerow(["path", "split", *(cell(c.name) for c in classes)])
     rows = sorted(images, key=lambda image: paths[image.id].as_posix())
     for k, image in enumerate(rows):
         states = {t.class_id: "1" if t.positive else "0" for t in tags.get(image.id, [])}
-        writer.writerow([paths[image.id].as_posix(), image.split,
+        writer.writerow([cell(paths[image.id].as_posix()), image.split,
                          *(states.get(c.id, "") for c in classes)])
         if progress is not None:
             progress(k + 1, len(rows))
@@ -119,7 +139,7 @@ def _read_rows(path: Path) -> list[list[str]]:
 
 def _layout(path: Path, header_row: list[str]) -> _Layout:
     """Check the header ('path' first, names unique and non-empty); the columns' layout."""
-    header = [cell.strip() for cell in header_row]
+    header = [from_spreadsheet(cell.strip()) for cell in header_row]
     if not header or header[0].lower() != "path":
         raise UserError(f"{path}: the first column must be 'path' (header 'path,split,<class>,"
                         "...').")
@@ -143,7 +163,8 @@ def _read_entry(path: Path, line: int, row: list[str], layout: _Layout, base: Pa
     if len(row) > layout.width:
         raise UserError(f"{path}, line {line}: {len(row)} cells for {layout.width} columns.")
     row = row + [""] * (layout.width - len(row))
-    if not row[0].strip():
+    row[0] = from_spreadsheet(row[0].strip())
+    if not row[0]:
         raise UserError(f"{path}, line {line}: the path is empty.")
     image_path = canonical_path(base / Path(row[0].strip()).expanduser())
     if image_path in seen:
