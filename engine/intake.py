@@ -232,6 +232,12 @@ def _inspect(owner: Path, rel_path: str) -> _FileFacts:
     size, mtime = _stat(path)
     digest: str | None = None
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or /dev/zero would hang the hash
+            return _FileFacts(rel_path, 0, mtime, None, None, None, "unreadable",
+                              "not a regular file")
+    except OSError:
+        pass  # missing or broken: the loader below says why
+    try:
         digest = file_digest(path)
         probe = probe_image(path)
     except UnreadableImageError as exc:
