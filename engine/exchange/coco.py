@@ -49,6 +49,7 @@ from engine.exchange import (
 )
 from engine.files import write_text_atomic
 from engine.intake import canonical_path, register_files
+from engine.store.tags import class_name_problem
 from engine.progress import Progress
 from engine.store.schema import SPLITS
 
@@ -120,8 +121,9 @@ def _validate_categories(categories: list[Any], fail: Callable[[str], NoReturn])
             fail(f"category id {category['id']} appears twice")
         if category["name"].strip() in names:
             fail(f"category name {category['name']!r} appears twice")
-        if "," in category["name"] or "\n" in category["name"]:
-            fail(f"category name {category['name']!r} contains a comma or newline")
+        problem = class_name_problem(category["name"])
+        if problem is not None:
+            fail(f"category name {category['name']!r} is not a usable class name: {problem}")
         category_ids.add(category["id"])
         names.add(category["name"].strip())
     for category in categories:

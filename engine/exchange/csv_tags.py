@@ -42,6 +42,7 @@ from engine.images import is_image_path
 from engine.intake import canonical_path, register_files
 from engine.progress import Progress
 from engine.store.schema import SPLITS
+from engine.store.tags import class_name_problem
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -151,8 +152,9 @@ def _layout(path: Path, header_row: list[str]) -> _Layout:
     class_columns = [(i, name) for i, name in enumerate(header)
                      if i != 0 and i != split_column]
     for _, name in class_columns:
-        if "\n" in name:
-            raise UserError(f"{path}: invalid class name {name!r}.")
+        problem = class_name_problem(name)
+        if problem is not None:
+            raise UserError(f"{path}: invalid class name {name!r}: {problem}.")
     return _Layout(len(header), split_column, class_columns)
 
 
