@@ -5,6 +5,8 @@ Every writer opens a temporary file beside the target, writes, and renames it in
 and never a torn one; the temporary file is removed on failure.
 
 - `atomic_output(path, mode)`: the context manager every writer uses ("w" text or "wb" binary).
+- The file gets the mode an ordinary `open()` would give it: an existing file keeps its mode, a
+  new one gets 0666 less the umask (not `mkstemp`'s 0600).
 - `write_text_atomic(path, text)` / `write_json_atomic(path, data)`: user-facing outputs (exports,
   reports); an OS error becomes a `UserError` naming the file.
 """
@@ -41,10 +43,32 @@ def atomic_output(path: str | Path, mode: str = "w", *, durable: bool = False) -
             if durable:
                 file.flush()
                 os.fsync(file.fileno())
+        os.chmod(temporary, _target_mode(path))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _current_umask() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _target_mode(path: Path) -> int:
+    """The mode of the file at `path` when it exists, else 0666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_current_umask()
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -131,26 +131,28 @@ def scan_folder(store: Store, folder: Path | str, split: str | None = None,
 
 def register_files(store: Store, folder: Path | str, files: Iterable[Path | str],
                    split: str | None = None, progress: Progress = None) -> ScanReport:
-    """Register the given files (which must lie under `folder`) with `folder` as their root."""
+    """Register the given files (which must lie under `folder`). A file under a folder that is
+    already a root (the folder itself, one above it or one inside it, as `scan_folder` finds
+    them) is registered under that root, so an image is never registered twice; the others
+    under `folder` as a new root."""
     folder = _check_folder(folder)
     _check_split(split)
-    roots = {Path(root.path): root for root in store.roots.list()}
-    owner = next((path for path in sorted(roots, key=lambda p: len(p.parts), reverse=True)
-                  if folder == path or folder.is_relative_to(path)), None)
-    if owner is None:
-        owner = folder
-        root_id = store.roots.get_or_create(folder).id
-    else:
-        root_id = roots[owner].id
-    rel_paths = []
+    roots = sorted(((Path(root.path), root.id) for root in store.roots.list()),
+                   key=lambda item: len(item[0].parts), reverse=True)
+    limit = next((root for root, _ in roots if folder.is_relative_to(root)), folder)
+    by_owner: dict[Path, list[str]] = {}
     for file in files:
         path = canonical_path(Path(folder, file))
-        if not path.is_relative_to(owner):
+        if not path.is_relative_to(limit):
             raise UserError(f"{path} is not inside {folder}.")
-        rel_paths.append(path.relative_to(owner).as_posix())
-    report = _reconcile(store, owner, root_id, sorted(set(rel_paths)), None, False, split,
-                        progress)
-    report.folder = folder
+        owner = next((root for root, _ in roots if path.is_relative_to(root)), folder)
+        by_owner.setdefault(owner, []).append(path.relative_to(owner).as_posix())
+    report = ScanReport(folder=folder)
+    root_ids = dict(roots)
+    for owner, rel_paths in by_owner.items():
+        root_id = root_ids.get(owner) or store.roots.get_or_create(owner).id
+        report.merge(_reconcile(store, owner, root_id, sorted(set(rel_paths)), None, False, split,
+                                progress))
     return report
 
 
@@ -229,6 +231,12 @@ def _inspect(owner: Path, rel_path: str) -> _FileFacts:
     path = owner / rel_path
     size, mtime = _stat(path)
     digest: str | None = None
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or /dev/zero would hang the hash
+            return _FileFacts(rel_path, 0, mtime, None, None, None, "unreadable",
+                              "not a regular file")
+    except OSError:
+        pass  # missing or broken: the loader below says why
     try:
         digest = file_digest(path)
         probe = probe_image(path)

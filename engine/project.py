@@ -15,6 +15,12 @@ def default_project_dir() -> Path:
     return Path(user_data_dir(APP_NAME, appauthor=False)) / "default"
 
 
+def database_project_dir(project_id: str) -> Path:
+    """The folder of a database-backed project opened without a folder: named by the project id
+    the database stores, so each database has its own models and caches."""
+    return Path(user_data_dir(APP_NAME, appauthor=False)) / "databases" / project_id
+
+
 @dataclass(frozen=True)
 class ProjectPaths:
     """Layout of a project folder."""

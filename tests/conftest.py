@@ -5,11 +5,17 @@
 - `demo_project` (function): a fresh `Store` in `tmp_path / "project"` with `demo_data` imported
   (splits train/val/test set, image-level tags with source 'import', ground-truth boxes).
 - `empty_project` (function): a fresh, empty `Store` in `tmp_path / "project"`.
+- `postgres` (session): a throwaway PostgreSQL server (`tests/postgres.py`); skips when the server
+  binaries or psycopg are missing.
+- `db_url` (function, parametrised `sqlite` / `postgresql`): the URL of a fresh, empty database.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +50,23 @@ def demo_project(tmp_path, demo_data):
     import_demo(store, demo_data.root)
     yield store
     store.close()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    from tests.postgres import find_binaries, start_server
+
+    if find_binaries() is None:
+        pytest.skip("PostgreSQL server binaries or psycopg are not installed")
+    folder = Path(tempfile.mkdtemp(prefix="mlic-pg-", dir="/tmp"))
+    server = start_server(folder / "cluster")
+    yield server
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db.sqlite'}"
+    return request.getfixturevalue("postgres").new_database()

@@ -72,9 +72,17 @@ def print_skipped(items: Iterable[tuple[Path, str]], folder: Path) -> None:
         print(f"mlic: skipped unreadable file {shown}: {reason}", file=sys.stderr)
 
 
-def open_store(args: argparse.Namespace) -> Store:
+def open_store(args: argparse.Namespace, create: bool = False) -> Store:
     """The store named by the global options; use it as `with open_store(args) as store:` so the
-    database connections close when the command ends."""
+    database connections close when the command ends. Only `create` (the `init` command) makes a
+    new project folder: a mistyped `--project` is an error, never a new empty project (the
+    default project is made on first use)."""
     from engine.store import Store
+
+    if not create and args.project and not args.db_url:
+        folder = Path(args.project).expanduser()
+        if not (folder / "project.sqlite").is_file():
+            raise UserError(f"{folder} is not a project; create it with "
+                            f"`mlic --project {folder} init`.")
 
     return Store.open(project_dir=args.project, db_url=args.db_url)

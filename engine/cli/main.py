@@ -22,11 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlic", description="Curate image-level multi-label tags with model assistance.")
     parser.add_argument("--version", action="version", version=f"mlic {__version__}")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--project", metavar="DIR",
-                       help="project folder (default: the default project in your data directory)")
-    where.add_argument("--db-url", metavar="URL",
-                       help="SQLAlchemy database URL instead of the project's SQLite file")
+    parser.add_argument("--project", metavar="DIR",
+                        help="project folder (default: the default project in your data "
+                             "directory); with --db-url, the folder of its models and caches")
+    parser.add_argument("--db-url", metavar="URL",
+                        help="SQLAlchemy database URL instead of the project's SQLite file "
+                             "(models and caches: --project, else a folder of its own)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for commands in (project, evaluate, tag, train, detect):
@@ -34,7 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tolerant_streams() -> None:
+    """File names with bytes that are not UTF-8 (kept as surrogates) print escaped, never crash."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerant_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,

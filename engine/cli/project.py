@@ -67,8 +67,11 @@ def _add_import_csv(subparsers: argparse._SubParsersAction) -> None:
         "import-csv", help="import tags from a CSV (path,split,<class>...; 1/0/empty)",
         description="Import image-level tags from a CSV with a header 'path,split,<class 1>,...', "
                     "one row per image, cells 1 (positive), 0 (negative) or empty (no tag). "
-                    "Paths are absolute or relative to the CSV file.")
+                    "Paths are absolute or relative to the CSV file, and must lie inside the "
+                    "project's folders, the CSV's folder or --images.")
     parser.add_argument("file", metavar="FILE")
+    parser.add_argument("--images", metavar="DIR",
+                        help="a further folder the CSV's paths may lie in")
     parser.set_defaults(handler=run_import_csv)
 
 
@@ -93,6 +96,11 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("out", metavar="OUT", nargs="?")
     parser.add_argument("--in-place", action="store_true",
                         help="xmp: write each sidecar next to its image")
+    parser.add_argument("--force", action="store_true",
+                        help="replace OUT even when the project has no images")
+    parser.add_argument("--raw-csv", action="store_true",
+                        help="csv: write names starting with = + - @ as they are (by default they "
+                             "get a leading ' so spreadsheets do not run them as formulas)")
     parser.set_defaults(handler=run_export)
 
 
@@ -155,7 +163,7 @@ def _project_label(store) -> str:
 
 
 def run_init(args: argparse.Namespace) -> int:
-    with open_store(args) as store:
+    with open_store(args, create=True) as store:
         print(f"Project ready: {_project_label(store)}")
     return 0
 
@@ -181,7 +189,7 @@ def run_import_csv(args: argparse.Namespace) -> int:
     from engine.exchange.csv_tags import import_csv
 
     return _import(args, "importing", lambda store, progress: import_csv(
-        store, args.file, progress=progress), Path(args.file))
+        store, args.file, progress=progress, images_dir=args.images), Path(args.file))
 
 
 def run_import_xmp(args: argparse.Namespace) -> int:
@@ -206,6 +214,8 @@ def _import(args: argparse.Namespace, description: str, run, source: Path | None
 def run_export(args: argparse.Namespace) -> int:
     if args.format != "xmp" and args.in_place:
         raise UserError("--in-place only applies to `export xmp`.")
+    if args.format != "csv" and args.raw_csv:
+        raise UserError("--raw-csv only applies to `export csv`.")
     if args.out is None and not (args.format == "xmp" and args.in_place):
         raise UserError(f"`export {args.format}` needs OUT"
                         + (" (a folder) or --in-place." if args.format == "xmp" else " (a file)."))
@@ -218,6 +228,10 @@ def run_export(args: argparse.Namespace) -> int:
         elif out.exists() and not out.is_dir():
             raise UserError(f"{out} is a file; `export xmp` needs a folder.")
     with open_store(args) as store, progress_bar("exporting") as progress:
+        if args.out is not None and Path(args.out).expanduser().is_file() and not args.force \
+                and store.images.count() == 0:
+            raise UserError(f"The project has no images; replacing {args.out} with an empty "
+                            "export needs --force.")
         summary = _export(store, args, progress)
     where = "next to the images" if args.in_place else str(summary.target)
     noun = "sidecars" if args.format == "xmp" else "images"
@@ -230,7 +244,7 @@ def _export(store: Store, args: argparse.Namespace, progress: Progress) -> Expor
     if args.format == "csv":
         from engine.exchange.csv_tags import export_csv
 
-        return export_csv(store, args.out, progress=progress)
+        return export_csv(store, args.out, progress=progress, raw=args.raw_csv)
     if args.format == "coco":
         from engine.exchange.coco import export_coco
 
@@ -256,6 +270,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
     if args.images < 3:
         raise UserError("--images must be at least 3.")
+    out_dir = Path(args.out_dir).expanduser()
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise UserError(f"{out_dir} is not an empty folder; `mlic demo` writes only into a new or "
+                        "empty one.")
     with progress_bar("generating") as progress:
         dataset = generate_demo(args.out_dir, n_images=args.images, seed=args.seed,
                                 progress=progress)
@@ -267,6 +285,9 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"Wrote {dataset.n_images} demo images ({len(dataset.class_names)} classes) and COCO "
           f"files to {dataset.root}")
     print("Import them into the project with:")
+    if where[:1] == ["--project"] and not (Path(args.project).expanduser()
+                                            / "project.sqlite").is_file():
+        print("  " + shlex.join(["mlic", *where, "init"]))
     for split, path in dataset.split_files.items():
         command = ["mlic", *where, "import-coco", str(path), "--images",
                    str(dataset.images_dir), "--split", split]

@@ -18,6 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "are listed on stderr and skipped.")
     parser.add_argument("folder", metavar="DIR", help="folder of images")
     parser.add_argument("--out", required=True, metavar="CSV", help="predictions CSV to write")
+    parser.add_argument("--raw-csv", action="store_true",
+                        help="write names starting with = + - @ as they are (by default they get "
+                             "a leading ' so spreadsheets do not run them as formulas)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument("--model", metavar="VERSION", help="student model version (default: active)")
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         _, result = tag_folder(store, folder, model_version=args.model, progress=progress,
                                batch_size=args.batch_size, device=args.device,
                                num_workers=args.workers, precision=args.precision)
-    write_predictions_csv(result, out, relative_to=folder)
+    write_predictions_csv(result, out, relative_to=folder, raw=args.raw_csv)
     print_skipped(result.unreadable, folder)
     print(f"Tagged {len(result.paths)} image(s) with {result.model_version} "
           f"({result.images_per_second:.1f} images/s); {len(result.unreadable)} unreadable "

@@ -7,6 +7,8 @@ Shared rules of every importer:
   tag set by a person (source 'person'): such tags are kept and counted in `kept_person_tags`.
 - Everything is validated before anything is written; a bad file raises `UserError` with the
   reason, and the project is left as it was.
+- Every importer is `@atomic_import`: its writes are one transaction (`Store.transaction`), so an
+  error or a kill part-way leaves the project as it was.
 
 Exporters write each output file atomically (a temporary file renamed into place), so a failed
 export never leaves a half-written file.
@@ -14,15 +16,28 @@ export never leaves a half-written file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.progress import Progress  # noqa: F401 - the shared alias, re-exported (xmp)
 
+
 if TYPE_CHECKING:
     from engine.store import Store
+
+
+def atomic_import(importer: Callable[..., ImportSummary]) -> Callable[..., ImportSummary]:
+    """Run `importer(store, ...)` in one store transaction: all of it is written or none."""
+
+    @functools.wraps(importer)
+    def run(store: Store, *args: object, **kwargs: object) -> ImportSummary:
+        with store.transaction():
+            return importer(store, *args, **kwargs)
+
+    return run
 
 
 @dataclass

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 from collections import defaultdict
 from collections.abc import Callable
@@ -43,10 +44,12 @@ from engine.exchange import (
     ExportSummary,
     ImportSummary,
     apply_import_tags,
+    atomic_import,
     ensure_classes,
 )
 from engine.files import write_text_atomic
 from engine.intake import canonical_path, register_files
+from engine.store.tags import class_name_problem
 from engine.progress import Progress
 from engine.store.schema import SPLITS
 
@@ -79,6 +82,8 @@ def load_coco(json_path: Path | str) -> Any:
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, "
                         f"column {exc.colno}.") from exc
+    except RecursionError as exc:
+        raise UserError(f"{path} is not a usable COCO file: it is nested too deeply.") from exc
     _validate(path, data)
     coco = COCO()
     coco.dataset = data
@@ -116,8 +121,9 @@ def _validate_categories(categories: list[Any], fail: Callable[[str], NoReturn])
             fail(f"category id {category['id']} appears twice")
         if category["name"].strip() in names:
             fail(f"category name {category['name']!r} appears twice")
-        if "," in category["name"] or "\n" in category["name"]:
-            fail(f"category name {category['name']!r} contains a comma or newline")
+        problem = class_name_problem(category["name"])
+        if problem is not None:
+            fail(f"category name {category['name']!r} is not a usable class name: {problem}")
         category_ids.add(category["id"])
         names.add(category["name"].strip())
     for category in categories:
@@ -160,18 +166,28 @@ def _validate_annotations(annotations: list[Any], image_ids: set[int], category_
         if not isinstance(annotation, dict):
             fail(f"annotation #{k} is not an object")
         annotation.setdefault("id", k + 1)
-        if annotation.get("image_id") not in image_ids:
+        if not _is_id(annotation.get("id")):
+            fail(f"annotation #{k}: 'id' must be an integer")
+        if not _is_id(annotation.get("image_id")) or annotation["image_id"] not in image_ids:
             fail(f"annotation {annotation['id']} refers to unknown image "
                  f"{annotation.get('image_id')!r}")
-        if annotation.get("category_id") not in category_ids:
+        if not _is_id(annotation.get("category_id")) \
+                or annotation["category_id"] not in category_ids:
             fail(f"annotation {annotation['id']} refers to unknown category "
                  f"{annotation.get('category_id')!r}")
         bbox = annotation.get("bbox")
         if bbox is not None and (not isinstance(bbox, list) or len(bbox) != 4 or any(
-                not isinstance(v, (int, float)) or isinstance(v, bool) for v in bbox)):
-            fail(f"annotation {annotation['id']}: 'bbox' must be [x, y, width, height]")
+                not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)
+                for v in bbox)):
+            fail(f"annotation {annotation['id']}: 'bbox' must be [x, y, width, height] of "
+                 "finite numbers")
 
 
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@atomic_import
 def import_coco(store: Store, json_path: Path | str, images_dir: Path | str,
                 split: str | None = None, progress: Progress = None) -> ImportSummary:
     """Import a COCO file (see the module docstring). Returns what was done."""

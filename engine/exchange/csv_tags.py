@@ -34,12 +34,15 @@ from engine.exchange import (
     ExportSummary,
     ImportSummary,
     apply_import_tags,
+    atomic_import,
     ensure_classes,
 )
 from engine.files import write_text_atomic
+from engine.images import is_image_path
 from engine.intake import canonical_path, register_files
 from engine.progress import Progress
 from engine.store.schema import SPLITS
+from engine.store.tags import class_name_problem
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -47,11 +50,31 @@ if TYPE_CHECKING:
 POSITIVE = {"1", "true", "yes", "y", "positive", "pos", "+", "x"}
 NEGATIVE = {"0", "false", "no", "n", "negative", "neg", "-"}
 RESERVED = ("path", "split")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def export_csv(store: Store, out_path: Path | str, progress: Progress = None
-               ) -> ExportSummary:
-    """Write every image present in the project, with its split and tags (module doc)."""
+def _needs_quote(text: str) -> bool:
+    return text.startswith(FORMULA_START) or (text.startswith("'") and _needs_quote(text[1:]))
+
+
+def spreadsheet_safe(text: str) -> str:
+    """`text` as a CSV cell a spreadsheet will not run: one starting with '=', '+', '-', '@', a tab
+    or a carriage return gets a leading "'" (OWASP's advice); so does one that would otherwise be
+    read back as such a quote, which keeps `from_spreadsheet(spreadsheet_safe(t)) == t` exact."""
+    return "'" + text if _needs_quote(text) else text
+
+
+def from_spreadsheet(text: str) -> str:
+    """The inverse of `spreadsheet_safe` (an import reads both quoted and raw files)."""
+    return text[1:] if text.startswith("'") and _needs_quote(text[1:]) else text
+
+
+def export_csv(store: Store, out_path: Path | str, progress: Progress = None,
+               raw: bool = False) -> ExportSummary:
+    """Write every image present in the project, with its split and tags (module doc). Class
+    names and paths that a spreadsheet would run as a formula are quoted (`spreadsheet_safe`)
+    unless `raw`."""
+    cell = (lambda text: text) if raw else spreadsheet_safe
     out_path = Path(out_path).expanduser()
     classes = store.classes.list()
     clash = next((c.name for c in classes if c.name.lower() in RESERVED), None)
@@ -62,11 +85,11 @@ def export_csv(store: Store, out_path: Path | str, progress: Progress = None
     tags = store.tags.for_images([image.id for image in images])
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "split", *(c.name for c in classes)])
+    writer.writerow(["path", "split", *(cell(c.name) for c in classes)])
     rows = sorted(images, key=lambda image: paths[image.id].as_posix())
     for k, image in enumerate(rows):
         states = {t.class_id: "1" if t.positive else "0" for t in tags.get(image.id, [])}
-        writer.writerow([paths[image.id].as_posix(), image.split,
+        writer.writerow([cell(paths[image.id].as_posix()), image.split,
                          *(states.get(c.id, "") for c in classes)])
         if progress is not None:
             progress(k + 1, len(rows))
@@ -117,7 +140,7 @@ def _read_rows(path: Path) -> list[list[str]]:
 
 def _layout(path: Path, header_row: list[str]) -> _Layout:
     """Check the header ('path' first, names unique and non-empty); the columns' layout."""
-    header = [cell.strip() for cell in header_row]
+    header = [from_spreadsheet(cell.strip()) for cell in header_row]
     if not header or header[0].lower() != "path":
         raise UserError(f"{path}: the first column must be 'path' (header 'path,split,<class>,"
                         "...').")
@@ -129,8 +152,9 @@ def _layout(path: Path, header_row: list[str]) -> _Layout:
     class_columns = [(i, name) for i, name in enumerate(header)
                      if i != 0 and i != split_column]
     for _, name in class_columns:
-        if "\n" in name:
-            raise UserError(f"{path}: invalid class name {name!r}.")
+        problem = class_name_problem(name)
+        if problem is not None:
+            raise UserError(f"{path}: invalid class name {name!r}: {problem}.")
     return _Layout(len(header), split_column, class_columns)
 
 
@@ -141,7 +165,8 @@ def _read_entry(path: Path, line: int, row: list[str], layout: _Layout, base: Pa
     if len(row) > layout.width:
         raise UserError(f"{path}, line {line}: {len(row)} cells for {layout.width} columns.")
     row = row + [""] * (layout.width - len(row))
-    if not row[0].strip():
+    row[0] = from_spreadsheet(row[0].strip())
+    if not row[0]:
         raise UserError(f"{path}, line {line}: the path is empty.")
     image_path = canonical_path(base / Path(row[0].strip()).expanduser())
     if image_path in seen:
@@ -172,10 +197,32 @@ def _tag_states(path: Path, line: int, row: list[str],
     return states
 
 
-def import_csv(store: Store, csv_path: Path | str, progress: Progress = None
-               ) -> ImportSummary:
-    """Import tags (and splits) from a CSV file (module doc)."""
+def _check_inside(store: Store, csv_path: Path, entries: list, images_dir: Path | str | None
+                  ) -> None:
+    """Every path must lie inside a project folder (a root), the CSV's own folder or
+    `images_dir`, or name an image file (as `export csv` writes them): a row such as
+    '../../etc/passwd' or '/etc/passwd' never registers a file."""
+    allowed = [Path(root.path) for root in store.roots.list()]
+    allowed.append(canonical_path(csv_path).parent)
+    if images_dir is not None:
+        folder = Path(images_dir).expanduser()
+        if not folder.is_dir():
+            raise UserError(f"Images folder {folder} does not exist.")
+        allowed.append(folder.resolve())
+    outside = [p for p, _, _ in entries if not any(p.is_relative_to(a) for a in allowed)
+               and not is_image_path(p)]
+    if outside:
+        raise UserError(f"{csv_path}: {len(outside)} paths lie outside the project's folders and "
+                        f"the CSV's folder, e.g. {outside[0]}; name their folder with --images.")
+
+
+@atomic_import
+def import_csv(store: Store, csv_path: Path | str, progress: Progress = None,
+               images_dir: Path | str | None = None) -> ImportSummary:
+    """Import tags (and splits) from a CSV file (module doc). Paths must lie inside the
+    project's folders, the CSV's folder or `images_dir`."""
     class_names, entries = read_csv(csv_path)
+    _check_inside(store, Path(csv_path), entries, images_dir)
     summary = ImportSummary(source=Path(csv_path))
     present = [(p, split, states) for p, split, states in entries
                if p.exists() or p.is_symlink()]

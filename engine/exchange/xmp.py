@@ -43,10 +43,12 @@ from engine.exchange import (
     ImportSummary,
     Progress,
     apply_import_tags,
+    atomic_import,
     class_parents,
     ensure_classes,
 )
 from engine.files import write_text_atomic
+from engine.images import is_image_path
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -241,6 +243,8 @@ def sidecar_locations(store: Store, out_dir: Path | None, in_place: bool
     result = {}
     for image in store.images.list():
         image_path = Path(next(r.path for r in roots if r.id == image.root_id)) / image.rel_path
+        if not is_image_path(image_path) or ".." in Path(image.rel_path).parts:
+            continue  # only next to (and mirroring) registered image files
         if in_place or out_dir is None:
             sidecar = image_path.with_name(image_path.name + SUFFIX)
         else:
@@ -280,6 +284,7 @@ def export_xmp(store: Store, out_dir: Path | str | None = None, in_place: bool =
     return ExportSummary(target=target or Path("."), images=len(plans), files=len(plans))
 
 
+@atomic_import
 def import_xmp(store: Store, sidecar_dir: Path | str | None = None,
                progress: Progress | None = None) -> ImportSummary:
     """Read the sidecars of the project's images and import their tags (module doc)."""

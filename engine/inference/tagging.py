@@ -47,6 +47,7 @@ from torch.utils.data import DataLoader, Dataset
 from engine.datasets.student import prepare_file
 from engine.device import autocast_dtype
 from engine.errors import UserError
+from engine.exchange.csv_tags import spreadsheet_safe
 from engine.files import atomic_output
 from engine.images import UnreadableImageError, is_image_path
 from engine.intake import ScanReport, canonical_path, register_files, scan_folder
@@ -376,9 +377,11 @@ def save_suggestions(store, model_version: str, class_names: Sequence[str],
 # ----------------------------------------------------------------------------- CSV output
 
 
-def write_predictions_csv(result: TaggingResult, out: Path | str, relative_to: Path | str) -> Path:
+def write_predictions_csv(result: TaggingResult, out: Path | str, relative_to: Path | str,
+                          raw: bool = False) -> Path:
     """Write `path,<class 1>,<class 2>,...`, one row per image, path relative to `relative_to`
-    (POSIX separators), probabilities with 6 decimals. Written to a temporary file first and moved
+    (POSIX separators), probabilities with 6 decimals. Names a spreadsheet would run as a formula
+    get a leading "'" unless `raw` (`engine.exchange.csv_tags.spreadsheet_safe`). Written to a temporary file first and moved
     into place, so a failure never leaves a half-written CSV."""
     out = Path(out)
     base = Path(relative_to).absolute()
@@ -387,13 +390,14 @@ def write_predictions_csv(result: TaggingResult, out: Path | str, relative_to: P
     try:
         with atomic_output(out, "w") as handle:
             writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(["path", *result.class_names])
+            cell = (lambda text: text) if raw else spreadsheet_safe
+            writer.writerow(["path", *(cell(name) for name in result.class_names)])
             for path, probs in zip(result.paths, result.probabilities):
                 try:
                     name = path.relative_to(base).as_posix()
                 except ValueError:
                     name = path.as_posix()
-                writer.writerow([name, *(f"{p:.6f}" for p in np.clip(probs, 0.0, 1.0))])
+                writer.writerow([cell(name), *(f"{p:.6f}" for p in np.clip(probs, 0.0, 1.0))])
     except OSError as exc:
         raise UserError(f"Cannot write {out}: {exc.strerror or exc}.") from exc
     return out

@@ -87,6 +87,22 @@ def load_model(store: Store, stage: str, model_version: str | None = None,
     loader = _model_loader(stage)
     torch_device = resolve_device(device)
     checkpoint = load_checkpoint_of(store, run, device="cpu")
-    model = loader(checkpoint, run, torch_device)
+    _check_classes(run, checkpoint)
+    try:
+        model = loader(checkpoint, run, torch_device)
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"The checkpoint of {run.model_version} cannot be loaded: it does not fit "
+                        f"the model it names ({type(exc).__name__}: {str(exc)[:200]}).") from exc
     model.eval()
     return model, run
+
+
+def _check_classes(run: TrainingRun, checkpoint: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose class list is not the run's (a file of another project)."""
+    saved = checkpoint.get("class_names")
+    if saved is None:
+        return
+    if list(saved) != list(run.class_names or []):
+        raise UserError(f"The checkpoint of {run.model_version} was trained on {len(saved)} "
+                        f"classes, but this project's run lists {len(run.class_names or [])}: it "
+                        "belongs to another project. Train again.")

@@ -1,20 +1,28 @@
 """The project store: one API over the project database, used by the CLI and the GUI alike.
 
 `Store.open(project_dir)` opens (creating and migrating as needed) `<project_dir>/project.sqlite`;
-`Store.open(db_url=...)` any SQLAlchemy URL (e.g. PostgreSQL for a shared team database). Work goes
+`Store.open(db_url=...)` any SQLAlchemy URL (e.g. PostgreSQL for a shared team database); its
+models and caches live in the folder given with it, else in a folder named by the project id stored
+in the database (`engine.project.database_project_dir`), never in another project's. Work goes
 through small repositories (`store.images`, `store.tags`, ...). Each method runs one short
 transaction and returns detached objects, so one writer thread and concurrent readers are safe.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy.orm import sessionmaker
-
 from engine.errors import UserError
-from engine.project import ProjectPaths, default_project_dir
-from engine.store.database import create_database_engine, sqlite_url, upgrade_to_head
+from engine.project import ProjectPaths, database_project_dir, default_project_dir
+from engine.store.database import (
+    Sessions,
+    create_database_engine,
+    project_id,
+    sqlite_url,
+    upgrade_to_head,
+)
 from engine.store.images import ImageRepository, RootRepository
 from engine.store.results import (
     BoxRow,
@@ -32,12 +40,18 @@ __all__ = ["BoxRow", "LabelMatrix", "Store", "TagEdit"]
 class Store:
     """An open project: its paths and its repositories."""
 
-    def __init__(self, url: str, paths: ProjectPaths) -> None:
+    def __init__(self, url: str, paths: ProjectPaths | None = None) -> None:
         self.url = url
-        self.paths = paths
         self.engine = create_database_engine(url)
-        upgrade_to_head(self.engine)
-        sessions = sessionmaker(self.engine, expire_on_commit=False)
+        try:
+            upgrade_to_head(self.engine)
+            self.project_id = project_id(self.engine)
+        except BaseException:
+            self.engine.dispose()
+            raise
+        self.paths = paths or ProjectPaths(database_project_dir(self.project_id))
+        _ensure_folders(self.paths)
+        sessions = self._sessions = Sessions(self.engine)
         self.roots = RootRepository(sessions)
         self.images = ImageRepository(sessions)
         self.classes = ClassRepository(sessions)
@@ -52,16 +66,25 @@ class Store:
     def open(cls, project_dir: Path | str | None = None, db_url: str | None = None) -> Store:
         """Open a project folder (default: the user's default project) or a database URL.
 
-        With `db_url`, model files and caches still live in `project_dir` (or the default one).
+        With `db_url`, model files and caches live in `project_dir` when given, else in the folder
+        named by the database's project id, so two databases never share checkpoints or caches.
         """
+        if db_url:
+            paths = ProjectPaths(Path(project_dir).expanduser()) if project_dir else None
+            return cls(db_url, paths)
         paths = ProjectPaths(Path(project_dir).expanduser() if project_dir else default_project_dir())
-        try:
-            paths.ensure()
-        except OSError as exc:
-            raise UserError(f"Cannot create the project folder {paths.root}: {exc.strerror}.") from exc
-        return cls(db_url or sqlite_url(paths.database), paths)
+        _ensure_folders(paths)
+        return cls(sqlite_url(paths.database), paths)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything this thread writes through the repositories in the block is one transaction:
+        all of it is kept, or (an exception, a kill) none of it."""
+        with self._sessions.transaction():
+            yield
 
     def close(self) -> None:
+        self._sessions.dispose()
         self.engine.dispose()
 
     def __enter__(self) -> Store:
@@ -69,3 +92,10 @@ class Store:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _ensure_folders(paths: ProjectPaths) -> None:
+    try:
+        paths.ensure()
+    except OSError as exc:
+        raise UserError(f"Cannot create the project folder {paths.root}: {exc.strerror}.") from exc

@@ -1,24 +1,42 @@
-"""Opening a project database: engine creation, SQLite pragmas, Alembic migrations."""
+"""Opening a project database: engine creation, SQLite pragmas, Alembic migrations, the project id.
+
+Migrations run in one transaction on every backend: PostgreSQL's DDL is transactional; on SQLite
+the migration connection issues its own `BEGIN IMMEDIATE` (SQLAlchemy's transactional-DDL recipe
+for pysqlite), so a failed `init` leaves the file as it was. A database that holds tables but is
+not an mlic project, or one made by a newer mlic, is refused before anything is written.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import re
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import UserError
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+PROJECT_ID_KEY = "project_id"
 
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
+
+
+def mask_url(text_: str) -> str:
+    """`text_` with the password of every URL in it replaced by '***' (for messages and logs)."""
+    return re.sub(r"(\b[a-zA-Z][\w+.-]*://[^:/@\s]*:)[^@\s]*@", r"\1***@", str(text_))
 
 
 def _enable_sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -35,9 +53,27 @@ def create_database_engine(url: str) -> Engine:
     try:
         engine = create_engine(url, future=True)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
-        raise UserError(f"Cannot use database URL {url!r}: {exc}") from exc
+        raise UserError(f"Cannot use database URL {mask_url(url)!r}: "
+                        f"{mask_url(str(exc))}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _enable_sqlite_pragmas)
+    return engine
+
+
+def _transactional_sqlite_engine(url: str, wal: bool = False) -> Engine:
+    """A SQLite engine whose transactions include DDL: pysqlite's own transaction handling is off
+    and each transaction starts with `BEGIN IMMEDIATE` (so two `init`s serialise). WAL is left to
+    the project's own connections, so a file refused here keeps every byte."""
+    engine = create_engine(url, future=True)
+
+    def connect(dbapi_connection, record) -> None:  # noqa: ANN001
+        if wal:
+            _enable_sqlite_pragmas(dbapi_connection, record)
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA busy_timeout=10000")
+
+    event.listen(engine, "connect", connect)
+    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
     return engine
 
 
@@ -48,16 +84,113 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+def _check_ours(connection: Connection, config: Config) -> None:
+    """Refuse a database that is not an mlic project or was made by a newer mlic (no write)."""
+    tables = set(inspect(connection).get_table_names())
+    if not tables:
+        return
+    if "alembic_version" not in tables:
+        raise UserError("The database is not an mlic project (it has other tables); "
+                        "refusing to change it.")
+    known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+    current = {row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))}
+    newer = sorted(current - known)
+    if newer:
+        raise UserError(f"This project was made by a newer version of mlic (schema {newer[0]}); "
+                        "update mlic to open it.")
+
+
+def _ensure_project_id(connection: Connection) -> None:
+    from engine.store.schema import Setting
+
+    table = Setting.__table__
+    row = connection.execute(table.select().where(table.c.key == PROJECT_ID_KEY)).first()
+    if row is None:
+        connection.execute(table.insert().values(key=PROJECT_ID_KEY, value=uuid.uuid4().hex))
+
+
+def project_id(engine: Engine) -> str:
+    """The id stored in the database (made by `upgrade_to_head`); names a database project's folder."""
+    from engine.store.schema import Setting
+
+    table = Setting.__table__
+    with engine.connect() as connection:
+        value = connection.execute(table.select().with_only_columns(table.c.value)
+                                   .where(table.c.key == PROJECT_ID_KEY)).scalar()
+    return str(value)
+
+
 def upgrade_to_head(engine: Engine) -> None:
-    """Bring the schema to the newest migration (creates it on an empty database)."""
-    config = alembic_config(engine.url.render_as_string(hide_password=False))
+    """Bring the schema to the newest migration (creates it on an empty database), in one
+    transaction; refuses a foreign or newer database without writing to it."""
+    url = engine.url.render_as_string(hide_password=False)
+    config = alembic_config(url)
+    migrator = _transactional_sqlite_engine(url) if engine.dialect.name == "sqlite" else engine
     try:
-        with engine.begin() as connection:
+        with migrator.begin() as connection:
+            _check_ours(connection, config)
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+            _ensure_project_id(connection)
     except SQLAlchemyError as exc:
-        raise UserError(f"Cannot open the project database {engine.url!r}: {exc.orig or exc}") from exc
+        raise UserError(f"Cannot open the project database "
+                        f"{engine.url.render_as_string(hide_password=True)}: "
+                        f"{mask_url(str(exc.orig or exc))}") from exc
+    finally:
+        if migrator is not engine:
+            migrator.dispose()
     log.debug("schema at head; tables: %s", inspect(engine).get_table_names())
+
+
+class Sessions:
+    """The repositories' session factory (`sessions()`, `sessions.begin()`). Inside
+    `transaction()` every session of this thread joins one database transaction (each repository
+    call becomes a savepoint), so a multi-step write such as an import commits whole or not at all,
+    also when the process is killed."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._default = sessionmaker(engine, expire_on_commit=False)
+        self._local = threading.local()
+        self._joined_engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    def _current(self) -> sessionmaker[Session]:
+        return getattr(self._local, "factory", None) or self._default
+
+    def __call__(self, **kwargs: object) -> Session:
+        return self._current()(**kwargs)
+
+    def begin(self):  # noqa: ANN201 - sessionmaker.begin's context manager
+        return self._current().begin()
+
+    def _transaction_engine(self) -> Engine:
+        if self.engine.dialect.name != "sqlite":
+            return self.engine
+        with self._lock:
+            if self._joined_engine is None:
+                url = self.engine.url.render_as_string(hide_password=False)
+                self._joined_engine = _transactional_sqlite_engine(url, wal=True)
+            return self._joined_engine
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction for everything this thread writes in the block (nests: an inner
+        block joins the outer one)."""
+        if getattr(self._local, "factory", None) is not None:
+            yield
+            return
+        with self._transaction_engine().connect() as connection, connection.begin():
+            self._local.factory = sessionmaker(bind=connection, expire_on_commit=False,
+                                               join_transaction_mode="create_savepoint")
+            try:
+                yield
+            finally:
+                self._local.factory = None
+
+    def dispose(self) -> None:
+        if self._joined_engine is not None:
+            self._joined_engine.dispose()
 
 
 def chunked(ids: list[int], size: int = 900) -> Iterable[list[int]]:

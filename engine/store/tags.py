@@ -6,6 +6,7 @@ and new state, so any change can be reverted. States are 'positive', 'negative' 
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -320,8 +321,21 @@ class _TagWriter:
                                     new_state=state, source=self._source, batch=self._batch))
 
 
+def class_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a class name (None when it can): empty, a comma, or a control
+    character (NUL crashes PostgreSQL, the others make ill-formed XMP sidecars)."""
+    cleaned = name.strip() if isinstance(name, str) else ""
+    if not cleaned:
+        return "it must be non-empty"
+    if "," in cleaned or "\n" in cleaned:
+        return "it must be without commas or newlines"
+    if any(unicodedata.category(ch) in ("Cc", "Cs") or ch in "\ufffe\uffff" for ch in cleaned):
+        return "it must be without control characters"
+    return None
+
+
 def _check_name(name: str) -> str:
-    cleaned = name.strip()
-    if not cleaned or "," in cleaned or "\n" in cleaned:
-        raise UserError(f"Invalid class name {name!r}: it must be non-empty, without commas or newlines.")
-    return cleaned
+    problem = class_name_problem(name)
+    if problem is not None:
+        raise UserError(f"Invalid class name {name!r}: {problem}.")
+    return name.strip()

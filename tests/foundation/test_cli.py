@@ -19,6 +19,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarn
 
 
 def mlic(capsys, project: Path, *argv: str) -> tuple[int, str, str]:
+    """Run `mlic --project PROJECT ARGV...`; a project that does not exist yet is made first with
+    `init` (only `init` creates projects), except for `init` and `demo` themselves."""
+    if argv and argv[0] not in ("init", "demo") and not (Path(project) / "project.sqlite").exists():
+        assert main(["--project", str(project), "init"]) == 0
+        capsys.readouterr()
     code = main(["--project", str(project), *argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
@@ -130,6 +135,7 @@ def test_usage_error_exit_status():
 
 
 def test_python_dash_m_engine(tmp_path):
+    Store.open(tmp_path / "p").close()
     result = subprocess.run([sys.executable, "-m", "engine", "--project", str(tmp_path / "p"),
                              "add-folder", str(tmp_path / "missing")],
                             capture_output=True, text=True, timeout=120)
