@@ -21,7 +21,7 @@ import math
 import time
 from typing import Any
 
-from PySide6.QtCore import QObject, QSettings, Qt, Signal
+from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -138,6 +138,7 @@ class TrainingPanel(QWidget):
         self.charts = TrainingCharts()
         self.charts.run_selected.connect(self._run_selected)
         self._corrected: set[int] = set()
+        self._last_config: TrainConfig | None = None
         self._build()
         self.state.workers.project_opened.connect(lambda _store: self.refresh_history())
         self.state.tags_changed.connect(self._count_corrections)
@@ -352,6 +353,7 @@ class TrainingPanel(QWidget):
                 config = replace(config, resume=True)
             self.jobs.start(f"Training ({config.stage})", _train_job, config,
                             self.warm_start.isChecked(), self._bridge)
+            self._last_config = config
         except Exception as exc:  # noqa: BLE001 - a bad setting is shown, never raised
             dialogs.show_error(self, exc, "Training")
             return
@@ -437,12 +439,34 @@ class TrainingPanel(QWidget):
         self.training_finished.emit(None)
 
     def _failed(self, exc: BaseException) -> None:
+        from engine.training.student_options import NoUsableTeacherError
+
+        if isinstance(exc, NoUsableTeacherError) and self._last_config is not None:
+            self._offer_other_round(exc, self._last_config)
+            return
         self.status.setText("Training failed.")
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.refresh_history()
         self.training_failed.emit(exc)
         dialogs.show_error(self, exc, "Training")
+
+    def _offer_other_round(self, exc: BaseException, config: TrainConfig) -> None:
+        """A student round without a usable teacher: ask whether to train it without
+        distillation or to train the teacher first (then the student), in the app's words."""
+        from dataclasses import replace
+
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.refresh_history()
+        choice = ask_without_teacher(self, str(exc))
+        if choice in ("without", "teacher"):     # once the slot has let the failed job go
+            again = (replace(config, kd="none", resume=False) if choice == "without"
+                     else replace(config, stage="all", resume=False))
+            QTimer.singleShot(0, lambda: self.start(again))
+        else:
+            self.status.setText("Not started: the student needs a teacher to distil from.")
+            self.training_failed.emit(exc)
 
     # ------------------------------------------------------------------------ history
     def refresh_history(self, select_last: bool = False) -> None:
@@ -452,6 +476,22 @@ class TrainingPanel(QWidget):
     def _run_selected(self, run) -> None:
         if not self.running:               # the curves show the run in progress
             self.charts.show_run(run)
+
+
+def ask_without_teacher(parent: QWidget, reason: str) -> str:
+    """'without' (train the student without distillation), 'teacher' (train the teacher, then
+    the student) or 'cancel'."""
+    from PySide6.QtWidgets import QMessageBox
+
+    box = QMessageBox(QMessageBox.Icon.Question, "Student without a teacher", reason,
+                      parent=parent)
+    without = box.addButton("Train without distillation", QMessageBox.ButtonRole.AcceptRole)
+    teacher = box.addButton("Train the teacher first", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(without)
+    box.exec()
+    clicked = box.clickedButton()
+    return "without" if clicked is without else "teacher" if clicked is teacher else "cancel"
 
 
 def _duration(seconds: float) -> str:

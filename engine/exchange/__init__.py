@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 
 from engine.progress import Progress  # noqa: F401 - the shared alias, re-exported (xmp)
 
-
 if TYPE_CHECKING:
     from engine.store import Store
 

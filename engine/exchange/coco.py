@@ -49,9 +49,9 @@ from engine.exchange import (
 )
 from engine.files import write_text_atomic
 from engine.intake import canonical_path, register_files
-from engine.store.tags import class_name_problem
 from engine.progress import Progress
 from engine.store.schema import SPLITS
+from engine.store.tags import class_name_problem
 
 if TYPE_CHECKING:
     from engine.store import BoxRow, Store

@@ -60,6 +60,7 @@ from engine.models.losses import (
 )
 from engine.models.registry import load_model
 from engine.models.student import Student
+from engine.store.versions import active_run
 from engine.training.api import TrainCallbacks, TrainConfig
 from engine.training.common import (
     end_cancelled,
@@ -78,7 +79,11 @@ from engine.training.distill import (
     content_digests,
 )
 from engine.training.loop import LoopSetup, StageStart, run_stage, start_stage
-from engine.training.student_options import StudentOptions, student_options
+from engine.training.student_options import (
+    NoUsableTeacherError,
+    StudentOptions,
+    student_options,
+)
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -126,12 +131,16 @@ def _frozen_teacher(store: Store, start: StageStart, options: StudentOptions,
         return None, None
     version = ((start.checkpoint or {}).get("meta", {}).get("teacher_version")
                or start.config.teacher_version)
+    if version is None and active_run(store, "teacher") is None:
+        raise NoUsableTeacherError("There is no trained teacher to distil from yet; train a "
+                                   "teacher first, or train the student without distillation.")
     teacher, teacher_run = load_model(store, "teacher", version, device=device)
     teacher_classes = list(teacher.meta.get("class_names") or teacher_run.class_names)
     if teacher_classes != start.class_names:
-        raise UserError(f"The teacher {teacher_run.model_version} was trained on other classes "
-                        f"than the project has now; train a new teacher first, or train the "
-                        f"student without distillation.")
+        raise NoUsableTeacherError(
+            f"The teacher {teacher_run.model_version} was trained on other classes than the "
+            f"project has now; train a new teacher first, or train the student without "
+            f"distillation.")
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
     return teacher, teacher_run

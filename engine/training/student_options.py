@@ -9,6 +9,12 @@ from dataclasses import dataclass
 from engine.errors import UserError
 from engine.training.api import TrainConfig
 
+
+class NoUsableTeacherError(UserError):
+    """Distillation was asked for, but there is no teacher, or it knows other classes: the caller
+    can offer to train without distillation or to train a teacher first."""
+
+
 KD_MODES = ("none", "feature", "prediction", "both")
 SCHEDULES = ("staged", "joint")
 LOSSES = ("bce", "asl")

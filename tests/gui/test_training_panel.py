@@ -90,10 +90,29 @@ def test_cancel_keeps_the_checkpoint_and_resume_finishes(qtbot, panel):
 
 def test_a_bad_request_is_reported_not_raised(qtbot, panel, errors):
     with qtbot.waitSignal(panel.training_failed, timeout=60000):
-        panel.start(tiny_config(kd="both"))          # no teacher to distil from
-    assert len(errors) == 1 and "teacher" in str(errors[0]).lower()
+        panel.start_quick()                          # no student whose head to refit
+    assert len(errors) == 1 and "student" in str(errors[0]).lower()
     errors.clear()
     qtbot.waitUntil(lambda: not panel.running, timeout=5000)
+
+
+def test_a_student_without_a_teacher_is_offered_the_ways_on(qtbot, panel, errors, monkeypatch):
+    """No teacher to distil from: the panel asks, in its own words, and goes on the chosen way."""
+    from app.loop import training_panel
+
+    asked = []
+    answers = iter(["cancel", "without"])
+    monkeypatch.setattr(training_panel, "ask_without_teacher",
+                        lambda parent, reason: asked.append(reason) or next(answers))
+    with qtbot.waitSignal(panel.training_failed, timeout=60000):
+        panel.start(tiny_config(kd="both"))
+    assert "no trained teacher" in asked[0] and "--" not in asked[0]     # no CLI flags
+    assert panel.status.text().startswith("Not started") and errors == []
+    qtbot.waitUntil(lambda: not panel.running, timeout=5000)
+    with qtbot.waitSignal(panel.training_finished, timeout=240000) as finished:
+        panel.start(tiny_config(kd="both"))
+    outcome = finished.args[0]
+    assert outcome.completed and outcome.runs[0].config["kd"] == "none" and len(asked) == 2
 
 
 @pytest.fixture
