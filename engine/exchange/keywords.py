@@ -91,7 +91,7 @@ def check_safe_xml(data: bytes | str) -> None:
             defusedxml.ExternalReferenceForbidden) as exc:
         raise UnsafeXmp(f"declares a DTD or entities ({type(exc).__name__}); refused") from exc
     except SafeET.ParseError as exc:
-        raise ValueError(f"not valid XML: {exc}") from exc
+        raise ValueError(str(exc)) from exc
 
 
 def sidecar_candidates(image_path: Path, mirror: Path | None = None) -> list[Path]:

@@ -120,6 +120,8 @@ def merged_lists(subjects: list[str], paths: list[str], positives: list[str],
     """New (`dc:subject`, `lr:hierarchicalSubject`) values: our positives added (every level of
     their paths in `dc:subject`), the rejected classes' keywords removed, the rest kept."""
     wanted_paths = [class_path(p, hierarchy) for p in positives]
+    wanted_paths = [p for p in wanted_paths  # an ancestor's path is implied by a deeper one
+                    if not any(other.startswith(p + "|") for other in wanted_paths)]
     levels = list(dict.fromkeys(level for path in wanted_paths for level in path.split("|")))
     rejected = set(negatives) - set(levels)
     new_subjects = [s for s in subjects if s not in rejected]
