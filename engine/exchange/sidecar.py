@@ -127,7 +127,9 @@ def merged_lists(subjects: list[str], paths: list[str], positives: list[str],
     new_subjects = [s for s in subjects if s not in rejected]
     new_subjects += [level for level in levels if level not in new_subjects]
     new_paths = [p for p in paths if p.split("|")[-1].strip() not in rejected]
-    new_paths += [path for path in wanted_paths if path not in new_paths]
+    for path in wanted_paths:   # a path already implied by a deeper kept one is not repeated
+        if path not in new_paths and not any(p.startswith(path + "|") for p in new_paths):
+            new_paths.append(path)
     return new_subjects, new_paths
 
 

@@ -107,10 +107,10 @@ def plan_embedded(image_path: Path, positives: list[str], negatives: list[str],
     action = WriteAction(image_path, "embedded", positives, negatives,
                          [s for s in subjects if s not in old_subjects],
                          [s for s in old_subjects if s not in subjects])
+    # The mlic bags ride along with a change; on their own they do not make one (a photo the
+    # person did not touch keeps its bytes).
     same_xmp = (subjects == old_subjects
-                and paths == field_values(xmp.get("Xmp.lr.hierarchicalSubject"))
-                and positives == field_values(xmp.get("Xmp.mlic.positive"))
-                and negatives == field_values(xmp.get("Xmp.mlic.negative")))
+                and paths == field_values(xmp.get("Xmp.lr.hierarchicalSubject")))
     old_iptc = field_values(iptc.get("Iptc.Application2.Keywords"))
     same_iptc = (image_path.suffix.lower() not in IPTC_FORMATS
                  or _iptc_keywords(old_iptc, subjects, negatives) == old_iptc)
