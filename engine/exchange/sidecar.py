@@ -134,9 +134,10 @@ def merged_lists(subjects: list[str], paths: list[str], positives: list[str],
 
 
 def merge_keywords(tree: ET.ElementTree, positives: list[str], negatives: list[str],
-                   hierarchy: dict[str, str | None]) -> tuple[list[str], list[str]]:
+                   hierarchy: dict[str, str | None]) -> tuple[list[str], list[str], bool]:
     """Write our keywords into `tree`, keeping every foreign field and foreign keyword.
-    Returns the `dc:subject` keywords (added, removed)."""
+    Returns the `dc:subject` keywords (added, removed) and whether a keyword field changed
+    (`dc:subject`, `lr:hierarchicalSubject`, or the `mlic:` bags where the sidecar had them)."""
     descriptions = _descriptions(tree)
     found: dict[str, tuple[ET.Element, ET.Element]] = {}
     for description in descriptions:
@@ -153,6 +154,11 @@ def merge_keywords(tree: ET.ElementTree, positives: list[str], negatives: list[s
     old_paths = (_bag_values(found["lr:hierarchicalSubject"][1])
                  if "lr:hierarchicalSubject" in found else [])
     subjects, paths = merged_lists(old_subjects, old_paths, positives, negatives, hierarchy)
+    changed = subjects != old_subjects or paths != old_paths
+    changed = changed or bool(negatives and "mlic:negative" not in found)  # keep rejections
+    for key, values in (("mlic:positive", positives), ("mlic:negative", negatives)):
+        if key in found:
+            changed = changed or _bag_values(found[key][1]) != list(values)
     for key, values in (("dc:subject", subjects), ("lr:hierarchicalSubject", paths),
                         ("mlic:positive", list(positives)), ("mlic:negative", list(negatives))):
         prefix, local = key.split(":")
@@ -161,7 +167,7 @@ def merge_keywords(tree: ET.ElementTree, positives: list[str], negatives: list[s
             continue
         _set_bag(description, _q(prefix, local), values, element)
     return ([s for s in subjects if s not in old_subjects],
-            [s for s in old_subjects if s not in subjects])
+            [s for s in old_subjects if s not in subjects], changed)
 
 
 def class_path(name: str, hierarchy: dict[str, str | None]) -> str:

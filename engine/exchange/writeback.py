@@ -78,10 +78,10 @@ def plan_sidecar(target: Path, positives: list[str], negatives: list[str],
     if not exists and not positives and not negatives:
         return None
     tree, xpacket = xmp_doc.parse_sidecar(target) if exists else (xmp_doc.new_document(), False)
-    added, removed = xmp_doc.merge_keywords(tree, positives, negatives, hierarchy)
-    text = xmp_doc.serialise(tree, xpacket)
-    if exists and target.read_text(encoding="utf-8-sig") == text:
+    added, removed, changed = xmp_doc.merge_keywords(tree, positives, negatives, hierarchy)
+    if exists and not changed:      # the mlic bags alone do not rewrite a photo tool's sidecar
         return None
+    text = xmp_doc.serialise(tree, xpacket)
     return WriteAction(target, "sidecar", positives, negatives, added, removed,
                        creates=not exists, text=text)
 
@@ -110,7 +110,12 @@ def plan_embedded(image_path: Path, positives: list[str], negatives: list[str],
     # The mlic bags ride along with a change; on their own they do not make one (a photo the
     # person did not touch keeps its bytes).
     same_xmp = (subjects == old_subjects
-                and paths == field_values(xmp.get("Xmp.lr.hierarchicalSubject")))
+                and paths == field_values(xmp.get("Xmp.lr.hierarchicalSubject"))
+                and (not negatives or "Xmp.mlic.negative" in xmp)
+                and ("Xmp.mlic.positive" not in xmp
+                     or field_values(xmp["Xmp.mlic.positive"]) == positives)
+                and ("Xmp.mlic.negative" not in xmp
+                     or field_values(xmp["Xmp.mlic.negative"]) == negatives))
     old_iptc = field_values(iptc.get("Iptc.Application2.Keywords"))
     same_iptc = (image_path.suffix.lower() not in IPTC_FORMATS
                  or _iptc_keywords(old_iptc, subjects, negatives) == old_iptc)
