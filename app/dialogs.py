@@ -41,3 +41,17 @@ def get_item(parent: QWidget | None, title: str, label: str, items: list[str]) -
 
 def inform(parent: QWidget | None, title: str, text: str) -> None:
     QMessageBox.information(parent, title, text)
+
+
+def ask_without_teacher(parent: QWidget, reason: str) -> str:
+    """'without' (train the student without distillation), 'teacher' (train the teacher, then
+    the student) or 'cancel'."""
+    box = QMessageBox(QMessageBox.Icon.Question, "Student without a teacher", reason,
+                      parent=parent)
+    without = box.addButton("Train without distillation", QMessageBox.ButtonRole.AcceptRole)
+    teacher = box.addButton("Train the teacher first", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(without)
+    box.exec()
+    clicked = box.clickedButton()
+    return "without" if clicked is without else "teacher" if clicked is teacher else "cancel"

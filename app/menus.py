@@ -84,9 +84,27 @@ def _file_menu(window, menu: QMenu, acts: WindowActions) -> dict:
     menu.addSeparator()
     menu.addActions([add_folder, demo])
     menu.addSeparator()
+    menu.addActions(_exchange_actions(window))
+    menu.addSeparator()
     menu.addAction(quit_action)
     acts.group("Project", new_project, open_project, add_folder, quit_action)
     return {"folder-add": add_folder}
+
+
+def _exchange_actions(window) -> list:
+    """Import Keywords…, Write Keywords Back…, CSV and COCO import/export (app.exchange)."""
+    from app import exchange
+
+    entries = (("import-keywords", "Import &Keywords…",
+                "Read the keywords of the project's photos (sidecars, embedded XMP, IPTC)"),
+               ("write-keywords", "&Write Keywords Back…",
+                "Write confirmed tags into the photos' sidecars or embedded metadata"),
+               ("import-csv", "Import CSV…", "Import tags from a CSV file"),
+               ("import-coco", "Import COCO…", "Import classes, tags and boxes from COCO"),
+               ("export-csv", "Export CSV…", "Export the tags as a CSV file"),
+               ("export-coco", "Export COCO…", "Export the tags as a COCO file"))
+    return [new_action(window, text, partial(exchange.show, window, name), tip=tip)
+            for name, text, tip in entries]
 
 
 def _edit_menu(window, menu: QMenu, acts: WindowActions) -> dict:

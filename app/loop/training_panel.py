@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import dialogs
+from app.dialogs import ask_without_teacher
 from app.jobs import JobSlot
 from app.loop.training_charts import TrainingCharts
 from app.state import ProjectState
@@ -476,22 +477,6 @@ class TrainingPanel(QWidget):
     def _run_selected(self, run) -> None:
         if not self.running:               # the curves show the run in progress
             self.charts.show_run(run)
-
-
-def ask_without_teacher(parent: QWidget, reason: str) -> str:
-    """'without' (train the student without distillation), 'teacher' (train the teacher, then
-    the student) or 'cancel'."""
-    from PySide6.QtWidgets import QMessageBox
-
-    box = QMessageBox(QMessageBox.Icon.Question, "Student without a teacher", reason,
-                      parent=parent)
-    without = box.addButton("Train without distillation", QMessageBox.ButtonRole.AcceptRole)
-    teacher = box.addButton("Train the teacher first", QMessageBox.ButtonRole.AcceptRole)
-    box.addButton(QMessageBox.StandardButton.Cancel)
-    box.setDefaultButton(without)
-    box.exec()
-    clicked = box.clickedButton()
-    return "without" if clicked is without else "teacher" if clicked is teacher else "cancel"
 
 
 def _duration(seconds: float) -> str:

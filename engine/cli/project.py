@@ -77,11 +77,27 @@ def _add_import_csv(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_import_xmp(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "import-xmp", help="import tags from XMP sidecars of the project's images",
-        description="Read '<image>.xmp' sidecars next to the project's images, or mirrored under "
-                    "--from DIR (the layout `export xmp` writes), and import their tags.")
+        "import-xmp", help="import keywords (XMP sidecars, embedded XMP, IPTC) as tags",
+        description="Read the keywords of the project's images: XMP sidecars of both namings "
+                    "('IMG.jpg.xmp', 'IMG.xmp') next to the images or mirrored under --from DIR "
+                    "(the layout `export xmp` writes), XMP embedded in the files and IPTC "
+                    "Keywords. The sidecar wins when they disagree. Keywords pass a vocabulary "
+                    "step (--min-count, --exclude-prefix, --merge) before they become classes; "
+                    "they are partial labels (positives only).")
     parser.add_argument("--from", dest="source", metavar="DIR",
                         help="folder of mirrored sidecars (default: next to the images)")
+    parser.add_argument("--sources", default="sidecar,embedded,iptc", metavar="LIST",
+                        help="where to read keywords, comma-separated from sidecar, embedded, "
+                             "iptc (default: all three)")
+    parser.add_argument("--min-count", type=int, default=1, metavar="N",
+                        help="keep keywords carried by at least N images (default: 1)")
+    parser.add_argument("--exclude-prefix", action="extend", nargs="+", default=[],
+                        metavar="PATH", help="leave out hierarchies starting with PATH, e.g. "
+                                             "People 'Places|Europe'")
+    parser.add_argument("--merge", action="append", default=[], metavar="FROM=TO",
+                        help="merge keyword FROM into TO (repeatable)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the keywords with counts and what would be imported")
     parser.set_defaults(handler=run_import_xmp)
 
 
@@ -95,12 +111,22 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("format", choices=("csv", "coco", "xmp"))
     parser.add_argument("out", metavar="OUT", nargs="?")
     parser.add_argument("--in-place", action="store_true",
-                        help="xmp: write each sidecar next to its image")
+                        help="xmp: write next to the images, into each image's existing sidecar "
+                             "('IMG.jpg.xmp' or 'IMG.xmp') or a new 'IMG.jpg.xmp'")
     parser.add_argument("--force", action="store_true",
                         help="replace OUT even when the project has no images")
     parser.add_argument("--raw-csv", action="store_true",
                         help="csv: write names starting with = + - @ as they are (by default they "
                              "get a leading ' so spreadsheets do not run them as formulas)")
+    parser.add_argument("--embedded", action="store_true",
+                        help="xmp: write into the files themselves (XMP, IPTC) when they already "
+                             "carry keywords; implies --in-place; image data is untouched")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="xmp: list the files and keywords that would change, write nothing")
+    parser.add_argument("--no-backup", action="store_true",
+                        help="xmp: do not back up the files changed in place")
+    parser.add_argument("--undo", action="store_true",
+                        help="xmp: put back the files of the last in-place write-back")
     parser.set_defaults(handler=run_export)
 
 
@@ -193,10 +219,28 @@ def run_import_csv(args: argparse.Namespace) -> int:
 
 
 def run_import_xmp(args: argparse.Namespace) -> int:
+    from engine.exchange.vocabulary import VocabularyOptions
     from engine.exchange.xmp import import_xmp
 
-    return _import(args, "reading sidecars", lambda store, progress: import_xmp(
-        store, args.source, progress=progress), None)
+    sources = tuple(part.strip() for part in args.sources.split(",") if part.strip())
+    merges = {}
+    for item in args.merge:
+        old, sep, new = item.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise UserError(f"--merge takes FROM=TO, not {item!r}.")
+        merges[old.strip()] = new.strip()
+    if args.min_count < 1:
+        raise UserError("--min-count must be at least 1.")
+    options = VocabularyOptions(args.min_count, list(args.exclude_prefix), merges)
+    with open_store(args) as store, progress_bar("reading keywords") as progress:
+        summary = import_xmp(store, args.source, progress=progress, sources=sources,
+                             options=options, dry_run=args.dry_run)
+    if args.dry_run and summary.vocabulary is not None:
+        for entry in summary.vocabulary.entries:
+            print(f"  {entry.count:6d}  {'|'.join(entry.path)}  ({entry.status})")
+    print(f"Keywords: {summary.summary()}")
+    _print_unreadable(summary.unreadable)
+    return 0
 
 
 def _import(args: argparse.Namespace, description: str, run, source: Path | None) -> int:  # noqa: ANN001
@@ -212,15 +256,20 @@ def _import(args: argparse.Namespace, description: str, run, source: Path | None
 
 
 def run_export(args: argparse.Namespace) -> int:
-    if args.format != "xmp" and args.in_place:
-        raise UserError("--in-place only applies to `export xmp`.")
     if args.format != "csv" and args.raw_csv:
         raise UserError("--raw-csv only applies to `export csv`.")
-    if args.out is None and not (args.format == "xmp" and args.in_place):
+    xmp_only = [flag for flag in ("in_place", "embedded", "dry_run", "no_backup", "undo")
+                if getattr(args, flag)]
+    if args.format != "xmp" and xmp_only:
+        raise UserError(f"--{xmp_only[0].replace('_', '-')} only applies to `export xmp`.")
+    if args.undo:
+        return _undo_writeback(args)
+    in_place = args.in_place or args.embedded
+    if args.out is None and not (args.format == "xmp" and in_place):
         raise UserError(f"`export {args.format}` needs OUT"
                         + (" (a folder) or --in-place." if args.format == "xmp" else " (a file)."))
-    if args.out is not None and args.in_place:
-        raise UserError("Give either OUT or --in-place, not both.")
+    if args.out is not None and in_place:
+        raise UserError("Give either OUT or --in-place (--embedded), not both.")
     if args.out is not None:
         out = Path(args.out).expanduser()
         if args.format != "xmp":
@@ -233,9 +282,24 @@ def run_export(args: argparse.Namespace) -> int:
             raise UserError(f"The project has no images; replacing {args.out} with an empty "
                             "export needs --force.")
         summary = _export(store, args, progress)
-    where = "next to the images" if args.in_place else str(summary.target)
-    noun = "sidecars" if args.format == "xmp" else "images"
-    print(f"Exported {summary.images} {noun} ({args.format}) to {where}")
+    where = "next to the images" if in_place else str(summary.target)
+    if args.format == "xmp" and (args.dry_run or args.embedded):
+        print("\n".join(summary.lines()[:MAX_LISTED * 5]))
+        print(f"Keywords {where}: {summary.summary()}")
+    else:
+        noun = "sidecars" if args.format == "xmp" else "images"
+        print(f"Exported {summary.images} {noun} ({args.format}) to {where}")
+    if getattr(summary, "backup", None) is not None:
+        print(f"Backup of the changed files: {summary.backup} (undo: mlic export xmp --undo)")
+    return 0
+
+
+def _undo_writeback(args: argparse.Namespace) -> int:
+    from engine.exchange.xmp import undo_last_writeback
+
+    with open_store(args) as store:
+        folder, count = undo_last_writeback(store)
+    print(f"Put back {count} files from {folder}")
     return 0
 
 
@@ -251,7 +315,8 @@ def _export(store: Store, args: argparse.Namespace, progress: Progress) -> Expor
         return export_coco(store, args.out, progress=progress)
     from engine.exchange.xmp import export_xmp
 
-    return export_xmp(store, args.out, in_place=args.in_place, progress=progress)
+    return export_xmp(store, args.out, in_place=args.in_place, progress=progress,
+                      embedded=args.embedded, dry_run=args.dry_run, backup=not args.no_backup)
 
 
 def run_classes(args: argparse.Namespace) -> int:

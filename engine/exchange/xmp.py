@@ -1,45 +1,34 @@
-"""XMP sidecars: export tags for photo managers (Lightroom, darktable, digiKam, ...) and read them
-back.
+"""XMP and keywords: import a photo library's keywords as tags, write confirmed tags back.
 
-Sidecar name: `<image file name>.xmp` (e.g. `IMG_0001.jpg.xmp`, the darktable/digiKam convention;
-it never collides when `a.jpg` and `a.png` share a folder).
+Reading (`import_xmp`) goes through `engine.exchange.keywords` (exiv2): XMP sidecars in both
+namings (`IMG_0001.jpg.xmp`, `IMG_0001.xmp`), XMP embedded in the image, IPTC-IIM Keywords; the
+sidecar wins when they disagree and the conflicts are counted. The keywords then pass the
+vocabulary step (`engine.exchange.vocabulary`: counts, minimum count, excluded hierarchies,
+merges) before any becomes a class. `dry_run=True` reports and changes nothing.
 
-Where: `export_xmp(store, out_dir)` writes the sidecars under `out_dir`, mirroring each image's
-path below its project folder: `out_dir/<folder name>/<relative path>.xmp` (`<folder name>` is the
-root folder's name, suffixed with `-<root id>` when two roots share a name).
-`export_xmp(store, in_place=True)` writes each sidecar next to its image instead.
+Keywords are partial labels: they give positives only, and the classes they fed are recorded in
+the project setting `labels.partial_classes` (`{"keywords": [class names]}`) so that a three-state
+label model can treat an image without the keyword as unknown rather than negative. Our own
+`mlic:positive` / `mlic:negative` bags are exact and keep their negatives.
 
-What is written, inside `rdf:Description`:
-
-- `dc:subject` (a bag): the names of the image's positive classes;
-- `lr:hierarchicalSubject` (a bag): each positive class as its path in the class hierarchy,
-  `parent|child` (just `child` for a top-level class);
-- `mlic:positive` and `mlic:negative` (bags, namespace `http://ns.mlic.dev/xmp/1.0/`): the exact
-  positive and negative class names, so that negatives survive a round trip.
-
-Merging: an existing sidecar is updated, never replaced. Every other field, attribute and namespace
-is kept; in `dc:subject` and `lr:hierarchicalSubject` only the entries that name a class of the
-project are replaced (other keywords stay), and the `mlic:` bags are rewritten. Images with no tags
-get a sidecar only when one exists already (to remove stale keywords). All existing sidecars are
-parsed before anything is written, so a broken one stops the export with nothing written.
-
-Import (`import_xmp(store, sidecar_dir=None)`) reads the sidecar of every image of the project
-(next to it, or mirrored under `sidecar_dir`). It uses the `mlic:` bags when present; a sidecar
-from another tool contributes `dc:subject` keywords and `lr:hierarchicalSubject` leaves as
-positive tags, every such keyword becoming a class (its hierarchy taken from the `|` paths).
+Writing (`export_xmp`): sidecars under `out_dir`, mirroring each image's path below its project
+folder (`out_dir/<folder name>/<relative path>.xmp`; `<folder name>` suffixed with `-<root id>`
+when two roots share a name), or in place: the image's existing sidecar of either naming, the
+file's embedded metadata with `embedded=True` when the file has embedded keywords, else a new
+`<image>.xmp`. Merging keeps every other field (`engine.exchange.sidecar`); all existing sidecars
+are parsed before anything is written, so a broken one stops the export with nothing written.
+In place, every file to change is backed up first (`engine.exchange.writeback`, undo with
+`undo_last_writeback`). `dry_run=True` lists the files and keywords without writing.
 """
 
 from __future__ import annotations
 
-import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.errors import UserError
 from engine.exchange import (
-    ExportSummary,
     ImportSummary,
     Progress,
     apply_import_tags,
@@ -47,185 +36,53 @@ from engine.exchange import (
     class_parents,
     ensure_classes,
 )
-from engine.files import write_text_atomic
+from engine.exchange.keywords import SOURCES, ImageKeywords, find_sidecar, read_image
+from engine.exchange.sidecar import NS, SUFFIX, class_path, merge_keywords  # noqa: F401
+from engine.exchange.vocabulary import Vocabulary, VocabularyOptions, build_vocabulary
+from engine.exchange.writeback import (  # noqa: F401 - undo re-exported for the CLI and GUI
+    WriteAction,
+    WritebackSummary,
+    apply_actions,
+    has_embedded_keywords,
+    plan_embedded,
+    plan_sidecar,
+    undo_last_writeback,
+)
 from engine.images import is_image_path
 
 if TYPE_CHECKING:
+    from engine.progress import ShouldStop
     from engine.store import Store
 
-NS = {
-    "x": "adobe:ns:meta/",
-    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
-    "dc": "http://purl.org/dc/elements/1.1/",
-    "lr": "http://ns.adobe.com/lightroom/1.0/",
-    "mlic": "http://ns.mlic.dev/xmp/1.0/",
-}
-SUFFIX = ".xmp"
-_XPACKET_BEGIN = '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
-_XPACKET_END = '\n<?xpacket end="w"?>\n'
-
-
-def _q(prefix: str, local: str) -> str:
-    return f"{{{NS[prefix]}}}{local}"
-
-
-for _prefix, _uri in NS.items():
-    ET.register_namespace(_prefix, _uri)
+PARTIAL_SETTING = "labels.partial_classes"
 
 
 @dataclass
-class Keywords:
-    """What a sidecar says about an image's tags."""
+class KeywordImportSummary(ImportSummary):
+    """What a keyword import did (or, in a dry run, would do)."""
 
-    subjects: list[str] = field(default_factory=list)        # dc:subject
-    hierarchical: list[str] = field(default_factory=list)    # lr:hierarchicalSubject
-    positive: list[str] | None = None                        # mlic:positive (None: absent)
-    negative: list[str] | None = None                        # mlic:negative
+    sources: dict[str, int] = field(default_factory=dict)    # images per chosen source
+    conflicts: int = 0
+    vocabulary: Vocabulary | None = None
+    dry_run: bool = False
 
-
-# ---------------------------------------------------------------------------------------------
-# sidecar documents
-
-
-def _parse(path: Path) -> tuple[ET.ElementTree, bool]:
-    """Parse a sidecar, registering its namespace prefixes so they are written back unchanged.
-    Returns (tree, whether it had an xpacket wrapper)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"Cannot read XMP sidecar {path}: "
-                        f"{getattr(exc, 'strerror', None) or exc}.") from exc
-    try:
-        for _event, (prefix, uri) in ET.iterparse(
-                _as_bytes_io(text), events=("start-ns",)):
-            if prefix and not re.fullmatch(r"ns\d+", prefix) and prefix != "xml":
-                try:
-                    ET.register_namespace(prefix, uri)
-                except ValueError:
-                    pass
-        parser = ET.XMLParser(target=ET.TreeBuilder(insert_comments=True))
-        root = ET.fromstring(text, parser=parser)
-    except ET.ParseError as exc:
-        raise UserError(f"XMP sidecar {path} is not valid XML: {exc}.") from exc
-    return ET.ElementTree(root), "<?xpacket" in text[:200]
-
-
-def _as_bytes_io(text: str):
-    import io
-
-    return io.BytesIO(text.encode("utf-8"))
-
-
-def _new_document() -> ET.ElementTree:
-    root = ET.Element(_q("x", "xmpmeta"))
-    rdf = ET.SubElement(root, _q("rdf", "RDF"))
-    ET.SubElement(rdf, _q("rdf", "Description"), {_q("rdf", "about"): ""})
-    return ET.ElementTree(root)
-
-
-def _rdf(tree: ET.ElementTree) -> ET.Element:
-    root = tree.getroot()
-    if root.tag == _q("rdf", "RDF"):
-        return root
-    rdf = root.find(f".//{_q('rdf', 'RDF')}")
-    if rdf is None:
-        rdf = ET.SubElement(root, _q("rdf", "RDF"))
-    return rdf
-
-
-def _descriptions(tree: ET.ElementTree) -> list[ET.Element]:
-    rdf = _rdf(tree)
-    descriptions = rdf.findall(_q("rdf", "Description"))
-    if not descriptions:
-        descriptions = [ET.SubElement(rdf, _q("rdf", "Description"), {_q("rdf", "about"): ""})]
-    return descriptions
-
-
-def _bag_values(element: ET.Element) -> list[str]:
-    return [(li.text or "").strip() for li in element.iter(_q("rdf", "li"))
-            if (li.text or "").strip()]
-
-
-def read_keywords(tree: ET.ElementTree) -> Keywords:
-    keywords = Keywords()
-    for description in _descriptions(tree):
-        for element in description:
-            if element.tag == _q("dc", "subject"):
-                keywords.subjects += _bag_values(element)
-            elif element.tag == _q("lr", "hierarchicalSubject"):
-                keywords.hierarchical += _bag_values(element)
-            elif element.tag == _q("mlic", "positive"):
-                keywords.positive = (keywords.positive or []) + _bag_values(element)
-            elif element.tag == _q("mlic", "negative"):
-                keywords.negative = (keywords.negative or []) + _bag_values(element)
-    return keywords
-
-
-def _set_bag(description: ET.Element, tag: str, values: list[str], existing: ET.Element | None,
-             container: str = "Bag") -> None:
-    if existing is None:
-        if not values:
-            return
-        existing = ET.SubElement(description, tag)
-    tail = existing.tail
-    existing.clear()
-    existing.tail = tail
-    bag = ET.SubElement(existing, _q("rdf", container))
-    for value in values:
-        ET.SubElement(bag, _q("rdf", "li")).text = value
-
-
-def merge_keywords(tree: ET.ElementTree, positives: list[str], negatives: list[str],
-                   hierarchy: dict[str, str | None], project_classes: set[str]) -> None:
-    """Write our keywords into `tree`, keeping every foreign field and foreign keyword."""
-    descriptions = _descriptions(tree)
-    found: dict[str, tuple[ET.Element, ET.Element]] = {}
-    for description in descriptions:
-        for element in list(description):
-            for key in ("dc:subject", "lr:hierarchicalSubject", "mlic:positive", "mlic:negative"):
-                prefix, local = key.split(":")
-                if element.tag == _q(prefix, local):
-                    if key in found:  # a duplicate field: fold into the first
-                        description.remove(element)
-                    else:
-                        found[key] = (description, element)
-    target = descriptions[0]
-
-    old_subjects = _bag_values(found["dc:subject"][1]) if "dc:subject" in found else []
-    subjects = [s for s in old_subjects if s not in project_classes]
-    subjects += [p for p in positives if p not in subjects]
-    old_paths = (_bag_values(found["lr:hierarchicalSubject"][1])
-                 if "lr:hierarchicalSubject" in found else [])
-    paths = [p for p in old_paths if p.split("|")[-1] not in project_classes]
-    paths += [path for path in (class_path(p, hierarchy) for p in positives) if path not in paths]
-
-    for key, values in (("dc:subject", subjects), ("lr:hierarchicalSubject", paths),
-                        ("mlic:positive", list(positives)), ("mlic:negative", list(negatives))):
-        prefix, local = key.split(":")
-        description, element = found.get(key, (target, None))
-        if element is None and not values and key.startswith("mlic"):
-            continue
-        _set_bag(description, _q(prefix, local), values, element)
-
-
-def class_path(name: str, hierarchy: dict[str, str | None]) -> str:
-    """`grandparent|parent|name` through the class hierarchy (cycles are cut)."""
-    chain = [name]
-    parent = hierarchy.get(name)
-    while parent and parent not in chain:
-        chain.append(parent)
-        parent = hierarchy.get(parent)
-    return "|".join(reversed(chain))
-
-
-def _serialise(tree: ET.ElementTree, xpacket: bool) -> str:
-    ET.indent(tree, space=" ")
-    body = ET.tostring(tree.getroot(), encoding="unicode")
-    return (_XPACKET_BEGIN + body + _XPACKET_END) if xpacket else body + "\n"
+    def summary(self) -> str:
+        vocabulary = self.vocabulary or Vocabulary()
+        kept = len(vocabulary.classes)
+        left_out = len(vocabulary.entries) - kept
+        head = "dry run: would import " if self.dry_run else ""
+        text = head + super().summary()
+        by_source = ", ".join(f"{n} from {s}" for s, n in self.sources.items() if n)
+        text += f"; {kept} keywords kept, {left_out} left out"
+        if by_source:
+            text += f"; {by_source}"
+        if self.conflicts:
+            text += f"; {self.conflicts} images whose sources disagree (sidecar used)"
+        return text
 
 
 # ---------------------------------------------------------------------------------------------
-# project-level export / import
+# where the sidecars are
 
 
 def sidecar_locations(store: Store, out_dir: Path | None, in_place: bool
@@ -253,74 +110,101 @@ def sidecar_locations(store: Store, out_dir: Path | None, in_place: bool
     return result
 
 
-def export_xmp(store: Store, out_dir: Path | str | None = None, in_place: bool = False,
-               progress: Progress | None = None) -> ExportSummary:
-    """Write (merge) XMP sidecars for the project's tagged images (module doc)."""
-    if out_dir is None and not in_place:
-        raise UserError("Give a folder for the XMP sidecars, or write them next to the images.")
-    target = Path(out_dir).expanduser() if out_dir is not None and not in_place else None
-    locations = sidecar_locations(store, target, in_place)
-    hierarchy = class_parents(store)
-    names = {c.id: c.name for c in store.classes.list()}
-    project_classes = set(names.values())
-    tags = store.tags.for_images(list(locations))
-
-    # Parse every existing sidecar first: a broken one stops the export before any write.
-    plans = []
-    for image_id, (_image_path, sidecar) in locations.items():
-        image_tags = tags.get(image_id, [])
-        exists = sidecar.is_file()
-        if not image_tags and not exists:
-            continue
-        tree, xpacket = _parse(sidecar) if exists else (_new_document(), False)
-        positives = sorted(names[t.class_id] for t in image_tags if t.positive)
-        negatives = sorted(names[t.class_id] for t in image_tags if not t.positive)
-        plans.append((sidecar, tree, xpacket, positives, negatives))
-    for k, (sidecar, tree, xpacket, positives, negatives) in enumerate(plans):
-        merge_keywords(tree, positives, negatives, hierarchy, project_classes)
-        write_text_atomic(sidecar, _serialise(tree, xpacket))
+def read_library(store: Store, sources: tuple[str, ...] = SOURCES,
+                 sidecar_dir: Path | str | None = None, progress: Progress | None = None,
+                 should_stop: ShouldStop | None = None) -> dict[int, ImageKeywords]:
+    """The keywords of every present image of the project, by image id (module doc)."""
+    unknown = set(sources) - set(SOURCES)
+    if unknown or not sources:
+        raise UserError(f"Unknown keyword source {', '.join(sorted(unknown)) or '(none)'}; "
+                        f"choose from {', '.join(SOURCES)}.")
+    source = Path(sidecar_dir).expanduser() if sidecar_dir is not None else None
+    if source is not None and not source.is_dir():
+        raise UserError(f"Folder {source} does not exist.")
+    mirrored = source is not None
+    locations = sidecar_locations(store, source, in_place=not mirrored)
+    found: dict[int, ImageKeywords] = {}
+    for k, (image_id, (image_path, sidecar)) in enumerate(locations.items()):
+        if should_stop is not None and should_stop():
+            raise UserError("Keyword import cancelled; nothing was imported.")
+        mirror = sidecar.with_name(image_path.name) if mirrored else None
+        found[image_id] = read_image(image_path, tuple(sources), mirror)
         if progress is not None:
-            progress(k + 1, len(plans))
-    return ExportSummary(target=target or Path("."), images=len(plans), files=len(plans))
+            progress(k + 1, len(locations))
+    return found
 
 
 @atomic_import
 def import_xmp(store: Store, sidecar_dir: Path | str | None = None,
-               progress: Progress | None = None) -> ImportSummary:
-    """Read the sidecars of the project's images and import their tags (module doc)."""
-    source = Path(sidecar_dir).expanduser() if sidecar_dir is not None else None
-    if source is not None and not source.is_dir():
-        raise UserError(f"Folder {source} does not exist.")
-    locations = sidecar_locations(store, source, in_place=source is None)
-    summary = ImportSummary(source=source or Path("."))
-    found: dict[int, Keywords] = {}
-    for k, (image_id, (_image_path, sidecar)) in enumerate(locations.items()):
-        if sidecar.is_file():
-            found[image_id] = read_keywords(_parse(sidecar)[0])
-        if progress is not None:
-            progress(k + 1, len(locations))
-    wanted: list[str] = []
-    parents: dict[str, str | None] = {}
-    per_image: dict[int, tuple[list[str], list[str]]] = {}
-    for image_id, keywords in found.items():
-        for path in keywords.hierarchical:
-            parts = [part.strip() for part in path.split("|") if part.strip()]
-            for parent, child in zip(parts, parts[1:]):
-                parents.setdefault(child, parent)
-        if keywords.positive is not None or keywords.negative is not None:
-            positives = list(keywords.positive or [])
-            negatives = list(keywords.negative or [])
-        else:
-            positives = list(dict.fromkeys(
-                keywords.subjects + [p.split("|")[-1].strip() for p in keywords.hierarchical]))
-            negatives = []
-        positives = [p for p in positives if p and "," not in p]
-        negatives = [n for n in negatives if n and "," not in n]
-        wanted += positives + negatives
-        per_image[image_id] = (positives, negatives)
-    class_ids = ensure_classes(store, wanted, parents, summary)
+               progress: Progress | None = None, *, sources: tuple[str, ...] = SOURCES,
+               options: VocabularyOptions | None = None, dry_run: bool = False,
+               should_stop: ShouldStop | None = None) -> KeywordImportSummary:
+    """Read the keywords of the project's images and import them as tags (module doc)."""
+    found = read_library(store, sources, sidecar_dir, progress, should_stop)
+    summary = KeywordImportSummary(source=Path(sidecar_dir or "."), dry_run=dry_run)
+    for record in found.values():
+        summary.unreadable += [(record.image_path, error) for error in record.errors]
+        if record.chosen:
+            summary.sources[record.chosen] = summary.sources.get(record.chosen, 0) + 1
+    vocabulary = build_vocabulary({i: r for i, r in found.items() if r.chosen}, options)
+    summary.vocabulary, summary.conflicts = vocabulary, vocabulary.conflicts
+    summary.images = len(vocabulary.per_image)
+    if dry_run:
+        known = set(store.classes.names())
+        wanted = vocabulary.classes + [p for p in vocabulary.parents.values() if p]
+        summary.classes_added = [n for n in dict.fromkeys(wanted) if n not in known]
+        summary.tags_set = sum(len(p) + len(n) for p, n in vocabulary.per_image.values())
+        return summary
+    wanted = [n for pos, neg in vocabulary.per_image.values() for n in pos + neg]
+    class_ids = ensure_classes(store, wanted, vocabulary.parents, summary)
     decisions = {image_id: ([class_ids[p] for p in pos], [class_ids[n] for n in neg])
-                 for image_id, (pos, neg) in per_image.items()}
-    summary.images = len(decisions)
+                 for image_id, (pos, neg) in vocabulary.per_image.items()}
     apply_import_tags(store, decisions, summary)
+    if vocabulary.partial_classes:
+        partial = dict(store.settings.get(PARTIAL_SETTING, None) or {})
+        partial["keywords"] = sorted(set(partial.get("keywords", [])) | vocabulary.partial_classes)
+        store.settings.set(PARTIAL_SETTING, partial)
     return summary
+
+
+def export_xmp(store: Store, out_dir: Path | str | None = None, in_place: bool = False,
+               progress: Progress | None = None, *, embedded: bool = False,
+               dry_run: bool = False, backup: bool = True) -> WritebackSummary:
+    """Write (merge) the project's tags into sidecars or, opted in, embedded metadata (module
+    doc). In place, the files are backed up first unless `backup=False`."""
+    if embedded and out_dir is not None and not in_place:
+        raise UserError("Embedded keywords are written into the images themselves; "
+                        "do not give a folder.")
+    in_place = in_place or embedded
+    if out_dir is None and not in_place:
+        raise UserError("Give a folder for the XMP sidecars, or write them next to the images.")
+    target = Path(out_dir).expanduser() if out_dir is not None and not in_place else None
+    actions = plan_writeback(store, target, embedded)
+    hierarchy = class_parents(store)
+    summary = WritebackSummary(target=target or Path("."), actions=actions, dry_run=dry_run)
+    summary.images = summary.files = len(actions)
+    if not dry_run:
+        summary.backup = apply_actions(store, actions, hierarchy, backup and in_place, progress)
+    return summary
+
+
+def plan_writeback(store: Store, target: Path | None, embedded: bool) -> list[WriteAction]:
+    """Every file the write-back changes, with its keywords added and removed."""
+    locations = sidecar_locations(store, target, in_place=target is None)
+    hierarchy = class_parents(store)
+    names = {c.id: c.name for c in store.classes.list()}
+    tags = store.tags.for_images(list(locations))
+    actions: list[WriteAction] = []
+    for image_id, (image_path, default) in locations.items():
+        image_tags = tags.get(image_id, [])
+        positives = sorted(names[t.class_id] for t in image_tags if t.positive)
+        negatives = sorted(names[t.class_id] for t in image_tags if not t.positive)
+        mirror = default.with_name(image_path.name) if target is not None else None
+        existing = find_sidecar(image_path, mirror)
+        if existing is None and embedded and has_embedded_keywords(image_path):
+            action = plan_embedded(image_path, positives, negatives, hierarchy)
+        else:
+            action = plan_sidecar(existing or default, positives, negatives, hierarchy)
+        if action is not None:
+            actions.append(action)
+    return actions
