@@ -256,6 +256,7 @@ def test_cli_import_and_export_options(tmp_path, library, capsys):
         return code, capsys.readouterr().out
 
     drop_broken(library)
+    assert mlic("init")[0] == 0                  # only init makes a project
     assert mlic("add-folder", str(library))[0] == 0
     code, out = mlic("import-xmp", "--sources", "sidecar,embedded", "--min-count", "2",
                      "--exclude-prefix", "People", "--dry-run")
