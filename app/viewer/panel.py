@@ -18,7 +18,8 @@ from PySide6.QtWidgets import (
 from app.state import ProjectState
 from app.viewer.flow_layout import FlowLayout
 from app.viewer.image_view import ImageView
-from engine.store.queries import ImageDetail
+from app.viewer.on_demand import RegionsOnDemand
+from engine.store.queries import ImageDetail, image_detail
 
 VIEW_MAX_SIDE = 4096      # decode at most this long side for the viewer (zoom still works)
 
@@ -51,6 +52,8 @@ class ViewerPanel(QWidget):
         self.detail: ImageDetail | None = None
         self._request = 0
         self.hidden: set[int] = set()
+        self.on_demand = RegionsOnDemand(state.workers, self)
+        self.on_demand.ready.connect(self._regions_computed)
         self.view = ImageView()
         self.show_regions = QCheckBox("Regions", checked=True, toolTip=(
             "Show the teacher's regions: where the detector found each class (R)"))
@@ -70,11 +73,26 @@ class ViewerPanel(QWidget):
         self.version_label.setObjectName("versionLabel")
         self.version_label.setStyleSheet("color: gray; padding-left: 4px;")
         self.class_bar.addWidget(self.version_label)
+        self.on_demand.failed.connect(self.version_label.setText)
         fit = QToolButton(text="Fit", toolTip="Fit the image to the view (Ctrl+0)")
         fit.clicked.connect(self.view.fit)
         one = QToolButton(text="1:1", toolTip="Actual size (Ctrl+1)")
         one.clicked.connect(self.view.actual_size)
         self.zoom_label = QLabel()
+        self._lay_out(fit, one)
+        self.view.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f}%"))
+        self.slider.valueChanged.connect(self._filter_changed)
+        self.show_regions.toggled.connect(self._filter_changed)
+        self.best_only.toggled.connect(self._filter_changed)
+        self.slider.setValue(int(float(settings.value("viewer/min_score", 0.2)) * 100))
+        self.show_regions.setChecked(settings.value("viewer/show_regions", "true") in
+                                     (True, "true"))
+        self.best_only.setChecked(settings.value("viewer/best_only", "true") in (True, "true"))
+        self._hidden_names = set(settings.value("viewer/hidden_classes", []) or [])
+        self.view.clear("No image selected")
+        state.classes_changed.connect(self._rebuild_regions)
+
+    def _lay_out(self, fit: QToolButton, one: QToolButton) -> None:
         bar = QHBoxLayout()
         bar.addWidget(self.show_regions)
         bar.addWidget(self.best_only)
@@ -91,17 +109,6 @@ class ViewerPanel(QWidget):
         layout.addLayout(bar)
         layout.addWidget(self.class_box)
         layout.addWidget(self.view, 1)
-        self.view.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f}%"))
-        self.slider.valueChanged.connect(self._filter_changed)
-        self.show_regions.toggled.connect(self._filter_changed)
-        self.best_only.toggled.connect(self._filter_changed)
-        self.slider.setValue(int(float(settings.value("viewer/min_score", 0.2)) * 100))
-        self.show_regions.setChecked(settings.value("viewer/show_regions", "true") in
-                                     (True, "true"))
-        self.best_only.setChecked(settings.value("viewer/best_only", "true") in (True, "true"))
-        self._hidden_names = set(settings.value("viewer/hidden_classes", []) or [])
-        self.view.clear("No image selected")
-        state.classes_changed.connect(self._rebuild_regions)
 
     @property
     def min_score(self) -> float:
@@ -115,6 +122,7 @@ class ViewerPanel(QWidget):
         self.detail = detail
         if detail is None:
             self.state.workers.cancel(self._request)
+            self.on_demand.cancel()
             self.view.clear("No image selected")
             self._rebuild_toggles()
             return
@@ -140,6 +148,18 @@ class ViewerPanel(QWidget):
         self.view.set_image(image, original)
         self._rebuild_regions()
         self.image_loaded.emit(image_id)
+        if self.on_demand.request(self.detail):
+            self.version_label.setText(f"computing the regions of {self.detail.versions.teacher}…")
+
+    def _regions_computed(self, image_id: int) -> None:
+        """The teacher's regions of `image_id` were just stored: show them if it is still here."""
+        if self.detail is not None and self.detail.image_id == image_id:
+            self.state.workers.db(image_detail, image_id, self.state.versions,
+                                  key="viewer-regions", on_done=self._fresh_detail)
+
+    def _fresh_detail(self, detail: ImageDetail) -> None:
+        if self.detail is not None and detail.image_id == self.detail.image_id:
+            self.show_detail(detail)
 
     def _rebuild_regions(self) -> None:
         self._hidden_from_names()
@@ -149,9 +169,25 @@ class ViewerPanel(QWidget):
             self.view.set_regions(self.detail.regions, names, colours)
         self._rebuild_toggles()
         self._filter_changed()
+        self.version_label.setText(self._regions_text())
+
+    def _regions_text(self) -> str:
+        """Whose regions these are, and the classes whose every region is under the slider (said,
+        since nothing is drawn for them)."""
         versions = self.detail.versions if self.detail else None
-        self.version_label.setText(f"regions of {versions.teacher}" if versions and versions.teacher
-                                   else "no teacher model yet: no regions")
+        if not versions or not versions.teacher:
+            return "no teacher model yet: no regions"
+        best: dict[int, float] = {}
+        for region in self.detail.regions:
+            best[region.class_id] = max(best.get(region.class_id, 0.0), region.score)
+        under = [f"{self.state.class_name(c)} {score:.2f}" for c, score in sorted(best.items())
+                 if score < self.min_score]
+        text = f"regions of {versions.teacher}"
+        if self.detail.regions and len(under) == len(best):
+            return f"{text}: every region is under {self.min_score:.2f} ({', '.join(under)})"
+        if under:
+            return f"{text}; under {self.min_score:.2f}: {', '.join(under)}"
+        return text
 
     def _rebuild_toggles(self) -> None:
         for button in self.class_buttons.values():
@@ -194,6 +230,8 @@ class ViewerPanel(QWidget):
         if shown != wanted:
             self._rebuild_toggles()        # a toggle for each class with a region above the slider
         self.score_label.setText(f"{self.min_score:.2f}")
+        if self.on_demand.busy_with is None:
+            self.version_label.setText(self._regions_text())
         self.view.filter_regions(self.hidden, self.min_score, self.show_regions.isChecked(),
                                  self.best_only.isChecked())
 
