@@ -167,6 +167,8 @@ class MainWindow(QMainWindow):
         self.gallery.current_image_changed.connect(self._current_changed)
         self.gallery.selection_changed_ids.connect(self._selection_changed)
         self.tag_panel.hovered.connect(lambda c: self.viewer.highlight(None if c < 0 else c))
+        self.tag_panel.typing_done.connect(self.gallery.setFocus)
+        self.tag_panel.all_decided.connect(self._all_decided)
         self.state.tags_changed.connect(self._tags_changed)
         self.state.classes_changed.connect(self._classes_changed)
         self.state.versions_changed.connect(self._versions_changed)
@@ -374,6 +376,15 @@ class MainWindow(QMainWindow):
 
     def step(self, delta: int) -> None:
         self.gallery.step(delta)
+
+    def move_outline(self, delta: int) -> None:
+        self.tag_panel.move_current(delta)
+
+    def _all_decided(self, image_id: int) -> None:
+        """Auto-advance (Review menu): on to the next image once this one has nothing pending."""
+        if (self.actions.auto_advance.isChecked() and not self.tag_panel.is_bulk()
+                and self.gallery.current_image_id() == image_id):
+            self.step(1)
 
     def toggle_class(self, class_id: int) -> None:
         ids = self.gallery.selected_ids() or ([self.gallery.current_image_id()]
