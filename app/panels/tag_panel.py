@@ -314,14 +314,18 @@ class TagPanel(QWidget):
         if not self.shown:
             self.suggestions_box.addWidget(QLabel("<span style='color:gray'>Nothing pending"
                                                   "</span>"))
+        self._keep_outline(detail.image_id)
+
+    def _keep_outline(self, image_id: int) -> None:
+        """The outline stays where it was; `all_decided` once the person emptied the list."""
         shown_ids = [s.class_id for s in self.shown]
         if self.current_class not in shown_ids:
             position = min(self._outline_position, len(shown_ids) - 1)
             self.current_class = shown_ids[position] if shown_ids else None
         self._mark_current()
-        if self._decided_image == detail.image_id and not self.shown:
+        if self._decided_image == image_id and not self.shown:
             self._decided_image = None
-            self.all_decided.emit(detail.image_id)
+            self.all_decided.emit(image_id)
 
     def _build_bulk(self) -> None:
         count = len(self.selection)
