@@ -171,18 +171,7 @@ class TagPanel(QWidget):
         self.title = QLabel("No image selected")
         self.title.setWordWrap(True)
         self.title.setObjectName("tagPanelTitle")
-        self.add_field = QLineEdit(placeholderText="Add a tag…  (T)")
-        self.add_field.setObjectName("addTag")
-        self.add_field.setToolTip("Type a class name and press Enter (a new name asks before it "
-                                  "creates the class); Escape gives the keys back")
-        self.add_field.installEventFilter(self)
-        self._names = QStringListModel(self)
-        completer = QCompleter(self._names, self)
-        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        completer.setFilterMode(Qt.MatchFlag.MatchContains)
-        self.add_field.setCompleter(completer)
-        completer.activated[str].connect(self._completion_chosen)
-        self.add_field.returnPressed.connect(self._add_from_field)
+        self.add_field = self._make_add_field()
         self._decided_image: int | None = None
         self._outline_position = 0        # kept when the outlined suggestion leaves the list
         self.tags_box = QVBoxLayout()
@@ -229,6 +218,22 @@ class TagPanel(QWidget):
         outer.addWidget(scroll)
         state.classes_changed.connect(self._classes_changed)
         self._selection_counts: dict[int, int] = {}
+
+    def _make_add_field(self) -> QLineEdit:
+        """The add-tag field with completion over the class names."""
+        field = QLineEdit(placeholderText="Add a tag…  (T)")
+        field.setObjectName("addTag")
+        field.setToolTip("Type a class name and press Enter (a new name asks before it "
+                         "creates the class); Escape gives the keys back")
+        field.installEventFilter(self)
+        self._names = QStringListModel(self)
+        completer = QCompleter(self._names, self)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        field.setCompleter(completer)
+        completer.activated[str].connect(self._completion_chosen)
+        field.returnPressed.connect(self._add_from_field)
+        return field
 
     # -- content ---------------------------------------------------------------------------------
     def set_detail(self, detail: gq.ImageDetail | None) -> None:
