@@ -13,12 +13,14 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QToolButton,
+    QToolTip,
     QVBoxLayout,
     QWidget,
 )
 
 from app.state import ProjectState
 from engine.store import queries as gq
+from engine.store import search
 from engine.store.schema import SPLITS
 
 SEARCH_DELAY_MS = 250
@@ -48,8 +50,10 @@ SORTS = [
     ("Tag count", "tags", "Fewest positive tags first"),
 ]
 
-SEARCH_HELP = ("Search: words match the path or a tag name. tag:cat, -tag:cat, suggested:cat, "
-               "split:train, path:holiday; quote names with spaces: tag:\"red car\".")
+SEARCH_HELP = "<b>Search</b><table>" + "".join(
+    f"<tr><td><code>{example}</code></td><td>{meaning}</td></tr>"
+    for example, meaning in search.SYNTAX) + "</table>Full list: Help > Keyboard Shortcuts."
+INVALID_STYLE = "QLineEdit#search { border: 2px solid #e53935; border-radius: 3px; }"
 
 
 class FilterBar(QWidget):
@@ -170,13 +174,35 @@ class FilterBar(QWidget):
             self.class_combo.setCurrentIndex(index)
 
     def show_count(self, shown: int) -> None:
-        self.count_label.setText(f"{shown:,} shown")
+        if not getattr(self, "search_problem", None):
+            self.count_label.setText(f"{shown:,} shown")
 
     def _emit(self, *_args) -> None:
         if self._building:
             return
         self._search_timer.stop()
+        if self._show_search_problem():
+            return
         self.filter_changed.emit(self.current_filter())
+
+    def _show_search_problem(self) -> str | None:
+        """A search the engine cannot answer gets a red outline, the reason as its tooltip and
+        in place of the count; the gallery keeps what it showed."""
+        problem = search.search_problem(self.search.text(),
+                                        (c.name for c in self.state.classes.values()))
+        self.search_problem = problem
+        self.search.setStyleSheet(INVALID_STYLE if problem else "")
+        self.search.setToolTip(f"<b>{_html(problem)}</b><br>{SEARCH_HELP}" if problem
+                               else SEARCH_HELP)
+        if problem:
+            self.count_label.setText("⚠ " + problem)
+            self.count_label.setToolTip(problem)
+            if self.search.hasFocus():
+                QToolTip.showText(self.search.mapToGlobal(self.search.rect().bottomLeft()),
+                                  problem, self.search)
+        else:
+            self.count_label.setToolTip("")
+        return problem
 
     def _confidence_toggled(self, on: bool) -> None:
         self.min_conf.setEnabled(on)
@@ -216,6 +242,10 @@ class FilterBar(QWidget):
             self.use_confidence.setChecked(_as_bool(settings.value("filter/use_confidence", False)))
         finally:
             self._building = False
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _as_bool(value) -> bool:
