@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer
 from PySide6.QtWidgets import (
+    QApplication,
     QDockWidget,
     QFileDialog,
     QMainWindow,
@@ -38,6 +39,7 @@ from app.panels.status_bar import StatusBar
 from app.panels.tag_panel import TagPanel
 from app.shortcuts import ShortcutSheet, sheet_html
 from app.state import ProjectState
+from app.style import install_wheel_guard
 from app.thumbnails import ThumbnailCache
 from app.undo import TagEditCommand, toggle_plan
 from app.viewer.panel import ViewerPanel
@@ -53,6 +55,7 @@ class MainWindow(QMainWindow):
     def __init__(self, project_dir: Path | str | None = None, folder: Path | str | None = None,
                  settings: QSettings | None = None, offer_demo: bool = True) -> None:
         super().__init__()
+        install_wheel_guard(QApplication.instance())   # before any spin or combo box exists
         self.setObjectName("mainWindow")
         self.setWindowTitle("mlic")
         self.setAcceptDrops(True)
