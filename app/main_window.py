@@ -458,7 +458,7 @@ class MainWindow(QMainWindow):
         bottom = [d for d in self.findChildren(QDockWidget) if not d.isFloating()
                   and self.dockWidgetArea(d) == Qt.DockWidgetArea.BottomDockWidgetArea]
         if bottom:
-            self.resizeDocks(bottom, [max(200, self.height() // 4)] * len(bottom),
+            self.resizeDocks(bottom, [max(230, self.height() * 3 // 10)] * len(bottom),
                              Qt.Orientation.Vertical)
 
     def _save_project_view(self) -> None:

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.elided import ElidedLabel
 from app.state import ProjectState
 from engine.store import queries as gq
 from engine.store import search
@@ -102,8 +103,10 @@ class FilterBar(QWidget):
                                        value=0.5, enabled=False)
         self.max_conf = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05, decimals=2,
                                        value=1.0, enabled=False)
-        self.count_label = QLabel("")
+        self.count_label = ElidedLabel("")     # "60 shown", or what is wrong with the search
         self.count_label.setObjectName("filterCount")
+        self.count_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.count_label.setMinimumWidth(70)
         self.search.setMinimumWidth(110)
         for combo in (self.class_combo, self.class_mode, self.state_combo, self.split_combo,
                       self.sort_combo):        # narrow panes: combos shrink, popups stay wide
@@ -127,8 +130,7 @@ class FilterBar(QWidget):
         bottom.addWidget(self.min_conf)
         bottom.addWidget(QLabel("–"))
         bottom.addWidget(self.max_conf)
-        bottom.addStretch(1)
-        bottom.addWidget(self.count_label)
+        bottom.addWidget(self.count_label, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 2)
         layout.setSpacing(3)
@@ -196,12 +198,9 @@ class FilterBar(QWidget):
                                else SEARCH_HELP)
         if problem:
             self.count_label.setText("⚠ " + problem)
-            self.count_label.setToolTip(problem)
             if self.search.hasFocus():
                 QToolTip.showText(self.search.mapToGlobal(self.search.rect().bottomLeft()),
                                   problem, self.search)
-        else:
-            self.count_label.setToolTip("")
         return problem
 
     def _confidence_toggled(self, on: bool) -> None:

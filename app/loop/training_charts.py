@@ -24,6 +24,9 @@ from app.style import style_plot
 from engine.review.rounds import run_figure
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f")
+# Legends sit where a curve seldom is (falling losses: top right; rising mAP: bottom right),
+# in two columns on a translucent box, so they do not hide the data.
+LEGEND_BRUSH = pg.mkBrush(128, 128, 128, 50)
 HISTORY_COLUMNS = ["Version", "Stage", "Status", "Epochs", "Val mAP", "Started from", "Started"]
 
 
@@ -51,11 +54,11 @@ class TrainingCharts(QTabWidget):
     def _build_curves(self) -> QWidget:
         self.loss_plot = pg.PlotWidget(title="Loss per epoch")
         self.loss_plot.setLabel("bottom", "epoch")
-        self.loss_plot.addLegend(offset=(-5, 5))
+        self.loss_plot.addLegend(offset=(-5, 5), colCount=2, brush=LEGEND_BRUSH)
         self.map_plot = pg.PlotWidget(title="Validation mAP per epoch")
         self.map_plot.setLabel("bottom", "epoch")
         self.map_plot.setYRange(0, 1)
-        self.map_plot.addLegend(offset=(-5, 5))
+        self.map_plot.addLegend(offset=(-5, -5), colCount=2, brush=LEGEND_BRUSH)
         curves = QWidget()
         layout = QHBoxLayout(curves)
         layout.setContentsMargins(0, 0, 0, 0)

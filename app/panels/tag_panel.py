@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import dialogs
+from app.elided import ElidedLabel
 from app.state import ProjectState
 from app.undo import TagEditCommand
 from engine.store import TagEdit
@@ -68,10 +69,8 @@ class SuggestionRow(QFrame):
         self.setMouseTracking(True)
         key = QLabel(str(number) if number <= 9 else "")
         key.setFixedWidth(14)
-        name = QLabel(info.name)
-        name.setToolTip(info.name)
+        name = ElidedLabel(info.name)          # a long name ends in "…", whole in its tooltip
         name.setMinimumWidth(30)
-        name.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         bar = QProgressBar(minimum=0, maximum=1000, value=int(confidence * 1000), textVisible=False)
         bar.setFixedHeight(10)
         bar.setMinimumWidth(24)
@@ -130,9 +129,8 @@ class TagChip(QFrame):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(4, 0, 0, 0)
         layout.addWidget(_swatch(info.color))
-        text = QLabel(info.name if positive else f"not {info.name}")
+        text = ElidedLabel(info.name if positive else f"not {info.name}")
         text.setMinimumWidth(30)
-        text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         if not positive:
             text.setStyleSheet("color: gray; text-decoration: line-through;")
         layout.addWidget(text, 2)
