@@ -59,6 +59,8 @@ class TrainingCharts(QTabWidget):
         self.map_plot.setLabel("bottom", "epoch")
         self.map_plot.setYRange(0, 1)
         self.map_plot.addLegend(offset=(-5, -5), colCount=2, brush=LEGEND_BRUSH)
+        for plot in (self.loss_plot, self.map_plot):
+            plot.getPlotItem().legend.setVisible(False)
         curves = QWidget()
         layout = QHBoxLayout(curves)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -97,11 +99,13 @@ class TrainingCharts(QTabWidget):
             curve = plot.plot(name=f"{key[0]} {key[1]}", pen=pg.mkPen(colour, width=2),
                               symbol="o", symbolSize=5, symbolBrush=colour)
             self.curves[key] = curve
+            plot.getPlotItem().legend.setVisible(True)
         curve.setData([p[0] for p in points], [p[1] for p in points])
 
     def clear_curves(self) -> None:
         for plot in (self.loss_plot, self.map_plot):
             plot.clear()
+            plot.getPlotItem().legend.setVisible(False)      # an empty key would be a grey box
         self.curves.clear()
         self.curve_data.clear()
 

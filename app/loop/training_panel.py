@@ -203,7 +203,7 @@ class TrainingPanel(QWidget):
             if label:
                 form.addWidget(QLabel(label), row, column)
             form.addWidget(widget, row, column + 1)
-            widget.setMinimumWidth(90)
+            widget.setMinimumWidth(max(90, widget.sizeHint().width()))   # nothing clipped
             form.setColumnStretch(column + 1, 1)
         return form
 
