@@ -5,7 +5,6 @@ from the classes dialog, deleting a class and the undo history."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
 
 from tests.gui.test_review import tag_state, wait_state
 
@@ -154,7 +153,6 @@ def test_undo_and_redo_with_the_classes_dialog_focused(qtbot, window, project):
     qtbot.waitUntil(lambda: "hound" in store.classes.names(), timeout=20000)
     dialog.activateWindow()
     dialog.table.setFocus()
-    QApplication.setActiveWindow(dialog)
     qtbot.keyClick(dialog.table, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: "dog" in store.classes.names(), timeout=20000)
     qtbot.keyClick(dialog.table, Qt.Key.Key_Z,
