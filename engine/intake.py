@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 _VECTOR = "vector image, not read: export it as PNG to tag it"
 _RAW = "camera raw file, not read: tag its JPEG/TIFF rendering (or its XMP sidecar)"
 SKIPPED_TYPES = {
-    ".svg": _VECTOR, ".svgz": _VECTOR, ".eps": _VECTOR, ".ai": _VECTOR, ".pdf": _VECTOR,
+    ".svg": _VECTOR, ".svgz": _VECTOR, ".eps": _VECTOR, ".ai": _VECTOR,
     ".heic": "HEIC/HEIF image, not read: convert it to JPEG", ".heif": "HEIF image, not read",
     ".avif": "AVIF image, not read", ".jxl": "JPEG XL image, not read",
     ".psd": "Photoshop document, not read", ".xcf": "GIMP document, not read",
