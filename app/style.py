@@ -16,6 +16,7 @@ TAG_BADGE = QColor("#2e7d32")
 PENDING_BADGE = QColor("#ef6c00")
 UNREADABLE_BADGE = QColor("#c62828")
 REVIEWED_MARK = QColor("#66bb6a")
+DUPLICATE_BADGE = QColor("#5c6bc0")
 
 
 def is_dark(theme: str = "system") -> bool:

@@ -40,6 +40,8 @@ STATES = [  # (label, GalleryFilter field or None, tooltip)
      "Images where the teacher (detector) and the student fall on different sides of a class "
      "threshold: likely mistakes of one of them, or of a tag"),
     ("Unreadable", "unreadable", "Files that could not be read, with the reason"),
+    ("Duplicates", "duplicates",
+     "Files with the same bytes as another image of the project (copies under other names)"),
 ]
 
 SORTS = [

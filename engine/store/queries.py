@@ -64,6 +64,7 @@ class GalleryFilter:
     uncertain: bool = False
     disagreement: bool = False
     margin: float = 0.1                 # for `uncertain`
+    duplicates: bool = False            # the same bytes as another present image
     search: str = ""
     sort: str = "added"
     descending: bool = False
@@ -92,6 +93,7 @@ class GalleryRow:
     negative: int             # count of negative tags
     reviewed: bool
     pending: int              # pending suggestions
+    copies: int = 1           # present images with these same bytes (1: no duplicate)
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,8 @@ def _conditions(flt: GalleryFilter, versions: Versions) -> list[ColumnElement]:
         suggested = image_id.in_(_pending_ids(versions.student, flt.class_id))
         conditions.append({"tagged": tagged, "suggested": suggested,
                            "either": or_(tagged, suggested)}[flt.class_mode])
+    if flt.duplicates:
+        conditions.append(IMAGES.c.content_hash.in_(_duplicate_hashes()))
     if flt.has_suggestions:
         conditions.append(image_id.in_(_pending_ids(versions.student)))
     if flt.min_confidence is not None or flt.max_confidence is not None:
@@ -221,6 +225,22 @@ def _conditions(flt: GalleryFilter, versions: Versions) -> list[ColumnElement]:
         conditions.append(image_id.in_(select(pairs.c.image_id).where(
             (pairs.c.teacher >= pairs.c.threshold) != (pairs.c.student >= pairs.c.threshold))))
     return conditions
+
+
+def _duplicate_hashes() -> Select:
+    """Content hashes that more than one present image has (the same file under other names)."""
+    return (select(IMAGES.c.content_hash)
+            .where(IMAGES.c.present.is_(True), IMAGES.c.content_hash.is_not(None))
+            .group_by(IMAGES.c.content_hash).having(func.count() > 1))
+
+
+def _copies(connection, hashes: set[str]) -> dict[str, int]:
+    if not hashes:
+        return {}
+    return dict(connection.execute(
+        select(IMAGES.c.content_hash, func.count())
+        .where(IMAGES.c.content_hash.in_(hashes), IMAGES.c.present.is_(True))
+        .group_by(IMAGES.c.content_hash).having(func.count() > 1)).all())
 
 
 def _undecided(student: str | None) -> Select:
@@ -328,14 +348,17 @@ def gallery_rows(store, image_ids: Sequence[int], versions: Versions | None = No
                        not_(exists().where(TAGS.c.image_id == SUGGESTIONS.c.image_id,
                                            TAGS.c.class_id == SUGGESTIONS.c.class_id)))
                 .group_by(SUGGESTIONS.c.image_id)).all())
-            for row in connection.execute(
-                    select(IMAGES.c.id, ROOTS.c.path, IMAGES.c.rel_path, IMAGES.c.content_hash,
-                           IMAGES.c.status, IMAGES.c.reason, IMAGES.c.split)
-                    .join(ROOTS, ROOTS.c.id == IMAGES.c.root_id).where(IMAGES.c.id.in_(chunk))):
+            found = connection.execute(
+                select(IMAGES.c.id, ROOTS.c.path, IMAGES.c.rel_path, IMAGES.c.content_hash,
+                       IMAGES.c.status, IMAGES.c.reason, IMAGES.c.split)
+                .join(ROOTS, ROOTS.c.id == IMAGES.c.root_id).where(IMAGES.c.id.in_(chunk))).all()
+            copies = _copies(connection, {r.content_hash for r in found if r.content_hash})
+            for row in found:
                 rows[row.id] = GalleryRow(
                     row.id, _join(row.path, row.rel_path), row.rel_path, row.content_hash,
                     row.status, row.reason, row.split, tuple(positive[row.id]), negative[row.id],
-                    reviewed[row.id], int(pending.get(row.id, 0)))
+                    reviewed[row.id], int(pending.get(row.id, 0)),
+                    copies.get(row.content_hash, 1))
     return rows
 
 
