@@ -166,6 +166,8 @@ class MainWindow(QMainWindow):
     def _wire(self) -> None:
         self.workers.error.connect(lambda exc: dialogs.show_error(self, exc))
         self.filters.filter_changed.connect(self.model.set_filter)
+        self.filters.search_problem_found.connect(
+            lambda text: self.status.showMessage(f"Search not understood: {text}", 15000))
         self.model.query_finished.connect(self._query_finished)
         self.gallery.current_image_changed.connect(self._current_changed)
         self.gallery.selection_changed_ids.connect(self._selection_changed)

@@ -63,6 +63,7 @@ class FilterBar(QWidget):
     """Emits `filter_changed(GalleryFilter)`."""
 
     filter_changed = Signal(object)
+    search_problem_found = Signal(str)     # what is wrong with the search (for the status bar)
 
     def __init__(self, state: ProjectState, parent=None) -> None:
         super().__init__(parent)
@@ -200,6 +201,7 @@ class FilterBar(QWidget):
                                else SEARCH_HELP)
         if problem:
             self.count_label.setText("⚠ " + problem)
+            self.search_problem_found.emit(problem)
             if self.search.hasFocus():
                 QToolTip.showText(self.search.mapToGlobal(self.search.rect().bottomLeft()),
                                   problem, self.search)

@@ -27,6 +27,7 @@ def test_search_mistakes_are_shown_in_the_box(qtbot, window, project):
         assert "#e53935" in filters.search.styleSheet()
         assert words in filters.count_label.text()
         assert "0 shown" not in filters.count_label.text()
+        assert words in window.status.currentMessage()        # whole, where there is room
         assert window.model.rowCount() == 12                  # the gallery keeps what it showed
 
     type_search(qtbot, window, "img_001 OR img_002")
