@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer
 from PySide6.QtWidgets import (
+    QApplication,
     QDockWidget,
     QFileDialog,
     QMainWindow,
@@ -38,6 +39,7 @@ from app.panels.status_bar import StatusBar
 from app.panels.tag_panel import TagPanel
 from app.shortcuts import ShortcutSheet, sheet_html
 from app.state import ProjectState
+from app.style import install_wheel_guard
 from app.thumbnails import ThumbnailCache
 from app.undo import TagEditCommand, toggle_plan
 from app.viewer.panel import ViewerPanel
@@ -53,6 +55,7 @@ class MainWindow(QMainWindow):
     def __init__(self, project_dir: Path | str | None = None, folder: Path | str | None = None,
                  settings: QSettings | None = None, offer_demo: bool = True) -> None:
         super().__init__()
+        install_wheel_guard(QApplication.instance())   # before any spin or combo box exists
         self.setObjectName("mainWindow")
         self.setWindowTitle("mlic")
         self.setAcceptDrops(True)
@@ -163,10 +166,14 @@ class MainWindow(QMainWindow):
     def _wire(self) -> None:
         self.workers.error.connect(lambda exc: dialogs.show_error(self, exc))
         self.filters.filter_changed.connect(self.model.set_filter)
+        self.filters.search_problem_found.connect(
+            lambda text: self.status.showMessage(f"Search not understood: {text}", 15000))
         self.model.query_finished.connect(self._query_finished)
         self.gallery.current_image_changed.connect(self._current_changed)
         self.gallery.selection_changed_ids.connect(self._selection_changed)
         self.tag_panel.hovered.connect(lambda c: self.viewer.highlight(None if c < 0 else c))
+        self.tag_panel.typing_done.connect(self.gallery.setFocus)
+        self.tag_panel.all_decided.connect(self._all_decided)
         self.state.tags_changed.connect(self._tags_changed)
         self.state.classes_changed.connect(self._classes_changed)
         self.state.versions_changed.connect(self._versions_changed)
@@ -375,6 +382,15 @@ class MainWindow(QMainWindow):
     def step(self, delta: int) -> None:
         self.gallery.step(delta)
 
+    def move_outline(self, delta: int) -> None:
+        self.tag_panel.move_current(delta)
+
+    def _all_decided(self, image_id: int) -> None:
+        """Auto-advance (Review menu): on to the next image once this one has nothing pending."""
+        if (self.actions.auto_advance.isChecked() and not self.tag_panel.is_bulk()
+                and self.gallery.current_image_id() == image_id):
+            self.step(1)
+
     def toggle_class(self, class_id: int) -> None:
         ids = self.gallery.selected_ids() or ([self.gallery.current_image_id()]
                                               if self.gallery.current_image_id() else [])
@@ -444,7 +460,7 @@ class MainWindow(QMainWindow):
         bottom = [d for d in self.findChildren(QDockWidget) if not d.isFloating()
                   and self.dockWidgetArea(d) == Qt.DockWidgetArea.BottomDockWidgetArea]
         if bottom:
-            self.resizeDocks(bottom, [max(200, self.height() // 4)] * len(bottom),
+            self.resizeDocks(bottom, [max(230, self.height() * 3 // 10)] * len(bottom),
                              Qt.Orientation.Vertical)
 
     def _save_project_view(self) -> None:

@@ -139,6 +139,15 @@ def _review_menu(window, menu: QMenu, acts: WindowActions) -> dict:
                             "Accept every suggestion listed for this image")
     reject = new_action(window, "Reject Suggestion", window.reject_current, "Delete",
                         "Reject the outlined suggestion (records a negative tag)")
+    outline_next = new_action(window, "Outline Next Suggestion", partial(window.move_outline, 1),
+                              ["]", "Alt+Down"], "Move the outline to the next suggestion")
+    outline_previous = new_action(window, "Outline Previous Suggestion",
+                                  partial(window.move_outline, -1), ["[", "Alt+Up"],
+                                  "Move the outline to the previous suggestion")
+    auto_advance = new_action(window, "Auto-Advance", None, tip=(
+        "Go to the next image once every suggestion of this one is accepted or rejected"),
+        checkable=True, checked=window.settings.value("review/auto_advance") in ("true", True))
+    auto_advance.toggled.connect(lambda on: window.settings.setValue("review/auto_advance", on))
     next_image = new_action(window, "Next Image", partial(window.step, 1), ["J"],
                             "Next image (also Right arrow in the gallery)")
     previous_image = new_action(window, "Previous Image", partial(window.step, -1), ["K"],
@@ -152,12 +161,13 @@ def _review_menu(window, menu: QMenu, acts: WindowActions) -> dict:
                          "Re-run the gallery query and reload the models' output")
     submenu = menu.addMenu("Accept Suggestion")
     submenu.addActions(accept)
-    menu.addActions([accept_all, reject])
+    menu.addActions([accept_all, reject, outline_next, outline_previous, auto_advance])
     menu.addSeparator()
     menu.addActions([next_image, previous_image, add_tag_field, search, refresh])
-    acts.group("Review", accept_all, reject, next_image, previous_image, add_tag_field, search,
-               refresh)
+    acts.group("Review", accept_all, reject, outline_next, outline_previous, next_image,
+               previous_image, add_tag_field, search, refresh)
     acts.accept_actions = accept
+    acts.auto_advance = auto_advance
     return {"previous": previous_image, "next": next_image, "accept-all": accept_all,
             "reject": reject, "refresh": refresh}
 

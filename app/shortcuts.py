@@ -13,6 +13,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from engine.store import search
+
 # Keys handled outside QActions (by the gallery and the viewer themselves), or summarised.
 EXTRA = [
     ("Review", "1 … 9", "Accept the suggestion with that number"),
@@ -22,7 +24,7 @@ EXTRA = [
     ("Viewer", "Drag", "Pan"),
     ("Viewer", "Double-click", "Fit / actual size"),
     ("Anywhere", "Drop a folder", "Add it to the project"),
-]
+] + [("Search language (Ctrl+F)", example, meaning) for example, meaning in search.SYNTAX]
 
 
 def _typable(text: str) -> bool:

@@ -46,6 +46,18 @@ if TYPE_CHECKING:
     from engine.store import Store
 
 log = logging.getLogger(__name__)
+
+# Image types a photo folder holds that intake does not read: named in the report, not registered.
+_VECTOR = "vector image, not read: export it as PNG to tag it"
+_RAW = "camera raw file, not read: tag its JPEG/TIFF rendering (or its XMP sidecar)"
+SKIPPED_TYPES = {
+    ".svg": _VECTOR, ".svgz": _VECTOR, ".eps": _VECTOR, ".ai": _VECTOR,
+    ".heic": "HEIC/HEIF image, not read: convert it to JPEG", ".heif": "HEIF image, not read",
+    ".avif": "AVIF image, not read", ".jxl": "JPEG XL image, not read",
+    ".psd": "Photoshop document, not read", ".xcf": "GIMP document, not read",
+    **{suffix: _RAW for suffix in (".cr2", ".cr3", ".nef", ".arw", ".dng", ".raf", ".orf",
+                                   ".rw2", ".pef", ".srw")},
+}
 _WRITE_CHUNK = 5000
 
 
@@ -61,6 +73,7 @@ class ScanReport:
     restored: list[Path] = field(default_factory=list)
     unchanged: int = 0
     unreadable: list[tuple[Path, str]] = field(default_factory=list)  # (path, reason)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)     # image types not read
     image_ids: dict[Path, int] = field(default_factory=dict)
 
     @property
@@ -76,6 +89,7 @@ class ScanReport:
         self.restored += other.restored
         self.unchanged += other.unchanged
         self.unreadable += other.unreadable
+        self.skipped += other.skipped
         self.image_ids.update(other.image_ids)
 
     def summary(self) -> str:
@@ -83,7 +97,10 @@ class ScanReport:
         return (f"{self.total} images: {len(self.added)} added, {len(self.changed)} changed, "
                 f"{len(self.moved)} moved, {len(self.restored)} restored, "
                 f"{len(self.vanished)} vanished, {self.unchanged} unchanged, "
-                f"{len(self.unreadable)} unreadable")
+                f"{len(self.unreadable)} unreadable"
+                + (f", {len(self.skipped)} skipped by type ("
+                   + ", ".join(path.name for path, _ in self.skipped[:3])
+                   + (", …" if len(self.skipped) > 3 else "") + ")" if self.skipped else ""))
 
 
 @dataclass(frozen=True)
@@ -120,9 +137,11 @@ def scan_folder(store: Store, folder: Path | str, split: str | None = None,
         root_id = roots[owner].id
     prefix = "" if folder == owner else folder.relative_to(owner).as_posix() + "/"
     excluded = {path for path in nested} | {store.paths.root.resolve()}
-    rel_paths = sorted(_walk(folder, owner, excluded))
+    skipped: list[tuple[Path, str]] = []
+    rel_paths = sorted(_walk(folder, owner, excluded, skipped))
     report = _reconcile(store, owner, root_id, rel_paths, prefix, True, split, progress)
     report.folder = folder
+    report.skipped = sorted(skipped)
     for path in nested:  # folders added before as their own roots keep their rows
         if path.is_dir():
             report.merge(scan_folder(store, path, split=split, progress=progress))
@@ -182,9 +201,10 @@ def _check_split(split: str | None) -> None:
         raise UserError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
 
 
-def _walk(folder: Path, owner: Path, excluded: set[Path]) -> Iterator[str]:
+def _walk(folder: Path, owner: Path, excluded: set[Path],
+          skipped: list[tuple[Path, str]] | None = None) -> Iterator[str]:
     """Relative (to `owner`) POSIX paths of image files under `folder`; unreadable sub-folders
-    are logged and skipped."""
+    are logged and skipped; image files of a type intake does not read go to `skipped`."""
     stack = [folder]
     while stack:
         directory = stack.pop()
@@ -207,7 +227,10 @@ def _walk(folder: Path, owner: Path, excluded: set[Path]) -> Iterator[str]:
                     continue
             except OSError:
                 continue
-            if os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+            suffix = os.path.splitext(entry.name)[1].lower()
+            if suffix in SKIPPED_TYPES and skipped is not None:
+                skipped.append((Path(entry.path), SKIPPED_TYPES[suffix]))
+            if suffix in IMAGE_SUFFIXES:
                 if is_link and Path(entry.path).is_dir():
                     continue
                 yield Path(entry.path).relative_to(owner).as_posix()

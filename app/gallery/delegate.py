@@ -1,5 +1,6 @@
 """Paints a gallery cell: the thumbnail, the file name, and badges for confirmed tags (green, with
-the count and the first classes' colours), pending suggestions (orange) and unreadable files (red).
+the count and the first classes' colours), pending suggestions (orange), duplicates (indigo,
+"2×": the same bytes under another name) and unreadable files (red).
 Painting never decodes or queries anything: what is not loaded yet is drawn as a placeholder."""
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ class GalleryDelegate(QStyledItemDelegate):
                            colours=[self.state.class_color(c) for c in row.positive[:4]])
         if row.pending:
             x = self._pill(painter, x + 3, y, f"{row.pending}?", style.PENDING_BADGE)
+        if row.copies > 1:          # the same bytes under another name: a hint, not an error
+            self._pill(painter, x + 3, y, f"{row.copies}×", style.DUPLICATE_BADGE)
         if row.status == "unreadable" or error:
             self._pill(painter, frame.right() - 22, y, "!", style.UNREADABLE_BADGE)
         elif row.reviewed:

@@ -13,12 +13,15 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QToolButton,
+    QToolTip,
     QVBoxLayout,
     QWidget,
 )
 
+from app.elided import ElidedLabel
 from app.state import ProjectState
 from engine.store import queries as gq
+from engine.store import search
 from engine.store.schema import SPLITS
 
 SEARCH_DELAY_MS = 250
@@ -37,6 +40,8 @@ STATES = [  # (label, GalleryFilter field or None, tooltip)
      "Images where the teacher (detector) and the student fall on different sides of a class "
      "threshold: likely mistakes of one of them, or of a tag"),
     ("Unreadable", "unreadable", "Files that could not be read, with the reason"),
+    ("Duplicates", "duplicates",
+     "Files with the same bytes as another image of the project (copies under other names)"),
 ]
 
 SORTS = [
@@ -48,14 +53,17 @@ SORTS = [
     ("Tag count", "tags", "Fewest positive tags first"),
 ]
 
-SEARCH_HELP = ("Search: words match the path or a tag name. tag:cat, -tag:cat, suggested:cat, "
-               "split:train, path:holiday; quote names with spaces: tag:\"red car\".")
+SEARCH_HELP = "<b>Search</b><table>" + "".join(
+    f"<tr><td><code>{example}</code></td><td>{meaning}</td></tr>"
+    for example, meaning in search.SYNTAX) + "</table>Full list: Help > Keyboard Shortcuts."
+INVALID_STYLE = "QLineEdit#search { border: 2px solid #e53935; border-radius: 3px; }"
 
 
 class FilterBar(QWidget):
     """Emits `filter_changed(GalleryFilter)`."""
 
     filter_changed = Signal(object)
+    search_problem_found = Signal(str)     # what is wrong with the search (for the status bar)
 
     def __init__(self, state: ProjectState, parent=None) -> None:
         super().__init__(parent)
@@ -98,8 +106,10 @@ class FilterBar(QWidget):
                                        value=0.5, enabled=False)
         self.max_conf = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05, decimals=2,
                                        value=1.0, enabled=False)
-        self.count_label = QLabel("")
+        self.count_label = ElidedLabel("")     # "60 shown", or what is wrong with the search
         self.count_label.setObjectName("filterCount")
+        self.count_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.count_label.setMinimumWidth(70)
         self.search.setMinimumWidth(110)
         for combo in (self.class_combo, self.class_mode, self.state_combo, self.split_combo,
                       self.sort_combo):        # narrow panes: combos shrink, popups stay wide
@@ -123,8 +133,7 @@ class FilterBar(QWidget):
         bottom.addWidget(self.min_conf)
         bottom.addWidget(QLabel("–"))
         bottom.addWidget(self.max_conf)
-        bottom.addStretch(1)
-        bottom.addWidget(self.count_label)
+        bottom.addWidget(self.count_label, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 2)
         layout.setSpacing(3)
@@ -170,13 +179,33 @@ class FilterBar(QWidget):
             self.class_combo.setCurrentIndex(index)
 
     def show_count(self, shown: int) -> None:
-        self.count_label.setText(f"{shown:,} shown")
+        if not getattr(self, "search_problem", None):
+            self.count_label.setText(f"{shown:,} shown")
 
     def _emit(self, *_args) -> None:
         if self._building:
             return
         self._search_timer.stop()
+        if self._show_search_problem():
+            return
         self.filter_changed.emit(self.current_filter())
+
+    def _show_search_problem(self) -> str | None:
+        """A search the engine cannot answer gets a red outline, the reason as its tooltip and
+        in place of the count; the gallery keeps what it showed."""
+        problem = search.search_problem(self.search.text(),
+                                        (c.name for c in self.state.classes.values()))
+        self.search_problem = problem
+        self.search.setStyleSheet(INVALID_STYLE if problem else "")
+        self.search.setToolTip(f"<b>{_html(problem)}</b><br>{SEARCH_HELP}" if problem
+                               else SEARCH_HELP)
+        if problem:
+            self.count_label.setText("⚠ " + problem)
+            self.search_problem_found.emit(problem)
+            if self.search.hasFocus():
+                QToolTip.showText(self.search.mapToGlobal(self.search.rect().bottomLeft()),
+                                  problem, self.search)
+        return problem
 
     def _confidence_toggled(self, on: bool) -> None:
         self.min_conf.setEnabled(on)
@@ -216,6 +245,10 @@ class FilterBar(QWidget):
             self.use_confidence.setChecked(_as_bool(settings.value("filter/use_confidence", False)))
         finally:
             self._building = False
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _as_bool(value) -> bool:

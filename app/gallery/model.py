@@ -202,6 +202,9 @@ class GalleryModel(QAbstractListModel):
         lines = [f"<b>{_escape(row.name)}</b>", f"Tags: {_escape(names)}", f"Split: {row.split}"]
         if row.pending:
             lines.append(f"{row.pending} pending suggestion(s)")
+        if row.copies > 1:
+            lines.append(f"Duplicate: {row.copies} files of the project have these same bytes "
+                         "(filter: Duplicates)")
         if row.status == "unreadable":
             lines.append(f"<span style='color:#e57373'>Unreadable: {_escape(row.reason or '')}"
                          "</span>")

@@ -8,9 +8,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtWidgets import QLabel, QProgressBar, QWidget
+from PySide6.QtWidgets import QProgressBar, QWidget
 
 from app import dialogs
+from app.elided import ElidedLabel
 from app.jobs import JobSlot
 from app.workers import Workers
 
@@ -24,8 +25,7 @@ class ReviewJobs(JobSlot):
         self.panel = panel
         self.progress_bar = QProgressBar()
         self.progress_bar.setVisible(False)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = ElidedLabel("")        # one line; the whole text in its tooltip
         self.progress.connect(self._show_progress)
         self.failed.connect(self.fail)
         self.busy_changed.connect(self._busy_changed)

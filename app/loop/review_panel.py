@@ -48,6 +48,8 @@ class ReviewPanel(QWidget):
         self.tabs.addTab(self.thresholds_tab, "Thresholds")
         self.tabs.addTab(self.rounds_tab, "Rounds")
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 2)
+        layout.setSpacing(2)
         layout.addWidget(self.tabs, 1)
         layout.addWidget(self.jobs.progress_bar)
         layout.addWidget(self.jobs.status)

@@ -45,12 +45,14 @@ class RoundsTab(QWidget):
         jobs.busy_changed.connect(lambda busy: self.evaluate_button.setEnabled(not busy))
 
     def _build_plot(self) -> pg.PlotWidget:
-        self.rounds_plot = pg.PlotWidget(title="Validation figures over rounds")
+        colours = (("mAP", "#4e79a7"), ("CF1", "#f28e2b"), ("OF1", "#59a14f"))
+        key = " ".join(f"<span style='color:{c}'>■ {name}</span>" for name, c in colours)
+        self.rounds_plot = pg.PlotWidget()     # the key sits in the title: it never hides data
         item = self.rounds_plot.getPlotItem()
+        item.setTitle(f"Validation figures over rounds &nbsp; {key}", size="9pt")
         item.setLabel("bottom", "round")
         item.setLabel("left", "mAP / CF1 / OF1")
         item.setYRange(0, 1)
-        item.addLegend(offset=(5, 5))
         item.showAxis("right")
         item.getAxis("right").setLabel("tags set by a person")
         self._tags_view = pg.ViewBox()
@@ -62,7 +64,7 @@ class RoundsTab(QWidget):
         self.round_curves = {
             key: self.rounds_plot.plot(name=key, pen=pg.mkPen(colour, width=2), symbol="o",
                                        symbolBrush=colour, symbolSize=6)
-            for key, colour in (("mAP", "#4e79a7"), ("CF1", "#f28e2b"), ("OF1", "#59a14f"))}
+            for key, colour in colours}
         style_plot(self.rounds_plot)
         return self.rounds_plot
 

@@ -24,6 +24,9 @@ from app.style import style_plot
 from engine.review.rounds import run_figure
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f")
+# Legends sit where a curve seldom is (falling losses: top right; rising mAP: bottom right),
+# in two columns on a translucent box, so they do not hide the data.
+LEGEND_BRUSH = pg.mkBrush(128, 128, 128, 50)
 HISTORY_COLUMNS = ["Version", "Stage", "Status", "Epochs", "Val mAP", "Started from", "Started"]
 
 
@@ -51,11 +54,13 @@ class TrainingCharts(QTabWidget):
     def _build_curves(self) -> QWidget:
         self.loss_plot = pg.PlotWidget(title="Loss per epoch")
         self.loss_plot.setLabel("bottom", "epoch")
-        self.loss_plot.addLegend(offset=(-5, 5))
+        self.loss_plot.addLegend(offset=(-5, 5), colCount=2, brush=LEGEND_BRUSH)
         self.map_plot = pg.PlotWidget(title="Validation mAP per epoch")
         self.map_plot.setLabel("bottom", "epoch")
         self.map_plot.setYRange(0, 1)
-        self.map_plot.addLegend(offset=(-5, 5))
+        self.map_plot.addLegend(offset=(-5, -5), colCount=2, brush=LEGEND_BRUSH)
+        for plot in (self.loss_plot, self.map_plot):
+            plot.getPlotItem().legend.setVisible(False)
         curves = QWidget()
         layout = QHBoxLayout(curves)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -94,11 +99,13 @@ class TrainingCharts(QTabWidget):
             curve = plot.plot(name=f"{key[0]} {key[1]}", pen=pg.mkPen(colour, width=2),
                               symbol="o", symbolSize=5, symbolBrush=colour)
             self.curves[key] = curve
+            plot.getPlotItem().legend.setVisible(True)
         curve.setData([p[0] for p in points], [p[1] for p in points])
 
     def clear_curves(self) -> None:
         for plot in (self.loss_plot, self.map_plot):
             plot.clear()
+            plot.getPlotItem().legend.setVisible(False)      # an empty key would be a grey box
         self.curves.clear()
         self.curve_data.clear()
 

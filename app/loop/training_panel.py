@@ -25,8 +25,8 @@ from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFormLayout,
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QProgressBar,
@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 
 from app import dialogs
 from app.dialogs import ask_without_teacher
+from app.elided import ElidedLabel
 from app.jobs import JobSlot
 from app.loop.training_charts import TrainingCharts
 from app.state import ProjectState
@@ -50,6 +51,7 @@ from engine.training.api import (
     TrainConfig,
 )
 
+FORM_ROWS = 4
 STAGE_TIPS = {
     "teacher": "The weakly-supervised detector: learns from image-level tags where each class is.",
     "student": "The fast tagger, distilled from the active teacher (or trained alone without one).",
@@ -148,13 +150,14 @@ class TrainingPanel(QWidget):
     def _build(self) -> None:
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
-        self.status = QLabel("Idle.")
-        self.status.setWordWrap(True)
+        self.status = ElidedLabel("Idle.")
         controls = QWidget()
         left = QVBoxLayout(controls)
+        left.setSpacing(4)
         left.addLayout(self._build_form())
-        left.addLayout(self._build_buttons())
-        left.addWidget(self.progress)
+        buttons = self._build_buttons()
+        buttons.addWidget(self.progress, 1)
+        left.addLayout(buttons)
         left.addWidget(self.status)
         left.addStretch(1)
         scroll = QScrollArea()                  # a short dock scrolls instead of squashing
@@ -163,13 +166,13 @@ class TrainingPanel(QWidget):
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setMinimumWidth(controls.sizeHint().width() + 20)
-        scroll.setMaximumWidth(420)
+        scroll.setMaximumWidth(820)
         layout = QHBoxLayout(self)
-        layout.addWidget(scroll)
-        layout.addWidget(self.charts, 1)
+        layout.addWidget(scroll, 3)
+        layout.addWidget(self.charts, 2)
         self._stage_changed()
 
-    def _build_form(self) -> QFormLayout:
+    def _build_form(self) -> QGridLayout:
         self.stage_combo = _choice_combo([(stage, stage, STAGE_TIPS[stage]) for stage in STAGES],
                                          "Which model to train.")
         self.stage_combo.setCurrentIndex(STAGES.index("all"))
@@ -195,22 +198,29 @@ class TrainingPanel(QWidget):
         self.pretrained = QCheckBox("ImageNet weights")
         self.pretrained.setToolTip("Start the backbones from ImageNet weights (downloaded once; "
                                    "efficientnet_lite0 has them built in).")
-        self.warm_start = QCheckBox("Continue from the previous round")
+        self.warm_start = QCheckBox("Warm start")
         self.warm_start.setChecked(True)
         self.warm_start.setToolTip("Start from the previous round's weights when the class list "
                                    "is unchanged (faster); from scratch when it changed.")
         self.auto_quick = self._spin(0, 10000, 0, "Run a quick round by itself after this many "
                                                   "images had their tags corrected (0: never).")
         self.auto_quick.setSpecialValueText("off")
-        form = QFormLayout()
-        for label, widget in (
-                ("Stage", self.stage_combo), ("Teacher backbone", self.teacher_backbone),
-                ("Student backbone", self.student_backbone), ("Epochs", self.epochs),
-                ("Teacher image size", self.image_size),
-                ("Student image size", self.student_size), ("Distillation", self.kd),
-                ("Proposals", self.proposals), ("Device", self.device), ("", self.pretrained),
-                ("", self.warm_start), ("Quick round after", self.auto_quick)):
-            form.addRow(label, widget)
+        rows = (("Stage", self.stage_combo), ("Teacher backbone", self.teacher_backbone),
+                ("Student backbone", self.student_backbone), ("Distillation", self.kd),
+                ("Epochs", self.epochs), ("Teacher image size", self.image_size),
+                ("Student image size", self.student_size), ("Proposals", self.proposals),
+                ("Device", self.device), ("", self.pretrained), ("", self.warm_start),
+                ("Quick round after", self.auto_quick))
+        form = QGridLayout()             # three columns of four rows: the whole form fits a
+        form.setHorizontalSpacing(6)     # short dock at the default window size
+        form.setVerticalSpacing(3)
+        for n, (label, widget) in enumerate(rows):
+            row, column = n % FORM_ROWS, 2 * (n // FORM_ROWS)
+            if label:
+                form.addWidget(QLabel(label), row, column)
+            form.addWidget(widget, row, column + 1)
+            widget.setMinimumWidth(max(90, widget.sizeHint().width()))   # nothing clipped
+            form.setColumnStretch(column + 1, 1)
         return form
 
     def _build_buttons(self) -> QHBoxLayout:

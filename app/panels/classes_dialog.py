@@ -2,13 +2,14 @@
 per-class threshold with a live count of the images it affects (images whose active-student
 suggestion is at or above it, counted on the database thread while the spin box moves).
 
-Renames, colours, keys and thresholds are undoable (`ClassUpdateCommand`); merge and delete
-remove data and ask first."""
+Renames, colours, keys and thresholds are undoable (`ClassUpdateCommand`), and Ctrl+Z /
+Ctrl+Shift+Z work while the dialog has the focus; merge and delete remove data, ask first, and
+clear the undo history (so no older edit can quietly bring a deleted class back)."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QColorDialog,
@@ -33,7 +34,9 @@ from engine.errors import UserError
 from engine.store import queries as gq
 
 COLUMNS = ["Colour", "Name", "Key", "Threshold", "Images ≥ threshold", "Tagged"]
-RESERVED_KEYS = set("123456789jktr?") | {" "}
+RESERVED_KEYS = set("123456789jktr?[]") | {" "}
+NO_UNDO = ("This cannot be undone, and it clears the undo history: earlier edits can no longer "
+           "be undone either.")
 COUNT_DELAY_MS = 120
 COMMIT_DELAY_MS = 700
 
@@ -85,10 +88,22 @@ class ClassesDialog(QDialog):
         layout.addWidget(self.table)
         layout.addWidget(self.note)
         layout.addLayout(buttons)
+        self._add_undo_actions()
         state.classes_changed.connect(self.sync)
         state.tags_changed.connect(lambda _ids: self._load_tag_counts())
         self.sync()
         self._load_tag_counts()
+
+    def _add_undo_actions(self) -> None:
+        """The window's undo stack, reachable while this dialog has the focus."""
+        undo = self.state.undo_stack.createUndoAction(self, "Undo")
+        undo.setShortcuts(QKeySequence.keyBindings(QKeySequence.StandardKey.Undo))
+        redo = self.state.undo_stack.createRedoAction(self, "Redo")
+        redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        for action in (undo, redo):
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            self.addAction(action)
+        self.undo_action, self.redo_action = undo, redo
 
     # -- table -----------------------------------------------------------------------------------
     def sync(self) -> None:
@@ -128,7 +143,7 @@ class ClassesDialog(QDialog):
             key = QTableWidgetItem(info.shortcut or "")
             key.setToolTip("One letter: pressing it toggles this tag on the selected images")
             self.table.setItem(row, 2, key)
-            spin = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05, decimals=2)
+            spin = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05, decimals=3)
             spin.setValue(info.threshold)
             spin.setToolTip("A suggestion at or above this confidence is shown as pending")
             spin.valueChanged.connect(lambda _v, cid=info.class_id: self._threshold_moved(cid))
@@ -192,7 +207,7 @@ class ClassesDialog(QDialog):
             return
         self.state.undo_stack.push(ClassUpdateCommand(
             self.state, class_id, {"threshold": info.threshold}, {"threshold": spin.value()},
-            text=f"Threshold of {info.name} → {spin.value():.2f}"))
+            text=f"Threshold of {info.name} → {spin.value():.3f}"))
 
     def flush(self) -> None:
         """Commit thresholds still waiting for their delay (closing, tests)."""
@@ -233,7 +248,7 @@ class ClassesDialog(QDialog):
         if key is None:
             return None
         if key in RESERVED_KEYS:
-            return f"The key {key!r} is taken by the review shortcuts (1-9, J, K, T, R, ?)."
+            return f"The key {key!r} is taken by the review shortcuts (1-9, J, K, T, R, ?, [, ])."
         for other in self.state.classes.values():
             if other.class_id != class_id and (other.shortcut or "").lower() == key:
                 return f"The key {key!r} already belongs to the class {other.name!r}."
@@ -274,7 +289,7 @@ class ClassesDialog(QDialog):
         if not dialogs.ask(self, "Merge class", (
                 f"Merge {self.state.class_name(source)!r} into {target.name!r}? Its tags move to "
                 f"{target.name!r} and the class is deleted with its suggestions and regions. "
-                "This cannot be undone."), danger=True):
+                f"{NO_UNDO}"), danger=True):
             return
         self.state.workers.db(lambda store: store.classes.merge(source, target.class_id),
                               on_done=lambda _r: self._classes_removed(),
@@ -288,13 +303,14 @@ class ClassesDialog(QDialog):
         tagged = self._tag_counts.get(class_id, 0)
         if not dialogs.ask(self, "Delete class", (
                 f"Delete the class {name!r}? Its {tagged:,} tag(s), its suggestions and regions "
-                "are removed. This cannot be undone."), danger=True):
+                f"are removed. {NO_UNDO}"), danger=True):
             return
         self.state.workers.db(lambda store: store.classes.delete(class_id),
                               on_done=lambda _r: self._classes_removed(),
                               on_error=lambda exc: dialogs.show_error(self, exc))
 
     def _classes_removed(self) -> None:
+        self.state.undo_stack.clear()
         self.state.reload_classes()
         self.state.tags_changed.emit(set())
         self.state.notify_images_changed()

@@ -5,12 +5,14 @@ add a tag to all, or remove a tag from all, as one undoable step.
 A suggestion never becomes a tag until a person accepts it: accepting records a positive tag,
 rejecting a negative one (so the model learns from the "no" too), both as the person's reviewed
 decision. Keyboard (wired by the main window): 1-9 accept the n-th suggestion, Space accepts all
-shown, Delete rejects the current one.
+shown at or above their threshold and `ACCEPT_FLOOR` (and says what it skipped), Delete rejects the
+outlined one, ] and [ move the outline. The add-tag field gives the keys back (`typing_done`) after
+a tag is added or on Escape; an unknown name asks before it creates a class.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QStringListModel, Qt, Signal
+from PySide6.QtCore import QStringListModel, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QCompleter,
@@ -26,10 +28,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import dialogs
+from app.elided import ElidedLabel
 from app.state import ProjectState
 from app.undo import TagEditCommand
 from engine.store import TagEdit
 from engine.store import queries as gq
+
+# Space never accepts a suggestion below this confidence, whatever the class threshold says
+# (a calibrated threshold can end up near zero); the number keys still can, one at a time.
+ACCEPT_FLOOR = 0.05
+
+
+def confidence_text(value: float) -> str:
+    """Enough decimals that a small value never reads as 0.00."""
+    return f"{value:.2f}" if value >= 0.095 or value == 0 else f"{value:.3f}"
 
 
 def _swatch(colour: str) -> QLabel:
@@ -56,16 +69,14 @@ class SuggestionRow(QFrame):
         self.setMouseTracking(True)
         key = QLabel(str(number) if number <= 9 else "")
         key.setFixedWidth(14)
-        name = QLabel(info.name)
-        name.setToolTip(info.name)
+        name = ElidedLabel(info.name)          # a long name ends in "…", whole in its tooltip
         name.setMinimumWidth(30)
-        name.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         bar = QProgressBar(minimum=0, maximum=1000, value=int(confidence * 1000), textVisible=False)
         bar.setFixedHeight(10)
         bar.setMinimumWidth(24)
         bar.setStyleSheet(f"QProgressBar::chunk {{ background: {info.color}; }}")
-        value = QLabel(f"{confidence:.2f}")
-        value.setToolTip(f"Student confidence {confidence:.3f}; class threshold {threshold:.2f}")
+        value = QLabel(confidence_text(confidence))
+        value.setToolTip(f"Student confidence {confidence:.3f}; class threshold {threshold:.3f}")
         ok = QToolButton(text="✓", toolTip="Accept: add this tag (number key)")
         no = QToolButton(text="✗", toolTip="Reject: record that this class is not present (Delete)")
         for button in (ok, no):
@@ -118,9 +129,8 @@ class TagChip(QFrame):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(4, 0, 0, 0)
         layout.addWidget(_swatch(info.color))
-        text = QLabel(info.name if positive else f"not {info.name}")
+        text = ElidedLabel(info.name if positive else f"not {info.name}")
         text.setMinimumWidth(30)
-        text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         if not positive:
             text.setStyleSheet("color: gray; text-decoration: line-through;")
         layout.addWidget(text, 2)
@@ -146,6 +156,8 @@ class TagPanel(QWidget):
     """Edits the tags of the current image, or of the whole selection."""
 
     hovered = Signal(int)             # class id under the pointer, -1 for none
+    typing_done = Signal()            # the add-tag field is done: give the keys back
+    all_decided = Signal(int)         # the person decided the image's last shown suggestion
 
     def __init__(self, state: ProjectState, parent=None) -> None:
         super().__init__(parent)
@@ -157,15 +169,9 @@ class TagPanel(QWidget):
         self.title = QLabel("No image selected")
         self.title.setWordWrap(True)
         self.title.setObjectName("tagPanelTitle")
-        self.add_field = QLineEdit(placeholderText="Add a tag…  (T)")
-        self.add_field.setObjectName("addTag")
-        self.add_field.setToolTip("Type a class name and press Enter; a new name creates the class")
-        self._names = QStringListModel(self)
-        completer = QCompleter(self._names, self)
-        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        completer.setFilterMode(Qt.MatchFlag.MatchContains)
-        self.add_field.setCompleter(completer)
-        self.add_field.returnPressed.connect(self._add_from_field)
+        self.add_field = self._make_add_field()
+        self._decided_image: int | None = None
+        self._outline_position = 0        # kept when the outlined suggestion leaves the list
         self.tags_box = QVBoxLayout()
         self.tags_box.setSpacing(1)
         self.suggestion_title = QLabel("Suggestions")
@@ -175,7 +181,13 @@ class TagPanel(QWidget):
         self.show_below.toggled.connect(lambda _on: self._rebuild())
         self.suggestions_box = QVBoxLayout()
         self.suggestions_box.setSpacing(1)
-        self.hint = QLabel("1-9 accept · Space accepts all shown · Delete rejects the outlined one")
+        self.notice = QLabel()
+        self.notice.setObjectName("tagPanelNotice")
+        self.notice.setWordWrap(True)
+        self.notice.setStyleSheet("color: #e08a00;")
+        self.notice.hide()
+        self.hint = QLabel("1-9 accept · Space accepts all shown · ] [ move the outline · "
+                           "Delete rejects the outlined one")
         self.hint.setStyleSheet("color: gray;")
         self.hint.setWordWrap(True)
 
@@ -190,6 +202,7 @@ class TagPanel(QWidget):
         layout.addSpacing(8)
         layout.addWidget(self.suggestion_title)
         layout.addLayout(self.suggestions_box)
+        layout.addWidget(self.notice)
         layout.addWidget(self.show_below)
         layout.addWidget(self.hint)
         layout.addStretch(1)
@@ -204,9 +217,28 @@ class TagPanel(QWidget):
         state.classes_changed.connect(self._classes_changed)
         self._selection_counts: dict[int, int] = {}
 
+    def _make_add_field(self) -> QLineEdit:
+        """The add-tag field with completion over the class names."""
+        field = QLineEdit(placeholderText="Add a tag…  (T)")
+        field.setObjectName("addTag")
+        field.setToolTip("Type a class name and press Enter (a new name asks before it "
+                         "creates the class); Escape gives the keys back")
+        field.installEventFilter(self)
+        self._names = QStringListModel(self)
+        completer = QCompleter(self._names, self)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        field.setCompleter(completer)
+        completer.activated[str].connect(self._completion_chosen)
+        field.returnPressed.connect(self._add_from_field)
+        return field
+
     # -- content ---------------------------------------------------------------------------------
     def set_detail(self, detail: gq.ImageDetail | None) -> None:
         """One image (or none)."""
+        if detail is None or self.detail is None or detail.image_id != self.detail.image_id:
+            self.notice.hide()
+            self.current_class, self._outline_position = None, 0
         self.detail = detail
         self.selection = [detail.image_id] if detail else []
         self._rebuild()
@@ -285,10 +317,18 @@ class TagPanel(QWidget):
         if not self.shown:
             self.suggestions_box.addWidget(QLabel("<span style='color:gray'>Nothing pending"
                                                   "</span>"))
+        self._keep_outline(detail.image_id)
+
+    def _keep_outline(self, image_id: int) -> None:
+        """The outline stays where it was; `all_decided` once the person emptied the list."""
         shown_ids = [s.class_id for s in self.shown]
         if self.current_class not in shown_ids:
-            self.current_class = shown_ids[0] if shown_ids else None
+            position = min(self._outline_position, len(shown_ids) - 1)
+            self.current_class = shown_ids[position] if shown_ids else None
         self._mark_current()
+        if self._decided_image == image_id and not self.shown:
+            self._decided_image = None
+            self.all_decided.emit(image_id)
 
     def _build_bulk(self) -> None:
         count = len(self.selection)
@@ -308,7 +348,19 @@ class TagPanel(QWidget):
         self.current_class = class_id
         self._mark_current()
 
+    def move_current(self, delta: int) -> bool:
+        """Move the outline to the next (+1) or previous (-1) shown suggestion, wrapping."""
+        if self.is_bulk() or not self.shown:
+            return False
+        ids = [s.class_id for s in self.shown]
+        position = ids.index(self.current_class) if self.current_class in ids else -delta
+        self._set_current(ids[(position + delta) % len(ids)])
+        return True
+
     def _mark_current(self) -> None:
+        ids = [s.class_id for s in self.shown]
+        if self.current_class in ids:
+            self._outline_position = ids.index(self.current_class)
         for n in range(self.suggestions_box.count()):
             widget = self.suggestions_box.itemAt(n).widget()
             if isinstance(widget, SuggestionRow):
@@ -326,10 +378,26 @@ class TagPanel(QWidget):
         return True
 
     def accept_all_shown(self) -> bool:
+        """Accept the shown suggestions at or above their class threshold and `ACCEPT_FLOOR`;
+        the notice names those left for the person to decide one by one."""
         if self.is_bulk() or not self.shown:
             return False
-        self.decide([s.class_id for s in self.shown], "positive",
-                    text=f"Accept {len(self.shown)} suggestions")
+        ok, skipped = [], []
+        for suggestion in self.shown:
+            info = self.state.classes.get(suggestion.class_id)
+            threshold = info.threshold if info else 0.0
+            floor = max(threshold, ACCEPT_FLOOR)
+            (ok if suggestion.confidence >= floor else skipped).append(suggestion)
+        if skipped:
+            names = ", ".join(f"{self.state.class_name(s.class_id)} "
+                              f"({confidence_text(s.confidence)})" for s in skipped)
+            self.notice.setText(f"Space left {len(skipped)} low-confidence suggestion(s) "
+                                f"undecided: {names}. Below the class threshold or "
+                                f"{ACCEPT_FLOOR:.2f}, accept each with its number key.")
+            self.notice.show()
+        if not ok:
+            return False
+        self.decide([s.class_id for s in ok], "positive", text=f"Accept {len(ok)} suggestions")
         return True
 
     def reject_current(self) -> bool:
@@ -343,6 +411,7 @@ class TagPanel(QWidget):
         if self.detail is None:
             return
         image_id = self.detail.image_id
+        self._decided_image = image_id
         names = ", ".join(self.state.class_name(c) for c in class_ids)
         verb = "Accept" if state == "positive" else "Reject" if state == "negative" else "Remove"
         self.state.undo_stack.push(TagEditCommand(
@@ -372,6 +441,10 @@ class TagPanel(QWidget):
             edits = [TagEdit(image_id, info.class_id, "positive") for image_id in ids]
             self.state.undo_stack.push(TagEditCommand(self.state, label, edits))
             return
+        if not dialogs.ask(self, "New class", f"There is no class {name!r}. Create it and add the "
+                                              "tag?\n\nEnter creates it; Escape keeps the classes "
+                                              "as they are."):
+            return
 
         def plan(store, name=name, ids=ids):
             class_id = store.classes.ensure([name])[0].id
@@ -383,7 +456,29 @@ class TagPanel(QWidget):
     def _add_from_field(self) -> None:
         text = self.add_field.text()
         self.add_field.clear()
+        if text.strip():
+            self.add_tag(text)
+            self.typing_done.emit()
+
+    def _completion_chosen(self, text: str) -> None:
+        """A completion chosen from the list is added at once; the field empties after the line
+        edit has copied the completion into itself."""
+        if not text.strip():
+            return
+        self.add_field.clear()
+        QTimer.singleShot(0, self.add_field.clear)
         self.add_tag(text)
+        self.typing_done.emit()
+
+    def eventFilter(self, watched, event) -> bool:
+        if (watched is self.add_field and event.type() == event.Type.KeyPress
+                and event.key() == Qt.Key.Key_Escape):
+            popup = self.add_field.completer().popup() if self.add_field.completer() else None
+            if popup is None or not popup.isVisible():
+                self.add_field.clear()
+                self.typing_done.emit()
+                return True
+        return super().eventFilter(watched, event)
 
     def focus_add_field(self) -> None:
         self.add_field.setFocus(Qt.FocusReason.ShortcutFocusReason)

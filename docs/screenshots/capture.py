@@ -2,7 +2,7 @@
 
     Xvfb :99 -screen 0 1600x1000x24 &
     DISPLAY=:99 python docs/screenshots/capture.py --project PROJECT [--out docs/screenshots]
-        [--shots gallery,review,dark,classes,shortcuts,loop]
+        [--shots gallery,review,dark,classes,shortcuts,loop,docks]
 
 PROJECT is a project with the demo data imported and a trained teacher and student (regions and
 suggestions stored), e.g. built with `mlic demo`, `mlic import-coco`, `mlic train --stage all`,
@@ -10,7 +10,9 @@ suggestions stored), e.g. built with `mlic demo`, `mlic import-coco`, `mlic trai
 removed afterwards, as for a newly added folder, so that their suggestions are pending. The
 `loop` shot (the Review loop dock: queue and validation figures over rounds) wants a project
 with several training rounds, e.g. one kept by `benchmarks/review_loop.py --keep DIR`
-(DIR/seed-0/project-mistakes). The main window is shown full-screen; the screen is captured with
+(DIR/seed-0/project-mistakes). The `docks` shots show the window at its default size (1400x860)
+with the Training dock and then the Review loop dock (Rounds) open, light and dark
+(`window-training[-dark].png`, `window-review-loop[-dark].png`). The main window is shown full-screen; the screen is captured with
 ImageMagick's `import -window root` when available (else `QScreen.grabWindow`), dialogs with
 `QWidget.grab()`.
 """
@@ -44,7 +46,39 @@ def wait_until(predicate, timeout_ms: int = 30000) -> None:
         waited += 50
 
 
-SHOTS = ("gallery", "review", "dark", "classes", "shortcuts", "loop")
+SHOTS = ("gallery", "review", "dark", "classes", "shortcuts", "loop", "docks")
+
+
+def capture_docks(window, out: Path) -> None:
+    """The default-size window with the Training dock, then the Review loop dock, light and
+    dark: what a person sees on a first start with those docks open."""
+    from app.style import switch_theme
+
+    docks = window.loop_docks
+    window.showNormal()
+    window.setGeometry(0, 0, 1400, 860)
+    window.splitter.setSizes([560, 540])
+    window._default_dock_sizes()
+    window.filters.set_state(None)
+    window.gallery.select_row(3)
+    for theme in ("light", "dark"):
+        switch_theme(window.settings, theme)
+        suffix = "" if theme == "light" else "-dark"
+        for dock, name in ((docks.training_dock, "training"), (docks.review_dock, "review-loop")):
+            dock.show()
+            dock.raise_()
+            if dock is docks.review_dock:
+                docks.review.tabs.setCurrentIndex(2)
+                docks.review.refresh()
+            else:                                       # the curves of the last run
+                charts = docks.training.charts
+                wait_until(lambda: charts.history.rowCount() > 0)
+                charts.history.clearSelection()
+                charts.history.selectRow(charts.history.rowCount() - 1)
+                charts.setCurrentIndex(0)
+            wait(2500)
+            window.grab().save(str(out / f"window-{name}{suffix}.png"))
+    switch_theme(window.settings, "light")
 
 
 def capture_loop(app: QApplication, window, gallery_width: int, target: Path) -> None:
@@ -122,8 +156,8 @@ def main() -> int:
     app.setApplicationName("mlic-gui")
 
     from app.icons import icon
-    from app.main_window import MainWindow, set_theme
-    from app.style import apply_style
+    from app.main_window import MainWindow
+    from app.style import apply_style, switch_theme
 
     app.setWindowIcon(icon("mlic"))
     apply_style(app, "light")
@@ -170,7 +204,7 @@ def main() -> int:
     window.tag_panel.hovered.emit(-1)
 
     # Dark theme: a multi-selection of tagged images in the bulk editor.
-    set_theme(window, "dark")
+    switch_theme(settings, "dark")
     window.filters.set_state(None)
     window.filters.sort_combo.setCurrentIndex(window.filters.sort_combo.findData("added"))
     window.splitter.setSizes([gallery_width * 6 // 10, gallery_width * 4 // 10])
@@ -184,7 +218,7 @@ def main() -> int:
     wait(2500)
     if "dark" in shots:
         capture_screen(app, args.out / "gallery-dark.png")
-    set_theme(window, "light")
+    switch_theme(settings, "light")
 
     if "classes" in shots:
         window.show_classes()
@@ -201,6 +235,8 @@ def main() -> int:
         sheet.close()
     if "loop" in shots:
         capture_loop(app, window, gallery_width, args.out / "review-loop.png")
+    if "docks" in shots:
+        capture_docks(window, args.out)
     window.close()
     return 0
 

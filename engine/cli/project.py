@@ -164,11 +164,12 @@ def _add_status(subparsers: argparse._SubParsersAction) -> None:
 # helpers
 
 
-def _print_unreadable(items: list[tuple[Path, str]]) -> None:
+def _print_unreadable(items: list[tuple[Path, str]], kind: str = "unreadable") -> None:
     for path, reason in items[:MAX_LISTED]:
-        print(f"  unreadable: {path} ({reason})")
+        print(f"  {kind}: {path} ({reason})")
     if len(items) > MAX_LISTED:
-        print(f"  ... and {len(items) - MAX_LISTED} more unreadable files (see `mlic status`)")
+        print(f"  ... and {len(items) - MAX_LISTED} more {kind} files"
+              + (" (see `mlic status`)" if kind == "unreadable" else ""))
 
 
 def _warn_missing(missing: list[str], source: Path) -> None:
@@ -201,6 +202,7 @@ def run_add_folder(args: argparse.Namespace) -> int:
         report = scan_folder(store, args.folder, split=args.split, progress=progress)
     print(f"{report.folder}: {report.summary()}")
     _print_unreadable(report.unreadable)
+    _print_unreadable(report.skipped, "skipped")
     return 0
 
 

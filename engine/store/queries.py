@@ -11,15 +11,12 @@ Terms:
 - *disagreement*: teacher and student fall on different sides of a class threshold. The teacher's
   score for (image, class) is its image-level suggestion when it stored one, else its best region.
 
-Search text (`GalleryFilter.search`), whitespace-separated terms, all must match:
-  `cat` — the path contains "cat" or the image has a positive tag of class "cat";
-  `tag:cat` / `-tag:cat` — has / has not a positive tag "cat"; `suggested:cat` — pending "cat";
-  `split:train`; `path:holiday/2023`; quote terms with spaces: `tag:"red car"`.
+Search text (`GalleryFilter.search`): the language of `engine.store.search` (terms, AND, OR,
+parentheses, negation of any term or group); a search it cannot parse raises `SearchError`.
 """
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +25,7 @@ from sqlalchemy import case, exists, false, func, literal, not_, or_, select, un
 from sqlalchemy.sql import ColumnElement, Select
 
 from engine.errors import UserError
+from engine.store import search
 from engine.store.database import chunked
 from engine.store.schema import SPLITS, Image, Region, Root, Suggestion, Tag, TagClass
 
@@ -66,6 +64,7 @@ class GalleryFilter:
     uncertain: bool = False
     disagreement: bool = False
     margin: float = 0.1                 # for `uncertain`
+    duplicates: bool = False            # the same bytes as another present image
     search: str = ""
     sort: str = "added"
     descending: bool = False
@@ -94,6 +93,7 @@ class GalleryRow:
     negative: int             # count of negative tags
     reviewed: bool
     pending: int              # pending suggestions
+    copies: int = 1           # present images with these same bytes (1: no duplicate)
 
 
 @dataclass(frozen=True)
@@ -170,6 +170,10 @@ def query_ids(store, flt: GalleryFilter, versions: Versions | None = None) -> li
     """Ids of the present images that match `flt`, in its order (ties broken by id)."""
     versions = versions if versions is not None else active_versions(store)
     query = select(IMAGES.c.id).where(IMAGES.c.present.is_(True))
+    if flt.search.strip():
+        folders = {root.id: Path(root.path).name for root in store.roots.list()}
+        query = query.where(search.search_condition(
+            search.parse_search(flt.search), folders, lambda: _pending_ids(versions.student)))
     for condition in _conditions(flt, versions):
         query = query.where(condition)
     query = _order(query, flt, versions)
@@ -196,6 +200,8 @@ def _conditions(flt: GalleryFilter, versions: Versions) -> list[ColumnElement]:
         suggested = image_id.in_(_pending_ids(versions.student, flt.class_id))
         conditions.append({"tagged": tagged, "suggested": suggested,
                            "either": or_(tagged, suggested)}[flt.class_mode])
+    if flt.duplicates:
+        conditions.append(IMAGES.c.content_hash.in_(_duplicate_hashes()))
     if flt.has_suggestions:
         conditions.append(image_id.in_(_pending_ids(versions.student)))
     if flt.min_confidence is not None or flt.max_confidence is not None:
@@ -218,8 +224,23 @@ def _conditions(flt: GalleryFilter, versions: Versions) -> list[ColumnElement]:
         pairs = _teacher_student(versions).subquery()
         conditions.append(image_id.in_(select(pairs.c.image_id).where(
             (pairs.c.teacher >= pairs.c.threshold) != (pairs.c.student >= pairs.c.threshold))))
-    conditions.extend(_search_conditions(flt.search, versions))
     return conditions
+
+
+def _duplicate_hashes() -> Select:
+    """Content hashes that more than one present image has (the same file under other names)."""
+    return (select(IMAGES.c.content_hash)
+            .where(IMAGES.c.present.is_(True), IMAGES.c.content_hash.is_not(None))
+            .group_by(IMAGES.c.content_hash).having(func.count() > 1))
+
+
+def _copies(connection, hashes: set[str]) -> dict[str, int]:
+    if not hashes:
+        return {}
+    return dict(connection.execute(
+        select(IMAGES.c.content_hash, func.count())
+        .where(IMAGES.c.content_hash.in_(hashes), IMAGES.c.present.is_(True))
+        .group_by(IMAGES.c.content_hash).having(func.count() > 1)).all())
 
 
 def _undecided(student: str | None) -> Select:
@@ -259,45 +280,6 @@ def _teacher_student(versions: Versions) -> Select:
                    func.max(CLASSES.c.threshold).label("threshold"))
             .join(CLASSES, CLASSES.c.id == rows.c.class_id)
             .group_by(rows.c.image_id, rows.c.class_id))
-
-
-def _search_conditions(text: str, versions: Versions) -> list[ColumnElement]:
-    try:
-        terms = shlex.split(text)
-    except ValueError:                       # an unclosed quote while typing: search it as text
-        terms = text.split()
-    conditions = []
-    for term in terms:
-        key, sep, value = term.partition(":")
-        key = key.lower()
-        if sep and value and key in ("tag", "-tag", "suggested", "split", "path"):
-            if key in ("tag", "-tag"):
-                has = exists().where(TAGS.c.image_id == IMAGES.c.id, TAGS.c.positive.is_(True),
-                                     TAGS.c.class_id == _class_id_by_name(value))
-                conditions.append(has if key == "tag" else not_(has))
-            elif key == "suggested":
-                pending = _pending_ids(versions.student).where(
-                    SUGGESTIONS.c.class_id == _class_id_by_name(value))
-                conditions.append(IMAGES.c.id.in_(pending))
-            elif key == "split":
-                conditions.append(IMAGES.c.split == value.lower())
-            else:
-                conditions.append(IMAGES.c.rel_path.ilike(f"%{_escape_like(value)}%", escape="\\"))
-            continue
-        by_path = IMAGES.c.rel_path.ilike(f"%{_escape_like(term)}%", escape="\\")
-        by_tag = exists().where(TAGS.c.image_id == IMAGES.c.id, TAGS.c.positive.is_(True),
-                                TAGS.c.class_id == _class_id_by_name(term))
-        conditions.append(or_(by_path, by_tag))
-    return conditions
-
-
-def _class_id_by_name(name: str):
-    return (select(CLASSES.c.id).where(func.lower(CLASSES.c.name) == name.lower())
-            .scalar_subquery())
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _order(query: Select, flt: GalleryFilter, versions: Versions) -> Select:
@@ -366,14 +348,17 @@ def gallery_rows(store, image_ids: Sequence[int], versions: Versions | None = No
                        not_(exists().where(TAGS.c.image_id == SUGGESTIONS.c.image_id,
                                            TAGS.c.class_id == SUGGESTIONS.c.class_id)))
                 .group_by(SUGGESTIONS.c.image_id)).all())
-            for row in connection.execute(
-                    select(IMAGES.c.id, ROOTS.c.path, IMAGES.c.rel_path, IMAGES.c.content_hash,
-                           IMAGES.c.status, IMAGES.c.reason, IMAGES.c.split)
-                    .join(ROOTS, ROOTS.c.id == IMAGES.c.root_id).where(IMAGES.c.id.in_(chunk))):
+            found = connection.execute(
+                select(IMAGES.c.id, ROOTS.c.path, IMAGES.c.rel_path, IMAGES.c.content_hash,
+                       IMAGES.c.status, IMAGES.c.reason, IMAGES.c.split)
+                .join(ROOTS, ROOTS.c.id == IMAGES.c.root_id).where(IMAGES.c.id.in_(chunk))).all()
+            copies = _copies(connection, {r.content_hash for r in found if r.content_hash})
+            for row in found:
                 rows[row.id] = GalleryRow(
                     row.id, _join(row.path, row.rel_path), row.rel_path, row.content_hash,
                     row.status, row.reason, row.split, tuple(positive[row.id]), negative[row.id],
-                    reviewed[row.id], int(pending.get(row.id, 0)))
+                    reviewed[row.id], int(pending.get(row.id, 0)),
+                    copies.get(row.content_hash, 1))
     return rows
 
 

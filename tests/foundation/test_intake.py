@@ -278,3 +278,23 @@ def test_undecodable_file_name_is_reported_not_fatal(empty_project, tmp_path):
     report = scan_folder(empty_project, folder)
     assert [p.name for p in report.added] == ["ok.jpg"]
     assert len(report.unreadable) == 1 and "UTF-8" in report.unreadable[0][1]
+
+
+def test_image_types_intake_does_not_read_are_named(empty_project, tmp_path, capsys):
+    from engine.cli.main import main
+
+    folder = tmp_path / "mixed"
+    _make(folder, ["a.jpg", "sub/b.png"])
+    (folder / "logo.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+    (folder / "sub" / "IMG_1.CR2").write_bytes(b"raw")
+    (folder / "notes.txt").write_text("not an image at all")
+    report = scan_folder(empty_project, folder)
+    assert report.total == 2
+    assert [(path.name, "vector" in reason or "raw" in reason)
+            for path, reason in report.skipped] == [("logo.svg", True), ("IMG_1.CR2", True)]
+    assert "2 skipped by type (logo.svg, IMG_1.CR2)" in report.summary()
+    assert "notes.txt" not in report.summary()
+
+    assert main(["--project", str(empty_project.paths.root), "add-folder", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "skipped: " in out and "logo.svg" in out and "vector image" in out

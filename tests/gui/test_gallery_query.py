@@ -75,8 +75,40 @@ def test_search_language(project):
     assert ids_for(project, search="suggested:dog") == ids
     assert ids_for(project, search="split:train path:img_00") == ids
     assert ids_for(project, search='tag:"no such class"') == []
-    assert ids_for(project, search='"unclosed') == []
     assert ids_for(project, search="100%_") == []
+
+
+def test_search_grammar(project):
+    """OR, parentheses, negation of every field and of groups, the added folder's own name."""
+    from engine.store.search import SearchError
+
+    ids = project["ids"]
+    assert ids_for(project, search="img_001 OR img_002") == ids[1:3]
+    assert ids_for(project, search="img_001 | tag:cat") == ids[:2]
+    assert ids_for(project, search="(img_001 OR img_002) -img_002") == [ids[1]]
+    assert ids_for(project, search="NOT (img_001 OR img_000)") == ids[2:]
+    assert ids_for(project, search="-path:img_001") == [ids[0]] + ids[2:]
+    assert ids_for(project, search="-split:train") == []
+    assert ids_for(project, search="-suggested:dog") == []
+    assert ids_for(project, search="path:photos") == ids              # the folder's own name
+    assert ids_for(project, search="path:photos/img_005") == [ids[5]]
+    assert ids_for(project, search="ORANGE") == []                     # a word, not OR
+    for text in ('"unclosed', "foo:bar", "a OR", "(a", "a)", "tag:"):
+        with pytest.raises(SearchError):
+            ids_for(project, search=text)
+
+
+def test_search_problems_name_the_mistake():
+    from engine.store.search import search_problem
+
+    names = ["cat", "red car"]
+    assert search_problem('tag:cat OR tag:"red car"', names) is None
+    assert "Unknown field 'foo:'" in search_problem("foo:bar", names)
+    assert "No class is named 'nosuchclass'" in search_problem("tag:nosuchclass", names)
+    assert "not closed" in search_problem('tag:"red car', names)
+    assert "Unknown split 'dev'" in search_problem("split:dev", names)
+    assert "needs a term on each side" in search_problem("OR cat", names)
+    assert search_problem("", names) is None
 
 
 def test_rows_detail_counts(project):

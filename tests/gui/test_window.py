@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QLabel
 
 from engine.errors import UserError
 from engine.store import Store
@@ -114,7 +114,7 @@ def test_shortcut_sheet_and_regions(qtbot, window, project):
     sheets = [w for w in QApplication.topLevelWidgets()
               if w.objectName() == "shortcutSheet" and w.isVisible()]
     assert sheets
-    text = sheets[0].findChild(type(window.filters.count_label)).text()
+    text = sheets[0].findChild(QLabel).text()
     assert "Accept All Shown" in text or "Accept every suggestion" in text
     sheets[0].close()
     viewer = window.viewer
