@@ -99,8 +99,10 @@ class ProjectState(QObject):
     # -- notifications from jobs -----------------------------------------------------------------
     def models_changed(self) -> None:
         """A training run completed, a model was rolled back, or a tagging job stored new
-        suggestions/regions: re-resolve the active versions and refresh the views."""
+        suggestions/regions: re-resolve the active versions and refresh the views; reload the
+        classes too, since a round calibrates their thresholds."""
         self.reload_versions()
+        self.reload_classes()
 
     def notify_images_changed(self) -> None:
         self.images_changed.emit()

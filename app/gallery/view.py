@@ -3,7 +3,14 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelectionModel, QPoint, QSize, Qt, Signal
+from PySide6.QtCore import (
+    QItemSelection,
+    QItemSelectionModel,
+    QPoint,
+    QSize,
+    Qt,
+    Signal,
+)
 from PySide6.QtWidgets import QAbstractItemView, QListView
 
 from app.gallery.delegate import GalleryDelegate
@@ -44,6 +51,9 @@ class GalleryView(QListView):
         self.set_thumbnail_size("medium")
         self.selectionModel().currentChanged.connect(self._current_changed)
         self.selectionModel().selectionChanged.connect(self._selection_changed)
+        self._kept: tuple[int | None, list[int]] = (None, [])
+        model.modelAboutToBeReset.connect(self._remember_selection)
+        model.modelReset.connect(self._restore_selection)
         self.setToolTip("")
         self.setAccessibleName("Image gallery")
 
@@ -104,6 +114,33 @@ class GalleryView(QListView):
             rows.update(range(selection_range.top(), selection_range.bottom() + 1))
         ids = self.model().ids()
         return [ids[row] for row in sorted(rows) if row < len(ids)]
+
+    # -- requery keeps the place -------------------------------------------------------------------
+    def _remember_selection(self) -> None:
+        """Before the ids are replaced (Refresh, a finished job, new suggestions): the person's
+        current image and selection, to put back on the same images afterwards."""
+        self._kept = (self.current_image_id(), self.selected_ids())
+
+    def _restore_selection(self) -> None:
+        current, selected = self._kept
+        self._kept = (None, [])
+        model = self.model()
+        rows = sorted(r for r in (model.row_of(i) for i in selected) if r is not None)
+        selection = QItemSelection()
+        start = previous = None
+        for row in rows + [None]:                 # contiguous rows as one range each
+            if row is not None and previous is not None and row == previous + 1:
+                previous = row
+                continue
+            if start is not None:
+                selection.select(model.index(start, 0), model.index(previous, 0))
+            start = previous = row
+        flags = QItemSelectionModel.SelectionFlag
+        self.selectionModel().select(selection, flags.ClearAndSelect)
+        row = model.row_of(current) if current is not None else None
+        if row is not None:
+            self.selectionModel().setCurrentIndex(model.index(row, 0), flags.NoUpdate)
+            self.scrollTo(model.index(row, 0))
 
     # -- events ----------------------------------------------------------------------------------
     def visible_rows(self, margin: int = 0) -> range:

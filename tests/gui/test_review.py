@@ -3,7 +3,7 @@ history revert. Every check reads the database through a separate store connecti
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QItemSelectionModel, Qt
 
 from engine.store import TagEdit
 
@@ -144,3 +144,27 @@ def test_edits_from_elsewhere_show_after_refresh(qtbot, window, project):
                                          "negative")])
     qtbot.keyClick(window.gallery, Qt.Key.Key_F5)
     qtbot.waitUntil(lambda: len(window.tag_panel.shown) == 1, timeout=20000)
+
+
+def test_refresh_and_new_models_keep_the_image_and_the_selection(qtbot, window, project):
+    """F5, or a job that changed the models, used to send the person back to the first image."""
+    ids = project["ids"]
+    window.gallery.select_image(ids[5])
+    qtbot.waitUntil(lambda: window.gallery.current_image_id() == ids[5], timeout=5000)
+    flags = QItemSelectionModel.SelectionFlag
+    model = window.model
+    for row in (model.row_of(ids[6]), model.row_of(ids[7])):
+        window.gallery.selectionModel().select(model.index(row, 0), flags.Select)
+    before = window.gallery.selected_ids()
+    assert set(before) == {ids[5], ids[6], ids[7]}
+    with qtbot.waitSignal(model.query_finished, timeout=20000):
+        qtbot.keyClick(window.gallery, Qt.Key.Key_F5)
+    assert window.gallery.current_image_id() == ids[5]
+    assert window.gallery.selected_ids() == before
+    with qtbot.waitSignal(model.query_finished, timeout=20000):
+        window.state.models_changed()                  # what a finished round does
+    assert window.gallery.current_image_id() == ids[5]
+    assert window.gallery.selected_ids() == before
+    qtbot.waitUntil(lambda: window.viewer.detail is not None
+                    and window.viewer.detail.image_id == ids[5], timeout=20000)
+    assert window.tag_panel.is_bulk()                # still editing the three selected

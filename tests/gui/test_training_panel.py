@@ -148,6 +148,9 @@ def test_corrections_then_a_quick_round_by_itself_then_by_the_button(qtbot, trai
     assert outcome.completed and quick.config["quick"] and quick.model_version == "student-3"
     assert panel.status.text().startswith("Done: student-3 completed")
     qtbot.waitUntil(lambda: bool(seen) and seen[-1] == "student-3", timeout=10000)
+    calibrated = {c.id: c.threshold for c in store.classes.list()}     # the round calibrated them
+    qtbot.waitUntil(lambda: {c: i.threshold for c, i in panel.state.classes.items()}
+                    == calibrated, timeout=10000)                      # shown without F5
     assert all(store.suggestions.for_image(i, "student-3") for i in store.images.ids())
     qtbot.waitUntil(lambda: not panel.running, timeout=5000)
     with qtbot.waitSignal(panel.training_finished, timeout=120000) as again:
