@@ -49,6 +49,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
+from app.progress_clock import StageClock
 from engine.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class Job(QObject):
         self.title = title
         self.done = 0
         self.total = 0
+        self.clock = StageClock()          # the one time-left estimate (status bar, panels)
         self._stop = threading.Event()
         self._last_emit = 0.0
 
@@ -228,6 +230,7 @@ class Workers(QObject):
         `cancelled` signals fire on the GUI thread; `on_done(result)` and `on_error(exc)` too.
         A job that returns after `cancel()` counts as cancelled."""
         job = Job(next(self._ids), title)
+        job.progress.connect(lambda done, total: _remember_progress(job, done, total))  # first
         if on_done is not None:
             job.finished.connect(on_done)
         if on_error is not None:
@@ -236,7 +239,6 @@ class Workers(QObject):
             job.failed.connect(self.error.emit)
         if on_progress is not None:
             job.progress.connect(on_progress)
-        job.progress.connect(lambda done, total: _remember_progress(job, done, total))
         store = self.store
         if store is None:
             raise UserError("No project is open yet.")
@@ -388,6 +390,7 @@ class _Skipped:
 
 def _remember_progress(job: Job, done: int, total: int) -> None:
     job.done, job.total = done, total
+    job.clock.update(done, total)
 
 
 def _log_unexpected(exc: BaseException) -> None:

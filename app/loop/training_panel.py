@@ -18,7 +18,6 @@ Resume continues it. Selecting a run in the history shows its stored curves and 
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Signal
@@ -136,7 +135,6 @@ class TrainingPanel(QWidget):
         self._bridge.epoch.connect(self._on_epoch)
         self._bridge.stage.connect(self._on_stage)
         self._bridge.message.connect(self._on_message)
-        self._stage_started = 0.0
         self._stage_name = ""
         self.charts = TrainingCharts()
         self.charts.run_selected.connect(self._run_selected)
@@ -408,7 +406,6 @@ class TrainingPanel(QWidget):
     # ----------------------------------------------------------------------- job signals
     def _on_stage(self, stage: str) -> None:
         self._stage_name = stage
-        self._stage_started = time.monotonic()
 
     def _on_message(self, text: str) -> None:
         self.status.setText(text)
@@ -418,11 +415,9 @@ class TrainingPanel(QWidget):
             return
         self.progress.setRange(0, total)
         self.progress.setValue(done)
-        elapsed = time.monotonic() - self._stage_started if self._stage_started else 0.0
-        eta = ""
-        if done > 0 and elapsed > 0 and done < total:
-            eta = f", about {_duration(elapsed / done * (total - done))} left"
-        self.progress.setFormat(f"{self._stage_name} %v/%m steps{eta}")
+        job = self.jobs.job
+        estimate = job.clock.text() if job is not None else "%p%"      # as in the status bar
+        self.progress.setFormat(f"{self._stage_name}: {estimate}")
 
     def _on_epoch(self, report) -> None:
         value = self.charts.add_epoch(report)
@@ -446,6 +441,7 @@ class TrainingPanel(QWidget):
         self.status.setText("Cancelled: the checkpoint is kept; Resume continues the run.")
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
+        self.progress.setFormat("")
         self.refresh_history()
         self.training_finished.emit(None)
 
@@ -458,6 +454,7 @@ class TrainingPanel(QWidget):
         self.status.setText("Training failed.")
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
+        self.progress.setFormat("")
         self.refresh_history()
         self.training_failed.emit(exc)
         dialogs.show_error(self, exc, "Training")
@@ -487,12 +484,3 @@ class TrainingPanel(QWidget):
     def _run_selected(self, run) -> None:
         if not self.running:               # the curves show the run in progress
             self.charts.show_run(run)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"

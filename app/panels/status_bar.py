@@ -4,7 +4,6 @@ with its progress and a Cancel button. Jobs come from `Workers.start_job`, whoev
 
 from __future__ import annotations
 
-import time
 
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QToolButton
 
@@ -30,7 +29,6 @@ class StatusBar(QStatusBar):
         self.addPermanentWidget(self.cancel_button)
         self.addPermanentWidget(self.counts_label)
         self._job: Job | None = None
-        self._started = 0.0
         workers.jobs_changed.connect(self._jobs_changed)
         state.counts_changed.connect(self.show_counts)
         self._jobs_changed()
@@ -61,7 +59,6 @@ class StatusBar(QStatusBar):
                     pass  # already disconnected when the job ended
             self._job = job
             if job is not None:
-                self._started = time.monotonic()
                 job.progress.connect(self._progress)
         visible = job is not None
         for widget in (self.job_label, self.progress, self.cancel_button):
@@ -72,23 +69,9 @@ class StatusBar(QStatusBar):
             self._progress(job.done, job.total)
 
     def _progress(self, done: int, total: int) -> None:
-        if total <= 0:
+        if total <= 0 or self._job is None:
             self.progress.setRange(0, 0)           # busy indicator
             return
         self.progress.setRange(0, total)
         self.progress.setValue(done)
-        elapsed = time.monotonic() - self._started
-        if 0 < done < total and elapsed > 2:
-            remaining = elapsed / done * (total - done)
-            self.progress.setFormat(f"%p% · {_duration(remaining)} left")
-        else:
-            self.progress.setFormat("%p%")
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
-    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+        self.progress.setFormat(self._job.clock.text())
