@@ -123,13 +123,14 @@ class MainWindow(QMainWindow):
         dock.setObjectName(object_name or f"dock-{title.lower().replace(' ', '-')}")
         widget.setMinimumSize(QSize(60, 60))   # an explicit minimum overrides the layout's
         dock.setWidget(widget)
-        existing = [d for d in self.findChildren(QDockWidget)
-                    if d is not dock and self.dockWidgetArea(d) == area and not d.isFloating()]
-        self.addDockWidget(area, dock)
-        if existing and area == Qt.DockWidgetArea.BottomDockWidgetArea:
-            self.tabifyDockWidget(existing[-1], dock)
-        if self._state_restored:
-            self.restoreDockWidget(dock)      # a dock added after restoreState() gets its place
+        # a dock made after restoreState() gets the place and visibility it had last time
+        if not (self._state_restored and self.restoreDockWidget(dock)):
+            existing = [d for d in self.findChildren(QDockWidget)
+                        if d is not dock and self.dockWidgetArea(d) == area
+                        and not d.isFloating()]
+            self.addDockWidget(area, dock)
+            if existing and area == Qt.DockWidgetArea.BottomDockWidgetArea:
+                self.tabifyDockWidget(existing[-1], dock)
         view_menu = getattr(self, "view_docks_menu", None)
         if view_menu is not None:
             view_menu.addAction(dock.toggleViewAction())

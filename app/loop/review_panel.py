@@ -61,6 +61,8 @@ class ReviewPanel(QWidget):
         self._name_controls()
         state.versions_changed.connect(self.refresh)
         self.workers.project_opened.connect(lambda _store: self.refresh())
+        if self.workers.store is not None:      # the docks come after the project has opened
+            self.refresh()
 
     def _name_controls(self) -> None:
         queue, limits, rounds = self.queue_tab, self.thresholds_tab, self.rounds_tab

@@ -141,7 +141,10 @@ class TrainingPanel(QWidget):
         self._corrected: set[int] = set()
         self._last_config: TrainConfig | None = None
         self._build()
-        self.state.workers.project_opened.connect(lambda _store: self.refresh_history())
+        self.state.workers.project_opened.connect(
+            lambda _store: self.refresh_history(select_last=True))   # the last run, after a restart
+        if self.workers.store is not None:      # the docks come after the project has opened
+            self.refresh_history(select_last=True)
         self.state.tags_changed.connect(self._count_corrections)
 
     # ------------------------------------------------------------------------------------ layout
