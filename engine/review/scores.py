@@ -43,12 +43,12 @@ def score_table(store: Store, image_ids: Sequence[int], model_version: str | Non
     column = {c.id: k for k, c in enumerate(classes)}
     scores = np.full((len(image_ids), len(classes)), np.nan)
     if model_version is not None and len(image_ids):
-        rows = store.suggestions.for_images(image_ids, model_version)
-        for i, image_id in enumerate(image_ids):
-            for suggestion in rows.get(image_id, ()):
-                k = column.get(suggestion.class_id)
-                if k is not None:
-                    scores[i, k] = suggestion.confidence
+        row = {image_id: i for i, image_id in enumerate(image_ids)}
+        for image_id, class_id, confidence in store.suggestions.confidences(image_ids,
+                                                                             model_version):
+            k = column.get(class_id)
+            if k is not None:
+                scores[row[image_id], k] = confidence
     return ScoreTable(list(image_ids), [c.id for c in classes], [c.name for c in classes], scores,
                       model_version)
 
@@ -96,8 +96,8 @@ def ensure_suggestions(store: Store, image_ids: Sequence[int], model_version: st
                        device: str = "auto", progress: Progress = None,
                        should_stop: ShouldStop = None) -> None:
     """Run the student (`tag_images`) on the images that have no suggestions of `model_version`."""
-    have = store.suggestions.for_images(image_ids, model_version)
-    missing = [image_id for image_id in image_ids if not have.get(image_id)]
+    have = {image_id for image_id, _, _ in store.suggestions.confidences(image_ids, model_version)}
+    missing = [image_id for image_id in image_ids if image_id not in have]
     if not missing:
         return
     from engine.inference.tagging import tag_images

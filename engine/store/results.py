@@ -139,6 +139,20 @@ class SuggestionRepository:
                     result[row.image_id].append(row)
         return result
 
+    def confidences(self, image_ids: Iterable[int], model_version: str
+                    ) -> list[tuple[int, int, float]]:
+        """(image id, class id, confidence) of this version's suggestions for the images: plain
+        rows, for matrices over thousands of images (no ORM objects)."""
+        ids = list(image_ids)
+        found: list[tuple[int, int, float]] = []
+        with self._sessions() as session:
+            for chunk in chunked(ids):
+                found.extend(session.execute(
+                    select(Suggestion.image_id, Suggestion.class_id, Suggestion.confidence).where(
+                        Suggestion.model_version == model_version,
+                        Suggestion.image_id.in_(chunk))).tuples())
+        return found
+
     def versions(self) -> list[str]:
         with self._sessions() as session:
             return list(session.scalars(select(Suggestion.model_version).distinct()))
