@@ -10,6 +10,10 @@ measures itself on val (`engine.review.rounds.train_round`, stage quick). Printe
 seconds. The same time *without* cached embeddings is that plus computing them; part 2 measures
 that rate on real JPEGs, and the line "uncached" extrapolates it to N.
 
+Part 3, responsiveness: the real main window (offscreen) on demo images; the Right arrow is
+pressed at a person's pace (every 250 ms) and the time to the gallery's repaint is measured, idle
+and while a deep round trains in the background (median, 95th percentile, max).
+
 Part 2, accuracy (demo photos, `engine.demo`): the demo's train tags with 25 % of the positive tags
 dropped (a partially tagged library); a deep round (student, EfficientNet-Lite0 from its bundled
 ImageNet weights, no distillation) from those tags. Then the person restores the dropped tags of
@@ -162,6 +166,63 @@ def _drop_positives(store: Store, share: float) -> list[TagEdit]:
     return [TagEdit(t.image_id, t.class_id, "positive") for t in chosen]
 
 
+def latency(images: int, epochs: int, size: int) -> None:
+    """Part 3: key-to-repaint latency of the gallery (Right arrow: the next image) in the real
+    window, offscreen, before and while a deep round trains in the background."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QEventLoop, QSettings, Qt
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    from app.main_window import MainWindow
+    from engine.demo import generate_demo, import_demo
+
+    app = QApplication.instance() or QApplication([])
+    with tempfile.TemporaryDirectory() as tmp:
+        demo = generate_demo(Path(tmp) / "demo", n_images=images, seed=0)
+        with Store.open(Path(tmp) / "project") as store:
+            import_demo(store, demo.root)
+        settings = QSettings(str(Path(tmp) / "settings.ini"), QSettings.Format.IniFormat)
+        window = MainWindow(project_dir=Path(tmp) / "project", settings=settings,
+                            offer_demo=False)
+        window.resize(1400, 860)
+        window.show()
+        painted = [0.0]
+        window.gallery.painted.connect(lambda: painted.__setitem__(0, time.perf_counter()))
+
+        def wait(condition, seconds: float) -> None:  # noqa: ANN001
+            deadline = time.perf_counter() + seconds
+            while not condition() and time.perf_counter() < deadline:
+                app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 10)
+
+        def press() -> float:
+            started = time.perf_counter()
+            QTest.keyClick(window.gallery, Qt.Key.Key_Right)
+            wait(lambda: painted[0] > started, 2.0)
+            wait(lambda: time.perf_counter() - started > 0.25, 1.0)      # a person's pace
+            return (painted[0] - started) * 1000 if painted[0] > started else 2000.0
+
+        wait(lambda: window.model.rowCount() == images, 60)
+        window.gallery.select_row(0)
+        idle = [press() for _ in range(20)]
+        panel = window.loop_docks.training
+        panel.start(TrainConfig(stage="student", kd="none", student_image_size=size,
+                                epochs=epochs, batch_size=16, device="cpu"))
+        busy = []
+        while panel.running and len(busy) < 400:
+            busy.append(press())
+            if window.gallery.currentIndex().row() >= images - 2:
+                window.gallery.select_row(0)
+        wait(lambda: not panel.running, 600)
+        window.close()
+    for label, values in (("idle", idle), ("while a deep round trains", busy)):
+        if values:
+            ordered = sorted(values)
+            print(f"  key-to-repaint {label}: median {ordered[len(values) // 2]:.0f} ms, "
+                  f"95th {ordered[int(len(values) * 0.95) - 1]:.0f} ms, max {ordered[-1]:.0f} ms "
+                  f"({len(values)} key presses)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="3000,30000", help="part 1 project sizes")
@@ -169,12 +230,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--size", type=int, default=128, help="student input size, part 2")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--latency-images", type=int, default=200,
+                        help="part 3 demo images (0: skip)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads")
     rate = accuracy(args.images, args.epochs, args.size) if args.images else None
     scale([int(n) for n in args.sizes.split(",") if n], rate)
+    if args.latency_images:
+        print("part 3: the gallery's key-to-repaint latency (offscreen window)")
+        latency(args.latency_images, args.epochs, args.size)
 
 
 if __name__ == "__main__":
