@@ -127,3 +127,24 @@ def test_tab_follows_a_threshold_edit_and_a_rollback(qtbot, panel):
         panel.rounds_tab.rollback("student-1")
     _measured_again(qtbot, panel, tab, lambda views: views.model_version == "student-1")
     assert "student-1" in tab.note.text()
+
+
+def test_dark_theme_reaches_the_curve_and_the_heat_map(qtbot, panel, settings):
+    from PySide6.QtGui import QPalette
+
+    from app.style import dark_palette, switch_theme
+
+    tab = _show_tab(qtbot, panel)
+    matrix = tab.views.matrix
+    i, j = next((i, j) for i in range(len(matrix.positives)) for j in range(len(matrix.positives))
+                if matrix.positives[i] and not matrix.counts[i, j])
+    light = tab.matrix_table.item(i, j).background().color()
+    dark_base = dark_palette().color(QPalette.ColorRole.Base)
+    try:
+        switch_theme(settings, "dark")
+        assert tab.pr_plot.backgroundBrush().color() == dark_base
+        assert light != dark_base                   # a 0% cell is the theme's base colour
+        qtbot.waitUntil(lambda: tab.matrix_table.item(i, j).background().color() == dark_base,
+                        timeout=5000)
+    finally:
+        switch_theme(settings, "light")
