@@ -2,7 +2,7 @@
 (`engine.review.class_views`), measured as a review job (never on the GUI thread).
 
 - A class picker and that class's precision-recall curve, its AP in the title and its current
-  threshold marked as the point the curve reaches there;
+  threshold marked as the point the curve reaches there (its precision and recall in the title);
 - a heat map of the prediction matrix (rows: the class an image is tagged with, columns: the class
   predicted on it at its threshold, cells: share of the row's images) or of the tags' own
   co-occurrence, each cell's counts in its tooltip. Clicking a row picks that class.
@@ -60,6 +60,11 @@ def _blend(base: QColor, accent: QColor, amount: float) -> QColor:
     return QColor(round(base.red() * (1 - a) + accent.red() * a),
                   round(base.green() * (1 - a) + accent.green() * a),
                   round(base.blue() * (1 - a) + accent.blue() * a))
+
+
+def _short(name: str, length: int = 7) -> str:
+    """A column heading narrow enough for a dozen classes side by side (the tooltip has it all)."""
+    return name if len(name) <= length else name[:length - 1] + "…"
 
 
 def _together_tip(matrix, i: int, j: int) -> str:
@@ -129,8 +134,6 @@ class PerClassTab(QWidget):
         self.threshold_marker = pg.ScatterPlotItem(size=11, brush=pg.mkBrush(MARK_COLOUR),
                                                    pen=pg.mkPen("k"))
         self.pr_plot.addItem(self.threshold_marker)
-        self.threshold_label = pg.TextItem("", anchor=(0, 1), color=MARK_COLOUR)
-        self.pr_plot.addItem(self.threshold_label)
         style_plot(self.pr_plot)
         return self.pr_plot
 
@@ -200,24 +203,21 @@ class PerClassTab(QWidget):
         curve, name = self.views.curves[k], self.views.class_names[k]
         threshold = float(self.views.thresholds[k])
         item = self.pr_plot.getPlotItem()
+        self.threshold_marker.setData([], [])
         if curve.positives == 0:
-            item.setTitle(f"{name}: no validation image is tagged with it", size="9pt")
             self.pr_curve.setData([], [])
-            self.threshold_marker.setData([], [])
-            self.threshold_label.setText("")
+            item.setTitle(f"{name}: no validation image is tagged with it", size="9pt")
             return
         self.pr_curve.setData(np.r_[0.0, curve.recall], np.r_[curve.precision[0], curve.precision])
         precision, recall = self.views.operating_point(k)
-        item.setTitle(f"{name} &nbsp; AP {curve.ap:.3f} &nbsp; ({curve.positives} positives)",
-                      size="9pt")
         if math.isnan(precision):
-            self.threshold_marker.setData([], [])
-            self.threshold_label.setText(f"threshold {threshold:.2f}: nothing predicted")
-            self.threshold_label.setPos(0.02, 0.05)
-            return
-        self.threshold_marker.setData([recall], [precision])
-        self.threshold_label.setText(f"threshold {threshold:.2f}: P {precision:.2f} R {recall:.2f}")
-        self.threshold_label.setPos(min(recall, 0.55), max(precision - 0.04, 0.08))
+            at = "nothing predicted"
+        else:
+            self.threshold_marker.setData([recall], [precision])
+            at = f"P {precision:.2f}, R {recall:.2f}"
+        item.setTitle(f"{name} &nbsp; AP {curve.ap:.3f} &nbsp; ({curve.positives} positives) "
+                      f"&nbsp; <span style='color:{MARK_COLOUR}'>● threshold {threshold:.2f}: "
+                      f"{at}</span>", size="9pt")
 
     def _fill_matrix(self) -> None:
         if self.views is None:
@@ -229,7 +229,9 @@ class PerClassTab(QWidget):
         self.matrix_table.setColumnCount(len(names))
         self.matrix_table.setVerticalHeaderLabels(
             [f"{name} ({int(n)})" for name, n in zip(names, matrix.positives)])
-        self.matrix_table.setHorizontalHeaderLabels(names)
+        self.matrix_table.setHorizontalHeaderLabels([_short(name) for name in names])
+        for j, name in enumerate(names):
+            self.matrix_table.horizontalHeaderItem(j).setToolTip(f"Predicted: {name}")
         for i in range(len(names)):
             n = int(matrix.positives[i])
             for j in range(len(names)):

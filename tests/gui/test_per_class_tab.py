@@ -84,12 +84,13 @@ def test_curve_and_matrix_show_the_validation_data(qtbot, panel):
     (mx,), (my,) = tab.threshold_marker.getData()
     assert mx == pytest.approx(hits / tagged[:, k].sum())
     assert my == pytest.approx(hits / predicted.sum())
-    assert f"threshold {thresholds[k]:.2f}" in tab.threshold_label.textItem.toPlainText()
+    assert f"threshold {thresholds[k]:.2f}: P {my:.2f}, R {mx:.2f}" in title
 
     # the heat map: rows tagged, columns predicted, counts behind each cell
     table = tab.matrix_table
     assert table.rowCount() == table.columnCount() == len(names)
-    assert table.horizontalHeaderItem(1).text() == names[1]
+    assert table.horizontalHeaderItem(1).toolTip() == f"Predicted: {names[1]}"
+    assert names[1].startswith(table.horizontalHeaderItem(1).text().rstrip("…"))
     assert table.verticalHeaderItem(k).text() == f"{names[k]} ({int(tagged[:, k].sum())})"
     counts = tagged.T.astype(int) @ (scores >= thresholds).astype(int)
     shown = [[table.item(i, j).data(Qt.ItemDataRole.UserRole) for j in range(len(names))]
