@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Qt
+from PySide6.QtCore import QEvent, Qt, QTimer
 from PySide6.QtGui import QBrush, QColor, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -155,9 +155,9 @@ class PerClassTab(QWidget):
             self.refresh()
 
     def refresh(self) -> None:
-        if self.jobs.busy:
+        if self.jobs.busy or self.jobs.workers.store is None:
             self.stale = True                   # measured after the running job (_busy_changed)
-            return
+            return                              # or once a project is open (the panel's refresh)
         self.stale = False
         self.jobs.run("Measuring the classes", _measure, on_done=self._measured)
 
@@ -169,7 +169,7 @@ class PerClassTab(QWidget):
     def _busy_changed(self, busy: bool) -> None:
         self.refresh_button.setEnabled(not busy)
         if not busy and self.stale and self.isVisible():
-            self.refresh()
+            QTimer.singleShot(0, self.refresh)  # after the other tabs have seen the slot free
 
     def _measured(self, outcome) -> None:
         if isinstance(outcome, str):
