@@ -39,6 +39,9 @@ Teacher localisation
 - `box_ap`: COCO box AP (IoU 0.50:0.95) and AP50 through pycocotools' COCOeval, built in memory.
 
 Boxes are ``[x, y, w, h]`` in original image pixels throughout, as in the store.
+
+Per-class precision-recall curves and the prediction / co-occurrence matrices live in
+`engine.metrics_curves` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -52,12 +55,16 @@ from typing import Any
 
 import numpy as np
 
+from engine.metrics_curves import PRCurve, PredictionMatrix, precision_recall_curve, prediction_matrix
+
 __all__ = [
     "BoxAPResult",
     "CorLocResult",
     "Detection",
     "MultilabelEvaluator",
     "MultilabelReport",
+    "PRCurve",
+    "PredictionMatrix",
     "average_precision",
     "box_ap",
     "corloc",
@@ -65,6 +72,8 @@ __all__ = [
     "mean_average_precision",
     "multilabel_report",
     "per_class_average_precision",
+    "precision_recall_curve",
+    "prediction_matrix",
     "threshold_figures",
     "top_k_predictions",
 ]

@@ -1,13 +1,15 @@
 """The review panel: where the person's time goes, which thresholds apply, and which model is used.
 
-Three tabs, one module each, all calling `engine.review` through the app's workers (nothing here
+Four tabs, one module each, all calling `engine.review` through the app's workers (nothing here
 touches the database or a model on the GUI thread):
 
 - Queue (`app.loop.queue_tab`): review orders, the first images of the chosen one with reasons;
 - Thresholds (`app.loop.thresholds_tab`): calibration, thresholds set by hand, the auto-accept
   rule (undone in one step);
 - Rounds (`app.loop.rounds_tab`): validation figures over the training rounds, model versions,
-  rollback.
+  rollback;
+- Per class (`app.loop.per_class_tab`): the active student's precision-recall curve of a class and
+  the class-by-class prediction / co-occurrence heat map on the validation split.
 
 The panel owns what they share (`app.loop.review_common.ReviewJobs`: one review job at a time,
 its progress bar and status line), relays the tabs' signals and keeps their settings. It names the
@@ -19,6 +21,7 @@ from __future__ import annotations
 from PySide6.QtCore import QSettings, Signal
 from PySide6.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 
+from app.loop.per_class_tab import PerClassTab
 from app.loop.queue_tab import QueueTab
 from app.loop.review_common import ReviewJobs
 from app.loop.rounds_tab import RoundsTab
@@ -27,7 +30,7 @@ from app.state import ProjectState
 
 
 class ReviewPanel(QWidget):
-    """Review queue, thresholds and auto-accept, rounds and model versions."""
+    """Review queue, thresholds and auto-accept, rounds and model versions, per-class views."""
 
     queue_ready = Signal(list)        # image ids in the chosen review order
     image_activated = Signal(int)     # an entry of the queue was chosen
@@ -43,10 +46,12 @@ class ReviewPanel(QWidget):
         self.queue_tab = QueueTab(self.jobs)
         self.thresholds_tab = ThresholdsTab(state, self.jobs)
         self.rounds_tab = RoundsTab(state, self.jobs)
+        self.per_class_tab = PerClassTab(state, self.jobs)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.queue_tab, "Queue")
         self.tabs.addTab(self.thresholds_tab, "Thresholds")
         self.tabs.addTab(self.rounds_tab, "Rounds")
+        self.tabs.addTab(self.per_class_tab, "Per class")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 2)
         layout.setSpacing(2)
@@ -105,9 +110,11 @@ class ReviewPanel(QWidget):
         self.rounds_tab.rollback_selected()
 
     def refresh(self) -> None:
-        """Reload rounds, versions and thresholds (after training, rollback, project switch)."""
+        """Reload rounds, versions and thresholds (after training, rollback, project switch);
+        the per-class figures are measured again when their tab is in view."""
         self.rounds_tab.refresh_rounds()
         self.thresholds_tab.refresh_thresholds()
+        self.per_class_tab.mark_stale()
 
     # ------------------------------------------------------------------------------ settings
     def save_settings(self, settings: QSettings) -> None:

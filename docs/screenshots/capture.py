@@ -2,7 +2,7 @@
 
     Xvfb :99 -screen 0 1600x1000x24 &
     DISPLAY=:99 python docs/screenshots/capture.py --project PROJECT [--out docs/screenshots]
-        [--shots gallery,review,dark,classes,shortcuts,loop,docks]
+        [--shots gallery,review,dark,classes,shortcuts,loop,docks,per-class]
 
 PROJECT is a project with the demo data imported and a trained teacher and student (regions and
 suggestions stored), e.g. built with `mlic demo`, `mlic import-coco`, `mlic train --stage all`,
@@ -12,7 +12,9 @@ removed afterwards, as for a newly added folder, so that their suggestions are p
 with several training rounds, e.g. one kept by `benchmarks/review_loop.py --keep DIR`
 (DIR/seed-0/project-mistakes). The `docks` shots show the window at its default size (1400x860)
 with the Training dock and then the Review loop dock (Rounds) open, light and dark
-(`window-training[-dark].png`, `window-review-loop[-dark].png`). The main window is shown full-screen; the screen is captured with
+(`window-training[-dark].png`, `window-review-loop[-dark].png`). The `per-class` shot shows
+the Review loop dock's Per class tab (a class's precision-recall curve, the prediction heat map)
+in the default-size window (`per-class.png`). The main window is shown full-screen; the screen is captured with
 ImageMagick's `import -window root` when available (else `QScreen.grabWindow`), dialogs with
 `QWidget.grab()`.
 """
@@ -46,7 +48,7 @@ def wait_until(predicate, timeout_ms: int = 30000) -> None:
         waited += 50
 
 
-SHOTS = ("gallery", "review", "dark", "classes", "shortcuts", "loop", "docks")
+SHOTS = ("gallery", "review", "dark", "classes", "shortcuts", "loop", "docks", "per-class")
 
 
 def capture_docks(window, out: Path) -> None:
@@ -79,6 +81,26 @@ def capture_docks(window, out: Path) -> None:
             wait(2500)
             window.grab().save(str(out / f"window-{name}{suffix}.png"))
     switch_theme(window.settings, "light")
+
+
+def capture_per_class(window, target: Path, class_name: str | None = None) -> None:
+    """The default-size window with the Review loop dock on its Per class tab: the curve of a
+    class with positives (`class_name`, else the first), the prediction heat map beside it."""
+    docks = window.loop_docks
+    window.showNormal()
+    window.setGeometry(0, 0, 1400, 860)
+    window.splitter.setSizes([560, 540])
+    window._default_dock_sizes()
+    window.resizeDocks([docks.review_dock], [430], Qt.Orientation.Vertical)
+    docks.review_dock.show()
+    docks.review_dock.raise_()
+    tab = docks.review.per_class_tab
+    docks.review.tabs.setCurrentWidget(tab)
+    wait_until(lambda: tab.views is not None and docks.review.job is None, timeout_ms=300000)
+    names = tab.views.class_names
+    tab.class_combo.setCurrentIndex(names.index(class_name) if class_name in names else 0)
+    wait(2500)
+    window.grab().save(str(target))
 
 
 def capture_loop(app: QApplication, window, gallery_width: int, target: Path) -> None:
@@ -146,6 +168,7 @@ def main() -> int:
     parser.add_argument("--project", required=True, type=Path)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     parser.add_argument("--image", type=int, help="image id for the review shot")
+    parser.add_argument("--per-class", help="the class shown in the per-class shot")
     parser.add_argument("--shots", default=",".join(SHOTS),
                         help=f"which shots, comma-separated (default: {','.join(SHOTS)})")
     args = parser.parse_args()
@@ -237,6 +260,8 @@ def main() -> int:
         capture_loop(app, window, gallery_width, args.out / "review-loop.png")
     if "docks" in shots:
         capture_docks(window, args.out)
+    if "per-class" in shots:
+        capture_per_class(window, args.out / "per-class.png", args.per_class)
     window.close()
     return 0
 
