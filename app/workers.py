@@ -49,6 +49,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
+from app.gui_gc import collect_on_the_gui_thread
 from app.progress_clock import StageClock
 from engine.errors import UserError
 
@@ -132,6 +133,7 @@ class Workers(QObject):
 
     def __init__(self, pool_threads: int | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        collect_on_the_gui_thread()     # never on a worker thread: see app.gui_gc
         self.store = None              # the open engine.store.Store (set on the GUI thread)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()

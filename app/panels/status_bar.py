@@ -4,7 +4,6 @@ with its progress and a Cancel button. Jobs come from `Workers.start_job`, whoev
 
 from __future__ import annotations
 
-
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QToolButton
 
 from app.state import ProjectState

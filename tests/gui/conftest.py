@@ -11,6 +11,16 @@ import pytest  # noqa: E402
 from tests.gui.projects import build_project  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def garbage_on_the_gui_thread():
+    """The app collects garbage on a GUI-thread timer only (app.gui_gc); between tests, collect
+    here, on the main thread, so nothing waits for a worker thread to do it."""
+    yield
+    import gc
+
+    gc.collect()
+
+
 @pytest.fixture
 def errors(monkeypatch):
     """Dialogs answered without a modal loop; errors recorded instead of shown."""
