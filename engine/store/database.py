@@ -12,14 +12,15 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -191,6 +192,24 @@ class Sessions:
     def dispose(self) -> None:
         if self._joined_engine is not None:
             self._joined_engine.dispose()
+
+
+def insert_missing(session: Session, table: Table, rows: Sequence[dict[str, Any]],
+                   keys: Sequence[str]) -> None:
+    """Insert `rows` into `table`, leaving out those whose unique `keys` another writer (another
+    process) inserted first: `INSERT ... ON CONFLICT DO NOTHING` on SQLite and PostgreSQL, so
+    two processes creating the same class or scanning the same new folder never collide."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:  # other backends: a plain insert (a collision stays an IntegrityError)
+        session.execute(table.insert(), list(rows))
+        return
+    session.execute(insert(table).on_conflict_do_nothing(index_elements=list(keys)), list(rows))
 
 
 def chunked(ids: list[int], size: int = 900) -> Iterable[list[int]]:
