@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from engine.errors import UserError
+from engine.files import clean_stale_temporaries
 from engine.project import ProjectPaths, database_project_dir, default_project_dir
 from engine.store.database import (
     Sessions,
@@ -51,6 +52,7 @@ class Store:
             raise
         self.paths = paths or ProjectPaths(database_project_dir(self.project_id))
         _ensure_folders(self.paths)
+        clean_stale_temporaries(self.paths.models_dir)  # a checkpoint write killed mid-way
         sessions = self._sessions = Sessions(self.engine)
         self.roots = RootRepository(sessions)
         self.images = ImageRepository(sessions)

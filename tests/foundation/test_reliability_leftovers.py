@@ -1,0 +1,82 @@
+"""What a killed process leaves behind (issue 15, item 14): the temporary file of a checkpoint
+write cut by kill -9 is removed by the next write or open, never a live writer's; a run killed
+before its first checkpoint is marked 'interrupted' when the project is next opened."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engine.files import atomic_output, clean_stale_temporaries
+from engine.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+_WRITER = """
+import os, signal, sys, time
+from engine.files import atomic_output
+with atomic_output(sys.argv[1], "wb", durable=True) as file:
+    file.write(b"x" * 1_000_000)
+    file.flush()
+    print("writing", flush=True)
+    if sys.argv[2] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(60)
+"""
+
+
+def _writer(target: Path, how: str) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-c", _WRITER, str(target), how],
+                               stdout=subprocess.PIPE, cwd=ROOT,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert process.stdout is not None and process.stdout.readline().strip() == b"writing"
+    return process
+
+
+def _temporaries(folder: Path) -> list[Path]:
+    return sorted(folder.glob(".*.tmp"))
+
+
+def test_checkpoint_temporary_of_a_killed_write_is_removed(tmp_path):
+    with Store.open(tmp_path / "p") as store:
+        models = store.paths.models_dir
+    killed = _writer(models / "teacher-3.pt", "kill")
+    assert killed.wait(timeout=60) == -signal.SIGKILL
+    assert len(_temporaries(models)) == 1                      # what kill -9 leaves
+    Store.open(tmp_path / "p").close()                         # the next open removes it
+    assert _temporaries(models) == []
+
+    killed = _writer(models / "student-4.pt", "kill")
+    killed.wait(timeout=60)
+    subprocess.run([sys.executable, "-c", "import sys; from engine.files import write_text_atomic;"
+                    " write_text_atomic(sys.argv[1], 'x')", str(models / "other.json")],
+                   check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert _temporaries(models) == []                          # so does the next write there
+    assert not (models / "student-4.pt").exists()
+
+
+def test_a_live_writers_temporary_is_kept(tmp_path):
+    live = _writer(tmp_path / "teacher-1.pt", "sleep")
+    try:
+        assert clean_stale_temporaries(tmp_path) == []
+        with atomic_output(tmp_path / "other.pt", "wb") as file:
+            file.write(b"y")
+            assert len(_temporaries(tmp_path)) == 2            # the live one and our own
+        assert len(_temporaries(tmp_path)) == 1
+    finally:
+        live.kill()
+        live.wait(timeout=60)
+    assert [path.name for path in clean_stale_temporaries(tmp_path)][0].startswith(".teacher-1")
+
+
+def test_an_old_unnamed_temporary_is_removed(tmp_path):
+    old = tmp_path / ".teacher-2.pt.abcd_123.tmp"
+    old.write_bytes(b"x")
+    recent = tmp_path / ".teacher-5.pt.efgh_456.tmp"
+    recent.write_bytes(b"x")
+    os.utime(old, (time.time() - 3 * 86400,) * 2)
+    assert clean_stale_temporaries(tmp_path) == [old]
+    assert recent.exists()
