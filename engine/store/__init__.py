@@ -10,9 +10,12 @@ transaction and returns detached objects, so one writer thread and concurrent re
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from engine.errors import UserError
 from engine.files import clean_stale_temporaries
@@ -36,6 +39,7 @@ from engine.store.results import (
 from engine.store.tags import ClassRepository, LabelMatrix, TagEdit, TagRepository
 
 __all__ = ["BoxRow", "LabelMatrix", "Store", "TagEdit"]
+log = logging.getLogger(__name__)
 
 
 class Store:
@@ -63,6 +67,10 @@ class Store:
         self.boxes = GroundTruthRepository(sessions)
         self.runs = RunRepository(sessions)
         self.settings = SettingRepository(sessions)
+        try:
+            self.runs.end_orphans()  # runs whose process was killed no longer show 'running'
+        except SQLAlchemyError:  # a read-only project: they stay as they are
+            log.debug("could not end orphaned runs", exc_info=True)
 
     @classmethod
     def open(cls, project_dir: Path | str | None = None, db_url: str | None = None) -> Store:

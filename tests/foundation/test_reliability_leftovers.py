@@ -1,6 +1,7 @@
 """What a killed process leaves behind (issue 15, item 14): the temporary file of a checkpoint
 write cut by kill -9 is removed by the next write or open, never a live writer's; a run killed
-before its first checkpoint is marked 'interrupted' when the project is next opened."""
+before its first checkpoint is ended ('failed', which `train --resume` picks up) when the
+project is next opened by any process, if the run's process on this host is gone."""
 
 from __future__ import annotations
 
@@ -80,3 +81,58 @@ def test_an_old_unnamed_temporary_is_removed(tmp_path):
     os.utime(old, (time.time() - 3 * 86400,) * 2)
     assert clean_stale_temporaries(tmp_path) == [old]
     assert recent.exists()
+
+
+_TRAINER = """
+import os, signal, sys
+from engine.store import Store
+store = Store.open(db_url=sys.argv[1], project_dir=sys.argv[2])
+run = store.runs.create("teacher", {}, ["a"])
+print(run.id, flush=True)
+if sys.argv[3] == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+sys.stdin.read()
+"""
+
+
+def _trainer(db_url: str, files: Path, how: str) -> tuple[subprocess.Popen, int]:
+    process = subprocess.Popen([sys.executable, "-c", _TRAINER, db_url, str(files), how],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert process.stdout is not None
+    return process, int(process.stdout.readline())
+
+
+def test_run_killed_before_its_first_checkpoint_is_ended_on_next_open(db_url, tmp_path):
+    files = tmp_path / "files"
+    Store.open(files, db_url=db_url).close()
+    killed, killed_id = _trainer(db_url, files, "kill")
+    assert killed.wait(timeout=60) == -signal.SIGKILL
+    live, live_id = _trainer(db_url, files, "wait")
+    try:
+        with Store.open(files, db_url=db_url) as store:
+            assert store.runs.get(killed_id).status == "failed"      # no longer 'running' for ever
+            assert store.runs.get(killed_id).finished_at is not None
+            assert store.runs.get(live_id).status == "running"       # its process still runs it
+            legacy = store.runs.create("student", {}, ["a"])
+            store.runs.update(legacy.id, status="running")
+        with Store.open(files, db_url=db_url) as store:
+            assert store.runs.get(legacy.id).status == "running"     # this process: alive
+    finally:
+        live.kill()
+        live.wait(timeout=60)
+    with Store.open(files, db_url=db_url) as store:
+        assert store.runs.get(live_id).status == "failed"
+
+
+def test_a_run_of_another_host_is_left_running(db_url, tmp_path):
+    from sqlalchemy import update
+
+    from engine.store.schema import TrainingRun
+
+    with Store.open(tmp_path / "files", db_url=db_url) as store:
+        run = store.runs.create("teacher", {}, ["a"])
+        with store.engine.begin() as connection:
+            connection.execute(update(TrainingRun).values(owner="elsewhere:1:1"))
+    with Store.open(tmp_path / "files", db_url=db_url) as store:
+        assert store.runs.get(run.id).status == "running"
