@@ -1,10 +1,15 @@
 """Failures of the machine (issue 15, item 13): a full disk during `add-folder` and a damaged
 project database end in one `mlic: error:` line, never a traceback, and nothing the project held
-before is lost (a full disk: on SQLite and PostgreSQL)."""
+before is lost (a full disk: on SQLite and PostgreSQL). A read-only project still answers
+`mlic status` (item 14)."""
 
 from __future__ import annotations
 
 import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import event
@@ -141,3 +146,44 @@ def test_damaged_database_is_one_line_and_left_as_it_is(tmp_path, capsys, damage
         line = _one_error_line(capsys)
         assert "damaged" in line or "not a database" in line or "malformed" in line, line
     assert database.read_bytes() == bytes(data)
+
+
+def _as_unprivileged(argv: list[str]) -> list[str]:
+    """Root reads and writes whatever the permissions say: drop the capabilities that let it."""
+    import shutil
+
+    if os.geteuid() != 0:
+        return argv
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv")
+    caps = "-dac_override,-dac_read_search,-fowner"
+    return ["setpriv", "--bounding-set", caps, *argv]
+
+
+def test_read_only_project_still_has_status(tmp_path, data_home):
+    project = tmp_path / "p"
+    write_images(tmp_path / "photos", ["a.png", "b.png"])
+    assert main(["--project", str(project), "init"]) == 0
+    assert main(["--project", str(project), "add-folder", str(tmp_path / "photos")]) == 0
+    assert main(["--project", str(project), "classes", "--add", "cat"]) == 0
+    files = sorted(project.rglob("*"))
+    before = {path: path.read_bytes() for path in files if path.is_file()}
+    for path in [*files, project]:
+        path.chmod(path.stat().st_mode & ~0o222)
+    mlic = [sys.executable, "-m", "engine", "--project", str(project)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    try:
+        status = subprocess.run(_as_unprivileged([*mlic, "status"]), capture_output=True,
+                                text=True, env=env, timeout=120)
+        assert status.returncode == 0, status.stderr
+        assert "Images: 2" in status.stdout and "cat" in status.stdout
+        write = subprocess.run(_as_unprivileged([*mlic, "classes", "--add", "dog"]),
+                               capture_output=True, text=True, env=env, timeout=120)
+        assert write.returncode == 2 and "Traceback" not in write.stderr
+        assert write.stderr.startswith("mlic: error: ") and "read-only" in write.stderr
+        assert len(write.stderr.strip().splitlines()) == 1
+    finally:
+        for path in [project, *files]:
+            path.chmod(path.stat().st_mode | 0o200)
+    assert sorted(project.rglob("*")) == files
+    assert {path: path.read_bytes() for path in files if path.is_file()} == before
