@@ -6,6 +6,8 @@ from __future__ import annotations
 from PySide6.QtWidgets import QInputDialog, QMessageBox, QWidget
 
 from app.workers import describe_error
+from engine.errors import UserError
+from engine.store.tags import class_name_problem
 
 
 def show_error(parent: QWidget | None, exc: BaseException, title: str = "mlic") -> None:
@@ -17,6 +19,16 @@ def show_error(parent: QWidget | None, exc: BaseException, title: str = "mlic") 
         box.setInformativeText("This is a bug; the details below help to fix it.")
         box.setDetailedText(details)
     box.exec()
+
+
+def refuse_class_name(parent: QWidget | None, name: str) -> bool:
+    """True, after saying why, when `name` cannot name a class (control characters, commas,
+    empty); False, with nothing shown, when it can. Checked before any question or undo step."""
+    problem = class_name_problem(name)
+    if problem is None:
+        return False
+    show_error(parent, UserError(f"Invalid class name {name!r}: {problem}."), title="Class name")
+    return True
 
 
 def ask(parent: QWidget | None, title: str, text: str, danger: bool = False) -> bool:

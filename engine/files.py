@@ -7,6 +7,11 @@ and never a torn one; the temporary file is removed on failure.
 - `atomic_output(path, mode)`: the context manager every writer uses ("w" text or "wb" binary).
 - The file gets the mode an ordinary `open()` would give it: an existing file keeps its mode, a
   new one gets 0666 less the umask (not `mkstemp`'s 0600).
+- A temporary file is named `.<name>.mlic-<host>-<pid>-<random>.tmp`. One left behind by a
+  process that was killed (kill -9 during a checkpoint write) is removed by the next atomic
+  write into that folder in any later process, and by `clean_stale_temporaries(folder)` (the
+  store calls it on the models folder when a project opens): only when its process is gone
+  (same host) or it is a day old (another host, or the old unnamed form), never a live writer's.
 - `write_text_atomic(path, text)` / `write_json_atomic(path, data)`: user-facing outputs (exports,
   reports); an OS error becomes a `UserError` naming the file.
 """
@@ -15,7 +20,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +32,69 @@ from typing import IO, Any
 
 from engine.errors import UserError
 
-__all__ = ["atomic_output", "write_json_atomic", "write_text_atomic"]
+__all__ = ["atomic_output", "clean_stale_temporaries", "write_json_atomic", "write_text_atomic"]
+
+_TEMPORARY = re.compile(r"^\..+\.mlic-(?P<host>[A-Za-z0-9]*)-(?P<pid>\d+)-[^.]*\.tmp$")
+_UNNAMED_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # mkstemp's form before owners
+_FOREIGN_AGE_S = 24 * 3600
+_cleaned_folders: set[str] = set()
+_cleaned_lock = threading.Lock()
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def _stale(entry: os.DirEntry[str], now: float) -> bool:
+    match = _TEMPORARY.match(entry.name)
+    if match is None and _UNNAMED_TEMPORARY.match(entry.name) is None:
+        return False
+    if match is not None and match["host"] == _host():
+        return int(match["pid"]) != os.getpid() and not _alive(int(match["pid"]))
+    try:
+        return now - entry.stat(follow_symlinks=False).st_mtime > _FOREIGN_AGE_S
+    except OSError:
+        return False
+
+
+def clean_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporary files our atomic writes left in `folder` when their process died
+    (module doc); returns those removed. A folder that cannot be read or written is left as it is."""
+    removed = []
+    now = time.time()
+    try:
+        with os.scandir(folder) as entries:
+            stale = [Path(entry.path) for entry in entries
+                     if entry.name.endswith(".tmp") and entry.is_file(follow_symlinks=False)
+                     and _stale(entry, now)]
+    except OSError:
+        return removed
+    for path in stale:
+        try:
+            path.unlink()
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
+
+
+def _clean_once(folder: Path) -> None:
+    key = str(folder.absolute())
+    with _cleaned_lock:
+        if key in _cleaned_folders:
+            return
+        _cleaned_folders.add(key)
+    clean_stale_temporaries(folder)
 
 
 @contextmanager
@@ -35,7 +106,9 @@ def atomic_output(path: str | Path, mode: str = "w", *, durable: bool = False) -
         raise ValueError(f"atomic_output: mode must be 'w' or 'wb', not {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _clean_once(path.parent)
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.mlic-{_host()}-{os.getpid()}-", suffix=".tmp")
     try:
         text = {"encoding": "utf-8", "newline": ""} if mode == "w" else {}
         with os.fdopen(handle, mode, **text) as file:

@@ -226,7 +226,9 @@ class ClassesDialog(QDialog):
             return
         if item.column() == 1:
             name = item.text().strip()
-            if name and name != info.name:
+            if name and name != info.name and dialogs.refuse_class_name(self, name):
+                self.sync()
+            elif name and name != info.name:
                 self.state.undo_stack.push(ClassUpdateCommand(
                     self.state, class_id, {"name": info.name}, {"name": name},
                     text=f"Rename {info.name} → {name}"))
@@ -270,7 +272,7 @@ class ClassesDialog(QDialog):
 
     def add_class(self) -> None:
         name = dialogs.get_text(self, "Add class", "Name of the new class:")
-        if name:
+        if name and not dialogs.refuse_class_name(self, name):
             self.state.workers.db(lambda store: store.classes.ensure([name]),
                                   on_done=lambda _r: self.state.reload_classes(),
                                   on_error=lambda exc: dialogs.show_error(self, exc))

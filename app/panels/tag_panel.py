@@ -441,6 +441,8 @@ class TagPanel(QWidget):
             edits = [TagEdit(image_id, info.class_id, "positive") for image_id in ids]
             self.state.undo_stack.push(TagEditCommand(self.state, label, edits))
             return
+        if dialogs.refuse_class_name(self, name):
+            return
         if not dialogs.ask(self, "New class", f"There is no class {name!r}. Create it and add the "
                                               "tag?\n\nEnter creates it; Escape keeps the classes "
                                               "as they are."):

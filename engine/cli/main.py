@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from engine import __version__
 from engine.cli import detect, evaluate, project, tag, train
+from engine.cli.failures import failure_message
 from engine.errors import UserError
 
 log = logging.getLogger("mlic")
@@ -58,6 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a full disk, a damaged database: one line; a bug keeps its traceback
+        message = failure_message(exc)
+        if message is None:
+            raise
+        log.debug("failure", exc_info=True)
+        print(f"mlic: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -5,15 +5,21 @@ in `dc:subject` and `lr:hierarchicalSubject` our positives are added (`dc:subjec
 of the hierarchy) and the keywords of rejected classes (negative tags) are removed; other keywords
 stay. The `mlic:` bags (exact positives and negatives) are rewritten.
 
+Everything around the root element is kept byte for byte (`Envelope`): the XML declaration, the
+xpacket header and trailer with the trailer's padding (the room photo tools keep for rewriting in
+place), and processing instructions and comments outside the root; those inside it stay in the tree.
+
 Parsing is safe: the document is checked with `defusedxml` first (no DTD, no entities, nothing
 external), then read with ElementTree, keeping comments and namespace prefixes.
 """
 
 from __future__ import annotations
 
+import codecs
 import io
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import UserError
@@ -43,11 +49,30 @@ for _prefix, _uri in NS.items():
 # sidecar documents
 
 
-def parse_sidecar(path: Path) -> tuple[ET.ElementTree, bool]:
+@dataclass(frozen=True)
+class Envelope:
+    """The text of a sidecar before its root element (`prolog`) and after it (`epilog`)."""
+
+    prolog: str = ""
+    epilog: str = "\n"
+
+
+def _envelope(text: str, bom: bool) -> Envelope:
+    start = re.search(r"<(?![?!])([^\s/>]+)", text)
+    if start is None:
+        return Envelope()
+    prolog = ("\ufeff" if bom else "") + text[:start.start()]
+    end = text.rfind(f"</{start[1]}")
+    close = text.find(">", end) if end >= 0 else -1
+    return Envelope(prolog, text[close + 1:] if close >= 0 else "\n")
+
+
+def parse_sidecar(path: Path) -> tuple[ET.ElementTree, Envelope]:
     """Parse a sidecar, registering its namespace prefixes so they are written back unchanged.
-    Returns (tree, whether it had an xpacket wrapper)."""
+    Returns (tree, what surrounds its root element, for `serialise`)."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"Cannot read XMP sidecar {path}: "
                         f"{getattr(exc, 'strerror', None) or exc}.") from exc
@@ -63,11 +88,11 @@ def parse_sidecar(path: Path) -> tuple[ET.ElementTree, bool]:
                     ET.register_namespace(prefix, uri)
                 except ValueError:
                     pass
-        parser = ET.XMLParser(target=ET.TreeBuilder(insert_comments=True))
+        parser = ET.XMLParser(target=ET.TreeBuilder(insert_comments=True, insert_pis=True))
         root = ET.fromstring(text, parser=parser)
     except ET.ParseError as exc:
         raise UserError(f"XMP sidecar {path} is not valid XML: {exc}.") from exc
-    return ET.ElementTree(root), "<?xpacket" in text[:200]
+    return ET.ElementTree(root), _envelope(text, raw.startswith(codecs.BOM_UTF8))
 
 
 def new_document() -> ET.ElementTree:
@@ -180,9 +205,13 @@ def class_path(name: str, hierarchy: dict[str, str | None]) -> str:
     return "|".join(reversed(chain))
 
 
-def serialise(tree: ET.ElementTree, xpacket: bool) -> str:
+def serialise(tree: ET.ElementTree, envelope: Envelope | bool) -> str:
+    """The document's text: inside the `Envelope` its sidecar had, or for a new one with (True)
+    or without (False) a standard xpacket wrapper."""
     ET.indent(tree, space=" ")
     body = ET.tostring(tree.getroot(), encoding="unicode")
-    return (_XPACKET_BEGIN + body + _XPACKET_END) if xpacket else body + "\n"
+    if isinstance(envelope, Envelope):
+        return envelope.prolog + body + envelope.epilog
+    return (_XPACKET_BEGIN + body + _XPACKET_END) if envelope else body + "\n"
 
 

@@ -9,17 +9,20 @@ not an mlic project, or one made by a newer mlic, is refused before anything is 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -48,6 +51,10 @@ def _enable_sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _read_only_pragmas(dbapi_connection, _record) -> None:
+    dbapi_connection.execute("PRAGMA busy_timeout=10000")
+
+
 def create_database_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL, foreign keys and a busy timeout on every connection."""
     try:
@@ -58,6 +65,50 @@ def create_database_engine(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _enable_sqlite_pragmas)
     return engine
+
+
+def sqlite_writable(path: Path) -> bool:
+    """Whether this process may write the SQLite file at `path` and its folder (WAL needs both);
+    True for a file not made yet."""
+    if not path.exists():
+        return True
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def read_only_sqlite_engine(path: Path) -> Engine:
+    """An engine that only reads the SQLite file at `path` (a project on read-only media or
+    without write permission): `mode=ro`, else, when SQLite cannot open a WAL file read-only
+    (no -shm file beside it), `immutable=1`. It never writes, not even the journal mode."""
+    base = f"sqlite:///file:{quote(str(path))}?uri=true&mode=ro"
+    for url in (base, base + "&immutable=1"):
+        engine = create_engine(url, future=True)
+        event.listen(engine, "connect", _read_only_pragmas)
+        try:
+            with engine.connect() as connection:
+                connection.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
+            return engine
+        except SQLAlchemyError:
+            engine.dispose()
+            if url != base:
+                raise
+    raise AssertionError("unreachable")
+
+
+def check_at_head(engine: Engine) -> None:
+    """A read-only project is used as it is: refuse one whose schema is not this mlic's."""
+    config = alembic_config(engine.url.render_as_string(hide_password=False))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    try:
+        with engine.connect() as connection:
+            _check_ours(connection, config)
+            current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except SQLAlchemyError as exc:
+        raise UserError(f"Cannot open the project database "
+                        f"{engine.url.render_as_string(hide_password=True)}: "
+                        f"{mask_url(str(exc.orig or exc))}") from exc
+    if current != head:
+        raise UserError("The project is read-only and was made by an older mlic; open it once "
+                        "where it can be written, so it is brought up to date.")
 
 
 def _transactional_sqlite_engine(url: str, wal: bool = False) -> Engine:
@@ -191,6 +242,24 @@ class Sessions:
     def dispose(self) -> None:
         if self._joined_engine is not None:
             self._joined_engine.dispose()
+
+
+def insert_missing(session: Session, table: Table, rows: Sequence[dict[str, Any]],
+                   keys: Sequence[str]) -> None:
+    """Insert `rows` into `table`, leaving out those whose unique `keys` another writer (another
+    process) inserted first: `INSERT ... ON CONFLICT DO NOTHING` on SQLite and PostgreSQL, so
+    two processes creating the same class or scanning the same new folder never collide."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:  # other backends: a plain insert (a collision stays an IntegrityError)
+        session.execute(table.insert(), list(rows))
+        return
+    session.execute(insert(table).on_conflict_do_nothing(index_elements=list(keys)), list(rows))
 
 
 def chunked(ids: list[int], size: int = 900) -> Iterable[list[int]]:

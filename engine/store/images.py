@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import UserError
-from engine.store.database import chunked
+from engine.store.database import chunked, insert_missing
 from engine.store.schema import SPLITS, Image, Root
 
 
@@ -23,12 +23,8 @@ class RootRepository:
     def get_or_create(self, folder: Path) -> Root:
         path = str(Path(folder).resolve())
         with self._sessions.begin() as session:
-            root = session.scalar(select(Root).where(Root.path == path))
-            if root is None:
-                root = Root(path=path)
-                session.add(root)
-                session.flush()
-            return root
+            insert_missing(session, Root.__table__, [{"path": path}], ["path"])
+            return session.scalar(select(Root).where(Root.path == path))
 
     def list(self) -> list[Root]:
         with self._sessions() as session:
@@ -110,12 +106,21 @@ class ImageRepository:
             return {image.rel_path: image for image in rows}
 
     def add_many(self, rows: Sequence[dict[str, Any]]) -> list[int]:
-        """Insert images in one transaction; each row holds Image column values. Returns ids."""
+        """Insert images in one transaction; each row holds Image column values (the same
+        columns in every row). Returns their ids, in order. A row another process registered
+        meanwhile (the same root and path) is kept as it is and its id returned."""
+        if not rows:
+            return []
         with self._sessions.begin() as session:
-            images = [Image(**row) for row in rows]
-            session.add_all(images)
-            session.flush()
-            return [image.id for image in images]
+            insert_missing(session, Image.__table__, rows, ["root_id", "rel_path"])
+            ids: dict[tuple[int, str], int] = {}
+            for root_id in {row["root_id"] for row in rows}:
+                paths = [row["rel_path"] for row in rows if row["root_id"] == root_id]
+                for start in range(0, len(paths), 900):
+                    ids.update(((root_id, rel), image_id) for image_id, rel in session.execute(
+                        select(Image.id, Image.rel_path).where(
+                            Image.root_id == root_id, Image.rel_path.in_(paths[start:start + 900]))))
+            return [ids[(row["root_id"], row["rel_path"])] for row in rows]
 
     def update_many(self, rows: Sequence[dict[str, Any]]) -> None:
         """Update images in one transaction; each row holds `id` and the columns to change."""

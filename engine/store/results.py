@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import UserError
 from engine.store.database import chunked
+from engine.store.owners import current_owner, owner_gone
 from engine.store.schema import (
     RUN_STATUSES,
     GroundTruthBox,
@@ -49,7 +50,8 @@ class RunRepository:
         with self._sessions.begin() as session:
             watermark = session.scalar(select(func.max(TagChange.id))) or 0
             run = TrainingRun(stage=stage, config=config, class_names=list(class_names),
-                              tag_watermark=watermark, parent_run_id=parent_run_id)
+                              tag_watermark=watermark, parent_run_id=parent_run_id,
+                              owner=current_owner())
             session.add(run)
             session.flush()
             run.model_version = f"{stage}-{run.id}"
@@ -63,6 +65,8 @@ class RunRepository:
             if status not in RUN_STATUSES:
                 raise ValueError(f"unknown run status {status!r}")
             values["status"] = status
+            if status == "running":  # resumed: this process runs it now
+                values["owner"] = current_owner()
         if metrics is not None:
             values["metrics"] = metrics
         if checkpoint is not None:
@@ -71,6 +75,21 @@ class RunRepository:
             values["finished_at"] = utcnow()
         with self._sessions.begin() as session:
             session.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(**values))
+
+    def end_orphans(self) -> list[int]:
+        """Mark 'failed' (finished now) every 'running' run whose process on this host has ended
+        (killed before it could record an end, even before its first checkpoint); such a run stays
+        resumable with `train --resume`. Returns their ids; writes nothing when there are none."""
+        with self._sessions() as session:
+            orphans = [run_id for run_id, owner in session.execute(
+                select(TrainingRun.id, TrainingRun.owner).where(TrainingRun.status == "running"))
+                if owner_gone(owner)]
+        if orphans:
+            with self._sessions.begin() as session:
+                session.execute(update(TrainingRun).where(
+                    TrainingRun.id.in_(orphans), TrainingRun.status == "running").values(
+                    status="failed", finished_at=utcnow()))
+        return orphans
 
     def get(self, run_id: int) -> TrainingRun:
         with self._sessions() as session:

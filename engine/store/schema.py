@@ -174,6 +174,7 @@ class TrainingRun(Base):
     parent_run_id: Mapped[Optional[int]] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    owner: Mapped[Optional[str]] = mapped_column(String)  # '<host>:<pid>:<start>' (engine.store.owners)
 
 
 class Setting(Base):

@@ -17,7 +17,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import UserError
-from engine.store.database import chunked
+from engine.store.database import chunked, insert_missing
 from engine.store.schema import (
     TAG_SOURCES,
     Image,
@@ -86,18 +86,15 @@ class ClassRepository:
                 parent_id = session.scalar(select(TagClass.id).where(TagClass.name == parent))
                 if parent_id is None:
                     raise UserError(f"Unknown parent class {parent!r}.")
-            existing = {c.name: c for c in session.scalars(
-                select(TagClass).where(TagClass.name.in_(wanted)))}
+            existing = set(session.scalars(select(TagClass.name).where(TagClass.name.in_(wanted))))
             count = session.scalar(select(func.count(TagClass.id))) or 0
-            for name in wanted:
-                if name not in existing:
-                    tag_class = TagClass(name=name, parent_id=parent_id,
-                                         color=PALETTE[count % len(PALETTE)])
-                    session.add(tag_class)
-                    existing[name] = tag_class
-                    count += 1
-            session.flush()
-            return [existing[name] for name in wanted]
+            missing = [name for name in dict.fromkeys(wanted) if name not in existing]
+            insert_missing(session, TagClass.__table__, [
+                {"name": name, "parent_id": parent_id, "color": PALETTE[(count + k) % len(PALETTE)]}
+                for k, name in enumerate(missing)], ["name"])  # another process may add them too
+            by_name = {c.name: c for c in session.scalars(
+                select(TagClass).where(TagClass.name.in_(wanted)))}
+            return [by_name[name] for name in wanted]
 
     def update(self, class_id: int, **fields: object) -> None:
         """Change `name`, `color`, `shortcut`, `threshold` or `parent_id` of a class."""
