@@ -166,10 +166,10 @@ class SuggestionRepository:
         found: list[tuple[int, int, float]] = []
         with self._sessions() as session:
             for chunk in chunked(ids):
-                found.extend(session.execute(
+                found.extend((row.image_id, row.class_id, row.confidence) for row in session.execute(
                     select(Suggestion.image_id, Suggestion.class_id, Suggestion.confidence).where(
                         Suggestion.model_version == model_version,
-                        Suggestion.image_id.in_(chunk))).tuples())
+                        Suggestion.image_id.in_(chunk))))
         return found
 
     def versions(self) -> list[str]:
