@@ -55,7 +55,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.metrics_curves import PRCurve, PredictionMatrix, precision_recall_curve, prediction_matrix
+from engine.metrics_curves import (
+    PRCurve,
+    PredictionMatrix,
+    precision_recall_curve,
+    prediction_matrix,
+)
 
 __all__ = [
     "BoxAPResult",

@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.metrics import PRCurve, PredictionMatrix, precision_recall_curve, prediction_matrix
+from engine.metrics import (
+    PRCurve,
+    PredictionMatrix,
+    precision_recall_curve,
+    prediction_matrix,
+)
 
 if TYPE_CHECKING:
     from engine.store import Store

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import UserError
-from engine.store.database import chunked
+from engine.store.database import bulk_insert, chunked
 from engine.store.owners import current_owner, owner_gone
 from engine.store.schema import (
     RUN_STATUSES,
@@ -133,9 +133,10 @@ class SuggestionRepository:
                 session.execute(delete(Suggestion).where(
                     Suggestion.model_version == model_version, Suggestion.image_id.in_(chunk)))
             if rows:
-                session.execute(insert(Suggestion), [
-                    {"image_id": i, "class_id": c, "confidence": float(p), "model_version": model_version}
-                    for i, c, p in rows])
+                now = utcnow()
+                bulk_insert(session.connection(), Suggestion.__table__,
+                            ("image_id", "class_id", "confidence", "model_version", "created_at"),
+                            [(int(i), int(c), float(p), model_version, now) for i, c, p in rows])
 
     def delete_version(self, model_version: str) -> None:
         """Forget every suggestion of a model version (a quick version replaced by the next)."""
