@@ -215,7 +215,10 @@ class TagRepository:
                 by_name = {c.name: c for c in classes}
                 classes = [by_name[name] for name in class_names if name in by_name]
             column = {c.id: k for k, c in enumerate(classes)}
-            positives = _tag_states(session, as_of_change)
+            if as_of_change is not None and as_of_change >= (
+                    session.scalar(select(func.max(TagChange.id))) or 0):
+                as_of_change = None          # nothing changed since: the current tags are it
+            positives = _tag_states(session, as_of_change, split)
             query = (select(Image.id, Root.path, Image.rel_path).join(Root, Root.id == Image.root_id)
                      .where(Image.present.is_(True), Image.status == "readable").order_by(Image.id))
             if split is not None:
@@ -258,12 +261,16 @@ class TagRepository:
                                   .where(Tag.reviewed.is_(True))) or 0
 
 
-def _tag_states(session: Session, as_of_change: int | None) -> dict[int, dict[int, bool]]:
-    """image id -> class id -> positive?, now or replayed from the history up to a change id."""
+def _tag_states(session: Session, as_of_change: int | None,
+                split: str | None = None) -> dict[int, dict[int, bool]]:
+    """image id -> class id -> positive?, now (of the images of `split` when given) or replayed
+    from the history up to a change id."""
     states: dict[int, dict[int, bool]] = {}
     if as_of_change is None:
-        for image_id, class_id, positive in session.execute(
-                select(Tag.image_id, Tag.class_id, Tag.positive)):
+        query = select(Tag.image_id, Tag.class_id, Tag.positive)
+        if split is not None:
+            query = query.join(Image, Image.id == Tag.image_id).where(Image.split == split)
+        for image_id, class_id, positive in session.execute(query):
             states.setdefault(image_id, {})[class_id] = positive
         return states
     for change in session.scalars(select(TagChange).where(TagChange.id <= as_of_change)
