@@ -63,24 +63,10 @@ from engine.metrics_curves import (
 )
 
 __all__ = [
-    "BoxAPResult",
-    "CorLocResult",
-    "Detection",
-    "MultilabelEvaluator",
-    "MultilabelReport",
-    "PRCurve",
-    "PredictionMatrix",
-    "average_precision",
-    "box_ap",
-    "corloc",
-    "iou_xywh",
-    "mean_average_precision",
-    "multilabel_report",
-    "per_class_average_precision",
-    "precision_recall_curve",
-    "prediction_matrix",
-    "threshold_figures",
-    "top_k_predictions",
+    "BoxAPResult", "CorLocResult", "Detection", "MultilabelEvaluator", "MultilabelReport",
+    "PRCurve", "PredictionMatrix", "average_precision", "box_ap", "corloc", "iou_xywh",
+    "mean_average_precision", "multilabel_report", "per_class_average_precision",
+    "precision_recall_curve", "prediction_matrix", "threshold_figures", "top_k_predictions",
 ]
 
 NAN = float("nan")
