@@ -7,7 +7,12 @@
 - `empty_project` (function): a fresh, empty `Store` in `tmp_path / "project"`.
 - `postgres` (session): a throwaway PostgreSQL server (`tests/postgres.py`); skips when the server
   binaries or psycopg are missing.
-- `db_url` (function, parametrised `sqlite` / `postgresql`): the URL of a fresh, empty database.
+- `backend` (function, parametrised `sqlite` / `postgresql`): a `Backend`, a fresh empty database of
+  that kind (a project folder's own SQLite file, or a new database on the throwaway server) and the
+  folder of its models and caches; the postgresql case skips without the server. The store, intake,
+  exchange and review tests take their project from it (`backend_project`, `backend_demo_project`),
+  so they run against both databases.
+- `db_url` (function): `backend.url`.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -65,8 +71,53 @@ def postgres():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class Backend:
+    """A fresh project database of one kind: `url`, and `files`, the folder of its models."""
+
+    name: str
+    url: str
+    files: Path
+
+    def open(self):  # noqa: ANN201 - a Store; the store is imported late, as in every fixture
+        from engine.store import Store
+
+        if self.name == "sqlite":  # the ordinary project folder, exactly as the app opens it
+            return Store.open(self.files)
+        return Store.open(self.files, db_url=self.url)
+
+    def cli_args(self) -> list[str]:
+        """The `mlic` options that open this project."""
+        extra = [] if self.name == "sqlite" else ["--db-url", self.url]
+        return ["--project", str(self.files), *extra]
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
+def backend(request, tmp_path) -> Backend:
+    files = tmp_path / "project"
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'db.sqlite'}"
-    return request.getfixturevalue("postgres").new_database()
+        files.mkdir()
+        return Backend("sqlite", f"sqlite:///{files / 'project.sqlite'}", files)
+    return Backend("postgresql", request.getfixturevalue("postgres").new_database(), files)
+
+
+@pytest.fixture
+def backend_project(backend):
+    store = backend.open()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def backend_demo_project(backend, demo_data):
+    from engine.demo import import_demo
+
+    store = backend.open()
+    import_demo(store, demo_data.root)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def db_url(backend) -> str:
+    return backend.url

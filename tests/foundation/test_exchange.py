@@ -33,9 +33,9 @@ def splits(store: Store) -> dict[str, str]:
 
 
 @pytest.fixture
-def varied_project(demo_project):
+def varied_project(backend_demo_project):
     """The demo project plus negatives, a person's tags, a hierarchy and an untagged image."""
-    store = demo_project
+    store = backend_demo_project
     shapes = store.classes.ensure(["shapes"])[0]
     for cls in store.classes.list():
         if cls.name in ("star", "ring"):
@@ -51,35 +51,35 @@ def varied_project(demo_project):
 # COCO
 
 
-def test_coco_import_of_demo(demo_project, demo_data):
-    assert demo_project.images.count() == 120
-    boxes = demo_project.boxes.all()
+def test_coco_import_of_demo(backend_demo_project, demo_data):
+    assert backend_demo_project.images.count() == 120
+    boxes = backend_demo_project.boxes.all()
     truth = sum(len(json.loads(p.read_text())["annotations"])
                 for p in demo_data.split_files.values())
     assert len(boxes) == truth
-    history = demo_project.tags.history()
+    history = backend_demo_project.tags.history()
     assert history and all(change.source == "import" for change in history)
 
 
-def test_coco_reimport_is_idempotent(demo_project, demo_data):
-    before = (tag_state(demo_project), len(demo_project.boxes.all()),
-              len(demo_project.tags.history()))
-    summary = import_coco(demo_project, demo_data.train_json, demo_data.images_dir,
+def test_coco_reimport_is_idempotent(backend_demo_project, demo_data):
+    before = (tag_state(backend_demo_project), len(backend_demo_project.boxes.all()),
+              len(backend_demo_project.tags.history()))
+    summary = import_coco(backend_demo_project, demo_data.train_json, demo_data.images_dir,
                           split="train")
     assert summary.tags_set == 0
-    after = (tag_state(demo_project), len(demo_project.boxes.all()),
-             len(demo_project.tags.history()))
+    after = (tag_state(backend_demo_project), len(backend_demo_project.boxes.all()),
+             len(backend_demo_project.tags.history()))
     assert before == after
 
 
-def test_coco_import_keeps_a_persons_tags(demo_project, demo_data):
-    image_id = demo_project.images.ids(split="train")[0]
-    positives = [t for t in demo_project.tags.for_image(image_id) if t.positive]
+def test_coco_import_keeps_a_persons_tags(backend_demo_project, demo_data):
+    image_id = backend_demo_project.images.ids(split="train")[0]
+    positives = [t for t in backend_demo_project.tags.for_image(image_id) if t.positive]
     class_id = positives[0].class_id
-    demo_project.tags.set(image_id, class_id, "negative", source="person")
-    summary = import_coco(demo_project, demo_data.train_json, demo_data.images_dir)
+    backend_demo_project.tags.set(image_id, class_id, "negative", source="person")
+    summary = import_coco(backend_demo_project, demo_data.train_json, demo_data.images_dir)
     assert summary.kept_person_tags == 1
-    tag = next(t for t in demo_project.tags.for_image(image_id) if t.class_id == class_id)
+    tag = next(t for t in backend_demo_project.tags.for_image(image_id) if t.class_id == class_id)
     assert tag.positive is False and tag.source == "person"
 
 
@@ -104,14 +104,14 @@ def _write(path, data):
     ({"images": [{"id": 1, "file_name": "a.jpg"}], "categories": [{"id": 1, "name": "a"}],
       "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2]}]}, "bbox"),
 ])
-def test_bad_coco_files(empty_project, tmp_path, content, message):
+def test_bad_coco_files(backend_project, tmp_path, content, message):
     path = _write(tmp_path / "bad.json", content)
     with pytest.raises(UserError, match=message):
-        import_coco(empty_project, path, tmp_path)
-    assert empty_project.images.count() == 0 and empty_project.classes.names() == []
+        import_coco(backend_project, path, tmp_path)
+    assert backend_project.images.count() == 0 and backend_project.classes.names() == []
 
 
-def test_coco_missing_files_and_labels_field(empty_project, tmp_path):
+def test_coco_missing_files_and_labels_field(backend_project, tmp_path):
     images = tmp_path / "imgs"
     images.mkdir()
     gradient_rgb().save(images / "a.jpg")
@@ -125,15 +125,15 @@ def test_coco_missing_files_and_labels_field(empty_project, tmp_path):
                        {"id": 3, "name": "kitten", "parent": "cat"}],
         "annotations": [{"id": 1, "image_id": 2, "category_id": 3, "bbox": [1, 2, 10, 5]}],
     }
-    summary = import_coco(empty_project, _write(tmp_path / "c.json", data), images)
+    summary = import_coco(backend_project, _write(tmp_path / "c.json", data), images)
     assert sorted(summary.missing) == ["../escape.jpg", "gone.jpg"]
     assert summary.images == 2 and summary.boxes == 1
-    state = tag_state(empty_project)
+    state = tag_state(backend_project)
     a, b = str((images / "a.jpg").resolve()), str((images / "b.jpg").resolve())
     assert state == {(a, "dog"): True, (a, "cat"): False, (b, "kitten"): True}
-    assert splits(empty_project) == {a: "unassigned", b: "val"}
-    kitten = empty_project.classes.get("kitten")
-    assert kitten.parent_id == empty_project.classes.get("cat").id
+    assert splits(backend_project) == {a: "unassigned", b: "val"}
+    kitten = backend_project.classes.get("kitten")
+    assert kitten.parent_id == backend_project.classes.get("cat").id
 
 
 def test_coco_round_trip(varied_project, tmp_path):
@@ -176,7 +176,7 @@ def test_csv_round_trip(varied_project, tmp_path):
     fresh.close()
 
 
-def test_csv_relative_paths_values_and_errors(empty_project, tmp_path):
+def test_csv_relative_paths_values_and_errors(backend_project, tmp_path):
     gradient_rgb().save(tmp_path / "a.jpg")
     (tmp_path / "sub").mkdir()
     gradient_rgb().save(tmp_path / "sub" / "b.png")
@@ -185,11 +185,11 @@ def test_csv_relative_paths_values_and_errors(empty_project, tmp_path):
                         "a.jpg,yes,-,train\n"
                         "sub/b.png,,TRUE,\n"
                         "missing.jpg,1,,\n")
-    summary = import_csv(empty_project, csv_path)
+    summary = import_csv(backend_project, csv_path)
     assert summary.missing == [str(tmp_path.resolve() / "missing.jpg")]
     a, b = str((tmp_path / "a.jpg").resolve()), str((tmp_path / "sub" / "b.png").resolve())
-    assert tag_state(empty_project) == {(a, "cat"): True, (a, "dog"): False, (b, "dog"): True}
-    assert splits(empty_project) == {a: "train", b: "unassigned"}
+    assert tag_state(backend_project) == {(a, "cat"): True, (a, "dog"): False, (b, "dog"): True}
+    assert splits(backend_project) == {a: "train", b: "unassigned"}
 
     for text, message in [("", "empty"), ("file,cat\nx,1\n", "first column"),
                           ("path,cat\na.jpg,maybe\n", "not a tag value"),
@@ -198,9 +198,9 @@ def test_csv_relative_paths_values_and_errors(empty_project, tmp_path):
                           ("path,cat\na.jpg,1,1\n", "cells")]:
         csv_path.write_text(text)
         with pytest.raises(UserError, match=message):
-            import_csv(empty_project, csv_path)
+            import_csv(backend_project, csv_path)
     with pytest.raises(UserError, match="does not exist"):
-        import_csv(empty_project, tmp_path / "nope.csv")
+        import_csv(backend_project, tmp_path / "nope.csv")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,18 +255,18 @@ FOREIGN = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
 """
 
 
-def test_xmp_merge_keeps_foreign_fields(empty_project, tmp_path):
+def test_xmp_merge_keeps_foreign_fields(backend_project, tmp_path):
     folder = tmp_path / "p"
     folder.mkdir()
     gradient_rgb().save(folder / "a.jpg")
-    report = scan_folder(empty_project, folder)
+    report = scan_folder(backend_project, folder)
     image_id = next(iter(report.image_ids.values()))
     sidecar = folder / "a.jpg.xmp"
     sidecar.write_text(FOREIGN, encoding="utf-8")
-    cat, dog = empty_project.classes.ensure(["cat", "dog"])
-    empty_project.tags.apply([TagEdit(image_id, dog.id, "positive"),
+    cat, dog = backend_project.classes.ensure(["cat", "dog"])
+    backend_project.tags.apply([TagEdit(image_id, dog.id, "positive"),
                               TagEdit(image_id, cat.id, "negative")])
-    export_xmp(empty_project, in_place=True)
+    export_xmp(backend_project, in_place=True)
     text = sidecar.read_text(encoding="utf-8")
     assert text.startswith("<?xpacket begin=") and text.rstrip().endswith('<?xpacket end="w"?>')
     assert 'xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/"' in text
@@ -287,37 +287,37 @@ def test_xmp_merge_keeps_foreign_fields(empty_project, tmp_path):
     assert bag("mlic", "positive") == ["dog"] and bag("mlic", "negative") == ["cat"]
 
     # A second export is stable, and import in place gives the tags back.
-    export_xmp(empty_project, in_place=True)
+    export_xmp(backend_project, in_place=True)
     assert sidecar.read_text(encoding="utf-8") == text
     fresh = Store.open(tmp_path / "fresh")
     scan_folder(fresh, folder)
     import_xmp(fresh)
-    assert tag_state(fresh) == tag_state(empty_project)
+    assert tag_state(fresh) == tag_state(backend_project)
     fresh.close()
 
 
-def test_xmp_foreign_sidecar_import(empty_project, tmp_path):
+def test_xmp_foreign_sidecar_import(backend_project, tmp_path):
     folder = tmp_path / "p"
     folder.mkdir()
     gradient_rgb().save(folder / "a.jpg")
-    scan_folder(empty_project, folder)
+    scan_folder(backend_project, folder)
     (folder / "a.jpg.xmp").write_text(FOREIGN, encoding="utf-8")
-    summary = import_xmp(empty_project)
+    summary = import_xmp(backend_project)
     assert summary.images == 1
-    positives = {name for (_, name), positive in tag_state(empty_project).items() if positive}
+    positives = {name for (_, name), positive in tag_state(backend_project).items() if positive}
     assert positives == {"holiday", "cat", "beach"}
-    assert empty_project.classes.get("beach").parent_id == empty_project.classes.get("places").id
+    assert backend_project.classes.get("beach").parent_id == backend_project.classes.get("places").id
 
 
-def test_xmp_broken_sidecar_stops_before_writing(empty_project, tmp_path):
+def test_xmp_broken_sidecar_stops_before_writing(backend_project, tmp_path):
     folder = tmp_path / "p"
     folder.mkdir()
     gradient_rgb().save(folder / "a.jpg")
     gradient_rgb().save(folder / "b.jpg")
-    report = scan_folder(empty_project, folder)
-    cat = empty_project.classes.ensure(["cat"])[0]
-    empty_project.tags.apply([TagEdit(i, cat.id, "positive") for i in report.image_ids.values()])
+    report = scan_folder(backend_project, folder)
+    cat = backend_project.classes.ensure(["cat"])[0]
+    backend_project.tags.apply([TagEdit(i, cat.id, "positive") for i in report.image_ids.values()])
     (folder / "b.jpg.xmp").write_text("<x:xmpmeta broken")
     with pytest.raises(UserError, match="not valid XML"):
-        export_xmp(empty_project, in_place=True)
+        export_xmp(backend_project, in_place=True)
     assert not (folder / "a.jpg.xmp").exists()

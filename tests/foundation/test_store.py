@@ -68,8 +68,8 @@ def test_not_a_database(tmp_path):
         Store.open(tmp_path / "p")
 
 
-def test_tags_history_and_revert(empty_project, tmp_path):
-    store = empty_project
+def test_tags_history_and_revert(backend_project, tmp_path):
+    store = backend_project
     a, b = _images(store, tmp_path, 2)
     cat, dog = store.classes.ensure(["cat", "dog"])
     store.tags.set(a, cat.id, "positive")
@@ -93,8 +93,8 @@ def test_tags_history_and_revert(empty_project, tmp_path):
     assert store.tags.last_change_id() == store.tags.history()[-1].id
 
 
-def test_label_matrix_now_and_as_of(empty_project, tmp_path):
-    store = empty_project
+def test_label_matrix_now_and_as_of(backend_project, tmp_path):
+    store = backend_project
     a, b, c = _images(store, tmp_path, 3)
     cat, dog = store.classes.ensure(["cat", "dog"])
     store.images.set_split([a, b], "train")
@@ -111,8 +111,8 @@ def test_label_matrix_now_and_as_of(empty_project, tmp_path):
     assert store.tags.label_matrix(split="train").image_ids == [b]
 
 
-def test_classes_merge_and_delete(empty_project, tmp_path):
-    store = empty_project
+def test_classes_merge_and_delete(backend_project, tmp_path):
+    store = backend_project
     a, b = _images(store, tmp_path, 2)
     cat, kitty, dog = store.classes.ensure(["cat", "kitty", "dog"])
     store.tags.apply([TagEdit(a, kitty.id, "positive"), TagEdit(b, kitty.id, "negative"),
@@ -129,8 +129,8 @@ def test_classes_merge_and_delete(empty_project, tmp_path):
     assert store.classes.names() == ["cat"]
 
 
-def test_suggestions_never_touch_tags(empty_project, tmp_path):
-    store = empty_project
+def test_suggestions_never_touch_tags(backend_project, tmp_path):
+    store = backend_project
     (a,) = _images(store, tmp_path, 1)
     (cat,) = store.classes.ensure(["cat"])
     store.tags.set(a, cat.id, "negative")
@@ -142,8 +142,8 @@ def test_suggestions_never_touch_tags(empty_project, tmp_path):
     assert store.suggestions.for_image(a, run.model_version) == []
 
 
-def test_runs_regions_boxes_settings(empty_project, tmp_path):
-    store = empty_project
+def test_runs_regions_boxes_settings(backend_project, tmp_path):
+    store = backend_project
     (a,) = _images(store, tmp_path, 1)
     (cat,) = store.classes.ensure(["cat"])
     store.tags.set(a, cat.id, "positive")
@@ -166,8 +166,8 @@ def test_runs_regions_boxes_settings(empty_project, tmp_path):
     assert store.settings.get("missing", 7) == 7
 
 
-def test_concurrent_reader_while_writing(empty_project, tmp_path):
-    store = empty_project
+def test_concurrent_reader_while_writing(backend_project, tmp_path):
+    store = backend_project
     ids = _images(store, tmp_path, 50)
     (cat,) = store.classes.ensure(["cat"])
     errors = []
@@ -189,7 +189,7 @@ def test_concurrent_reader_while_writing(empty_project, tmp_path):
     assert store.tags.counts_by_class() == {"cat": 50}
 
 
-def test_sqlite_file_is_plain_sqlite(empty_project, tmp_path):
+def test_sqlite_file_is_plain_sqlite(empty_project):
     empty_project.classes.ensure(["cat"])
     connection = sqlite3.connect(empty_project.paths.database)
     assert connection.execute("select name from classes").fetchall() == [("cat",)]

@@ -1,14 +1,11 @@
-"""Fixtures for the review-loop tests."""
+"""Fixtures for the review-loop tests: `store`, a fresh project on each backend (SQLite and
+PostgreSQL, see `backend` in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.store import Store
-
 
 @pytest.fixture()
-def store(tmp_path):
-    opened = Store.open(tmp_path / "project")
-    yield opened
-    opened.close()
+def store(backend_project):
+    return backend_project
