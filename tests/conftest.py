@@ -6,7 +6,7 @@
   (splits train/val/test set, image-level tags with source 'import', ground-truth boxes).
 - `empty_project` (function): a fresh, empty `Store` in `tmp_path / "project"`.
 - `postgres` (session): a throwaway PostgreSQL server (`tests/postgres.py`); skips when the server
-  binaries or psycopg are missing.
+  binaries or psycopg are missing, and fails instead with `MLIC_TEST_POSTGRES=required` (CI).
 - `backend` (function, parametrised `sqlite` / `postgresql`): a `Backend`, a fresh empty database of
   that kind (a project folder's own SQLite file, or a new database on the throwaway server) and the
   folder of its models and caches; the postgresql case skips without the server. The store, intake,
@@ -63,6 +63,8 @@ def postgres():
     from tests.postgres import find_binaries, start_server
 
     if find_binaries() is None:
+        if os.environ.get("MLIC_TEST_POSTGRES") == "required":  # CI installed it: never skip
+            pytest.fail("MLIC_TEST_POSTGRES=required but no PostgreSQL server binaries or psycopg")
         pytest.skip("PostgreSQL server binaries or psycopg are not installed")
     folder = Path(tempfile.mkdtemp(prefix="mlic-pg-", dir="/tmp"))
     server = start_server(folder / "cluster")
