@@ -363,15 +363,13 @@ def save_suggestions(store, model_version: str, class_names: Sequence[str],
     no suggestion and is not re-created."""
     class_ids = {c.name: c.id for c in store.classes.list()}
     columns = [(k, class_ids[name]) for k, name in enumerate(class_names) if name in class_ids]
-    rows: list[tuple[int, int, float]] = []
-    stored: list[int] = []
-    for image_id, probs in zip(image_ids, probabilities):
-        if image_id is None:
-            continue
-        stored.append(image_id)
-        rows.extend((image_id, class_id, float(probs[k])) for k, class_id in columns)
-    if stored:
-        store.suggestions.replace(model_version, stored, rows)
+    rows = [i for i, image_id in enumerate(image_ids) if image_id is not None]
+    if not rows:
+        return
+    matrix = np.asarray(probabilities, dtype=np.float32).reshape(len(image_ids), -1)
+    store.suggestions.replace_matrix(model_version, [image_ids[i] for i in rows],
+                                     [class_id for _, class_id in columns],
+                                     matrix[np.ix_(rows, [k for k, _ in columns])])
 
 
 # ----------------------------------------------------------------------------- CSV output

@@ -40,15 +40,13 @@ def active_version(store: Store, stage: str = "student") -> str | None:
 def score_table(store: Store, image_ids: Sequence[int], model_version: str | None) -> ScoreTable:
     """The stored suggestions of `model_version` for `image_ids` as a matrix."""
     classes = store.classes.list()
-    column = {c.id: k for k, c in enumerate(classes)}
     scores = np.full((len(image_ids), len(classes)), np.nan)
     if model_version is not None and len(image_ids):
-        row = {image_id: i for i, image_id in enumerate(image_ids)}
-        for image_id, class_id, confidence in store.suggestions.confidences(image_ids,
-                                                                             model_version):
-            k = column.get(class_id)
-            if k is not None:
-                scores[row[image_id], k] = confidence
+        class_ids, stored, _ = store.suggestions.scores(image_ids, model_version)
+        column = {class_id: k for k, class_id in enumerate(class_ids)}
+        for k, tag_class in enumerate(classes):
+            if tag_class.id in column:
+                scores[:, k] = stored[:, column[tag_class.id]]
     return ScoreTable(list(image_ids), [c.id for c in classes], [c.name for c in classes], scores,
                       model_version)
 
@@ -78,9 +76,9 @@ def ensure_teacher_scores(store: Store, image_ids: Sequence[int], model_version:
     """Run the teacher (`detect_images`) on the images that have neither its suggestions nor its
     regions; store its regions and its image-level scores (as suggestions of the teacher's
     version, which the gallery reads as the teacher's opinion)."""
-    have = store.suggestions.for_images(image_ids, model_version)
+    have = store.suggestions.scored_ids(image_ids, model_version)
     with_regions = store.regions.best_scores(image_ids, model_version)
-    missing = [i for i in image_ids if not have.get(i) and i not in with_regions]
+    missing = [i for i in image_ids if i not in have and i not in with_regions]
     if not missing:
         return
     from engine.inference.detect import detect_images
@@ -96,7 +94,7 @@ def ensure_suggestions(store: Store, image_ids: Sequence[int], model_version: st
                        device: str = "auto", progress: Progress = None,
                        should_stop: ShouldStop = None) -> None:
     """Run the student (`tag_images`) on the images that have no suggestions of `model_version`."""
-    have = {image_id for image_id, _, _ in store.suggestions.confidences(image_ids, model_version)}
+    have = store.suggestions.scored_ids(image_ids, model_version)
     missing = [image_id for image_id in image_ids if image_id not in have]
     if not missing:
         return

@@ -39,8 +39,8 @@ from engine.store.results import (
     RegionRepository,
     RunRepository,
     SettingRepository,
-    SuggestionRepository,
 )
+from engine.store.scores import SuggestionRepository
 from engine.store.tags import ClassRepository, LabelMatrix, TagEdit, TagRepository
 
 __all__ = ["BoxRow", "LabelMatrix", "Store", "TagEdit"]

@@ -10,25 +10,28 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import re
 import threading
+import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import UserError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 PROJECT_ID_KEY = "project_id"
 
@@ -239,6 +242,22 @@ class Sessions:
             finally:
                 self._local.factory = None
 
+    def write(self, work: Callable[[Session], T], attempts: int = 6) -> T:
+        """`work(session)` in one write transaction; when another writer held or changed the
+        same rows (`is_write_conflict`), it is rolled back and run again, up to `attempts` times,
+        a little later each time. Inside `transaction()` it runs once (the outer block decides)."""
+        for attempt in range(attempts):
+            try:
+                with self.begin() as session:
+                    return work(session)
+            except (OperationalError, IntegrityError) as exc:
+                joined = getattr(self._local, "factory", None) is not None
+                if joined or attempt == attempts - 1 or not is_write_conflict(exc):
+                    raise
+                log.debug("write conflict (%s); running it again", exc.orig)
+                time.sleep(random.uniform(0.02, 0.1) * 2 ** attempt)
+        raise AssertionError("unreachable")
+
     def dispose(self) -> None:
         if self._joined_engine is not None:
             self._joined_engine.dispose()
@@ -267,10 +286,16 @@ _PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 def bulk_insert(connection: Any, table: Any, columns: Sequence[str],
                 rows: Sequence[tuple[Any, ...]]) -> None:
-    """Insert many plain rows into `table` (a Table) with the driver's own executemany:
-    hundreds of thousands of suggestions per round, where building one parameter dict per row in
-    SQLAlchemy took most of the time. Values go through each column type's bind processor, as
-    SQLAlchemy would send them; drivers with another parameter style get a Core insert."""
+    """Insert many plain rows into `table` (a Table) in one statement per chunk: `COPY` on
+    PostgreSQL (psycopg), else the driver's own executemany; hundreds of thousands of suggestions
+    or imported tags, where building one parameter dict per row in SQLAlchemy took most of the
+    time. Values go through each column type's bind processor, as SQLAlchemy would send them;
+    drivers with another parameter style get a Core insert."""
+    if not rows:
+        return
+    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+        _copy_rows(connection, table, columns, rows)
+        return
     mark = _PLACEHOLDER.get(connection.dialect.paramstyle)
     if mark is None:
         from sqlalchemy import insert as core_insert
@@ -286,6 +311,45 @@ def bulk_insert(connection: Any, table: Any, columns: Sequence[str],
     marks = ", ".join([mark] * len(columns))
     connection.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})",
                                list(rows))
+
+
+def _copy_rows(connection: Any, table: Any, columns: Sequence[str],
+               rows: Sequence[tuple[Any, ...]]) -> None:
+    """PostgreSQL's `COPY ... FROM STDIN` inside the connection's open transaction."""
+    cursor = connection.connection.dbapi_connection.cursor()
+    try:
+        with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    finally:
+        cursor.close()
+
+
+def lock_for_writing(session: Session) -> None:
+    """On SQLite, take the database's write lock now (`BEGIN IMMEDIATE`, waiting up to the busy
+    timeout), so that what this transaction reads before it writes is not changed by another
+    process meanwhile; a no-op inside a transaction already begun, and on other databases (which
+    lock rows: `SELECT ... FOR UPDATE`)."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    raw = connection.connection.dbapi_connection
+    if not raw.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# Another writer got there first: SQLite's lock outlasted the busy timeout, PostgreSQL found a
+# deadlock, a serialisation failure, or the same new row inserted by another transaction.
+_CONFLICT_WORDS = ("database is locked", "database is busy", "deadlock detected",
+                   "could not serialize", "lock timeout", "unique constraint failed",
+                   "duplicate key value")
+
+
+def is_write_conflict(exc: BaseException) -> bool:
+    """Whether `exc` says another writer held or changed the same data (worth running again)."""
+    if not isinstance(exc, (OperationalError, IntegrityError)):
+        return False
+    return any(words in str(exc.orig or exc).lower() for words in _CONFLICT_WORDS)
 
 
 def _processed(row: tuple[Any, ...], processors: list[tuple[int, Any]]) -> list[Any]:

@@ -1,5 +1,5 @@
-"""Repositories for what models produce and how they were made: training runs, suggestions,
-teacher regions, evaluation ground-truth boxes, and project settings."""
+"""Repositories for what models produce and how they were made: training runs, teacher regions,
+evaluation ground-truth boxes, and project settings (model scores: `engine.store.scores`)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import UserError
-from engine.store.database import bulk_insert, chunked
+from engine.store.database import chunked
 from engine.store.owners import current_owner, owner_gone
 from engine.store.schema import (
     RUN_STATUSES,
     GroundTruthBox,
     Region,
     Setting,
-    Suggestion,
     TagChange,
     TrainingRun,
     utcnow,
@@ -117,65 +116,6 @@ class RunRepository:
             query = query.where(TrainingRun.stage == stage)
         with self._sessions() as session:
             return list(session.scalars(query))
-
-
-class SuggestionRepository:
-    """Model suggestions (class confidences), kept apart from tags, one set per model version."""
-
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self._sessions = sessions
-
-    def replace(self, model_version: str, image_ids: Sequence[int],
-                rows: Sequence[tuple[int, int, float]]) -> None:
-        """Replace this version's suggestions for `image_ids` by `rows` (image, class, confidence)."""
-        with self._sessions.begin() as session:
-            for chunk in chunked(list(image_ids)):
-                session.execute(delete(Suggestion).where(
-                    Suggestion.model_version == model_version, Suggestion.image_id.in_(chunk)))
-            if rows:
-                now = utcnow()
-                bulk_insert(session.connection(), Suggestion.__table__,
-                            ("image_id", "class_id", "confidence", "model_version", "created_at"),
-                            [(int(i), int(c), float(p), model_version, now) for i, c, p in rows])
-
-    def delete_version(self, model_version: str) -> None:
-        """Forget every suggestion of a model version (a quick version replaced by the next)."""
-        with self._sessions.begin() as session:
-            session.execute(delete(Suggestion).where(Suggestion.model_version == model_version))
-
-    def for_image(self, image_id: int, model_version: str) -> list[Suggestion]:
-        with self._sessions() as session:
-            return list(session.scalars(select(Suggestion).where(
-                Suggestion.image_id == image_id, Suggestion.model_version == model_version)
-                .order_by(Suggestion.confidence.desc())))
-
-    def for_images(self, image_ids: Iterable[int], model_version: str) -> dict[int, list[Suggestion]]:
-        ids = list(image_ids)
-        result: dict[int, list[Suggestion]] = {image_id: [] for image_id in ids}
-        with self._sessions() as session:
-            for chunk in chunked(ids):
-                for row in session.scalars(select(Suggestion).where(
-                        Suggestion.model_version == model_version, Suggestion.image_id.in_(chunk))):
-                    result[row.image_id].append(row)
-        return result
-
-    def confidences(self, image_ids: Iterable[int], model_version: str
-                    ) -> list[tuple[int, int, float]]:
-        """(image id, class id, confidence) of this version's suggestions for the images: plain
-        rows, for matrices over thousands of images (no ORM objects)."""
-        ids = list(image_ids)
-        found: list[tuple[int, int, float]] = []
-        with self._sessions() as session:
-            for chunk in chunked(ids):
-                found.extend((row.image_id, row.class_id, row.confidence) for row in session.execute(
-                    select(Suggestion.image_id, Suggestion.class_id, Suggestion.confidence).where(
-                        Suggestion.model_version == model_version,
-                        Suggestion.image_id.in_(chunk))))
-        return found
-
-    def versions(self) -> list[str]:
-        with self._sessions() as session:
-            return list(session.scalars(select(Suggestion.model_version).distinct()))
 
 
 class RegionRepository:

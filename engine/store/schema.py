@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     UniqueConstraint,
 )
@@ -122,6 +123,27 @@ class Suggestion(Base):
     confidence: Mapped[float] = mapped_column(Float)
     model_version: Mapped[str] = mapped_column(String)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ScoreBlock(Base):
+    """Every class score of one model version for one image, dense: little-endian float32 in the
+    order of its `ScoreColumns.class_ids` (a block may be shorter than a list that grew since;
+    the missing classes have no score). `suggestions` keeps rows only at or above
+    `engine.store.scores.SUGGESTION_FLOOR`, for what the gallery filters and sorts on."""
+
+    __tablename__ = "score_blocks"
+    model_version: Mapped[str] = mapped_column(String, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    scores: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ScoreColumns(Base):
+    """The class ids of a model version's score blocks, in column order (only ever appended to)."""
+
+    __tablename__ = "score_columns"
+    model_version: Mapped[str] = mapped_column(String, primary_key=True)
+    class_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
 
 class Region(Base):

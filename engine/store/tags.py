@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from engine.errors import UserError
-from engine.store.database import chunked, insert_missing
+from engine.store.database import Sessions, chunked, insert_missing, lock_for_writing
+from engine.store.tag_writer import TagWriter
 from engine.store.schema import (
     TAG_SOURCES,
     Image,
@@ -60,7 +61,7 @@ class LabelMatrix:
 class ClassRepository:
     """Tag classes: add, rename, merge, delete, per-class colour/shortcut/threshold."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
 
     def list(self) -> list[TagClass]:
@@ -119,34 +120,45 @@ class ClassRepository:
         """Move every tag of `source_id` onto `target_id` (a positive wins), then delete source."""
         if source_id == target_id:
             raise UserError("Cannot merge a class into itself.")
-        with self._sessions.begin() as session:
+
+        def write(session: Session) -> None:
+            lock_for_writing(session)
             moved = session.scalars(select(Tag).where(Tag.class_id == source_id)).all()
             targets = {tag.image_id: tag.positive for tag in session.scalars(
                 select(Tag).where(Tag.class_id == target_id))}
-            writer = _TagWriter(session, [tag.image_id for tag in moved], source, True,
-                                uuid.uuid4().hex)
+            writer = TagWriter(session, [tag.image_id for tag in moved], source, True,
+                               uuid.uuid4().hex)
             for tag in moved:
                 positive = tag.positive or targets.get(tag.image_id, False)
                 writer.apply(tag.image_id, target_id, "positive" if positive else "negative")
+            writer.flush()
             session.execute(delete(TagClass).where(TagClass.id == source_id))
+
+        self._sessions.write(write)
 
 
 class TagRepository:
     """Image-level tags with history: set, bulk set, revert, training label matrices."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
 
     def apply(self, edits: Sequence[TagEdit], source: str = "person", reviewed: bool = True,
               batch: str | None = None) -> str:
-        """Apply edits in one transaction, logging each real change. Returns the batch id."""
+        """Apply edits in one transaction, logging each real change. Returns the batch id.
+        Another writer at the same moment (another process, the app) is waited for, or the
+        edits are applied again on top of what it wrote (`Sessions.write`): nothing is lost."""
         if source not in TAG_SOURCES:
             raise ValueError(f"unknown tag source {source!r}")
         batch = batch or uuid.uuid4().hex
-        with self._sessions.begin() as session:
-            writer = _TagWriter(session, [edit.image_id for edit in edits], source, reviewed, batch)
+
+        def write(session: Session) -> None:
+            writer = TagWriter(session, [edit.image_id for edit in edits], source, reviewed, batch)
             for edit in edits:
                 writer.apply(edit.image_id, edit.class_id, edit.state)
+            writer.flush()
+
+        self._sessions.write(write)
         return batch
 
     def set(self, image_id: int, class_id: int, state: str | None, source: str = "person") -> str:
@@ -183,16 +195,20 @@ class TagRepository:
 
     def revert(self, change_ids: Sequence[int], source: str = "person") -> str:
         """Undo the given changes (newest first), each as a new logged change."""
-        with self._sessions.begin() as session:
+        batch = uuid.uuid4().hex
+
+        def write(session: Session) -> None:
             changes = session.scalars(select(TagChange).where(TagChange.id.in_(list(change_ids)))
                                       .order_by(TagChange.id.desc())).all()
             if len(changes) != len(set(change_ids)):
                 raise UserError("Some of these history entries no longer exist.")
-            batch = uuid.uuid4().hex
-            writer = _TagWriter(session, [change.image_id for change in changes], source, True, batch)
+            writer = TagWriter(session, [change.image_id for change in changes], source, True, batch)
             for change in changes:
                 writer.apply(change.image_id, change.class_id, change.old_state)
-            return batch
+            writer.flush()
+
+        self._sessions.write(write)
+        return batch
 
     def revert_batch(self, batch: str, source: str = "person") -> str:
         """Undo every change of one batch (e.g. one bulk edit or one auto-accept rule)."""
@@ -281,48 +297,6 @@ def _tag_states(session: Session, as_of_change: int | None,
         else:
             per_image[change.class_id] = change.new_state == "positive"
     return {image_id: tags for image_id, tags in states.items() if tags}
-
-
-class _TagWriter:
-    """Applies tag edits inside one session: loads the touched images' tags in one query, logs each
-    real change, and flushes once (deletes flush at once so a pair can be re-added)."""
-
-    def __init__(self, session: Session, image_ids: Iterable[int], source: str, reviewed: bool,
-                 batch: str) -> None:
-        self._session = session
-        self._source = source
-        self._reviewed = reviewed
-        self._batch = batch
-        self._tags: dict[tuple[int, int], Tag] = {}
-        for chunk in chunked(sorted(set(image_ids))):
-            for tag in session.scalars(select(Tag).where(Tag.image_id.in_(chunk))):
-                self._tags[(tag.image_id, tag.class_id)] = tag
-
-    def apply(self, image_id: int, class_id: int, state: str | None) -> None:
-        if state not in ("positive", "negative", None):
-            raise ValueError(f"unknown tag state {state!r}")
-        key = (image_id, class_id)
-        tag = self._tags.get(key)
-        old_state = state_of(tag)
-        if old_state == state:
-            if tag is not None and self._reviewed and not tag.reviewed:
-                tag.reviewed = True
-            return
-        if state is None:
-            self._session.delete(self._tags.pop(key))
-            self._session.flush()
-        elif tag is None:
-            tag = Tag(image_id=image_id, class_id=class_id, positive=state == "positive",
-                      source=self._source, reviewed=self._reviewed)
-            self._session.add(tag)
-            self._tags[key] = tag
-        else:
-            tag.positive = state == "positive"
-            tag.source = self._source
-            tag.reviewed = self._reviewed
-            tag.updated_at = utcnow()
-        self._session.add(TagChange(image_id=image_id, class_id=class_id, old_state=old_state,
-                                    new_state=state, source=self._source, batch=self._batch))
 
 
 def class_name_problem(name: str) -> str | None:
