@@ -1,4 +1,5 @@
-"""Entry point of the desktop app: `mlic-gui [--project DIR] [FOLDER]` (also `python main.py`)."""
+"""Entry point of the desktop app: `mlic-gui [--project DIR] [--db-url URL] [FOLDER]` (also
+`python main.py`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--project", metavar="DIR",
                         help="project folder (default: the last one opened, else the default "
                              "project in your data directory)")
+    parser.add_argument("--db-url", metavar="URL",
+                        help="SQLAlchemy database URL of a shared project database, e.g. "
+                             "postgresql+psycopg://user@host/db (models and caches: --project)")
     parser.add_argument("folder", nargs="?", metavar="FOLDER",
                         help="a folder of images to add to the project on start")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -47,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = QSettings()
     apply_style(app, str(settings.value("theme", "system")))
     follow_system_scheme(app, lambda: str(settings.value("theme", "system")))
-    window = MainWindow(project_dir=args.project, folder=args.folder, settings=settings)
+    window = MainWindow(project_dir=args.project, folder=args.folder, settings=settings,
+                        db_url=args.db_url)
     window.show()
     return app.exec()
 

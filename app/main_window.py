@@ -53,7 +53,8 @@ MAX_RECENT = 8
 
 class MainWindow(QMainWindow):
     def __init__(self, project_dir: Path | str | None = None, folder: Path | str | None = None,
-                 settings: QSettings | None = None, offer_demo: bool = True) -> None:
+                 settings: QSettings | None = None, offer_demo: bool = True,
+                 db_url: str | None = None) -> None:
         super().__init__()
         install_wheel_guard(QApplication.instance())   # before any spin or combo box exists
         self.setObjectName("mainWindow")
@@ -62,6 +63,7 @@ class MainWindow(QMainWindow):
         self.settings = settings if settings is not None else QSettings()
         self.offer_demo = offer_demo
         self.project_dir: Path | None = None
+        self._db_url = db_url          # a team database: the project opened at start only
         self._pending_folder = str(folder) if folder else None
         self._restore_image: int | None = None
         self._classes_dialog: ClassesDialog | None = None
@@ -108,8 +110,8 @@ class MainWindow(QMainWindow):
         self._docks_timer = QTimer(self, singleShot=True, interval=1500)   # empty projects too
         self._docks_timer.timeout.connect(self._ensure_extension_docks)
         self._docks_timer.start()
-        self.open_project(project_dir or self.settings.value("last_project") or
-                          default_project_dir())
+        self.open_project(project_dir or (None if db_url else self.settings.value("last_project")
+                                          or default_project_dir()))
 
     # ---------------------------------------------------------------------------------------------
     # Docks
@@ -243,7 +245,7 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------------------------------------
     # Projects
-    def open_project(self, project_dir: Path | str) -> None:
+    def open_project(self, project_dir: Path | str | None) -> None:
         """Open (or create) a project folder; the current one is closed after its queued writes.
         Running jobs (they work on the current project) are cancelled, after asking."""
         jobs = self.workers.running_jobs()
@@ -261,15 +263,17 @@ class MainWindow(QMainWindow):
         self.history.set_image(None)
         self.state.undo_stack.clear()
         self.status.showMessage(f"Opening {project_dir}…")
-        self.workers.open_project(Path(project_dir), on_done=self._project_opened,
-                                  on_error=self._project_failed)
+        db_url, self._db_url = self._db_url, None
+        self.workers.open_project(project_dir and Path(project_dir), on_done=self._project_opened,
+                                  on_error=self._project_failed, db_url=db_url)
 
     def _project_opened(self, store) -> None:
         self._falling_back = False
         self.project_dir = store.paths.root
         self.thumbnails.set_cache_dir(store.paths.thumbnails_cache)
-        self.settings.setValue("last_project", str(self.project_dir))
-        self._remember_recent(str(self.project_dir))
+        if store.url.startswith("sqlite"):    # a team database is opened by its URL, not remembered
+            self.settings.setValue("last_project", str(self.project_dir))
+            self._remember_recent(str(self.project_dir))
         last = self.settings.value(self._project_key("last_image"))
         self._restore_image = int(last) if last not in (None, "") else None
         self._update_title()

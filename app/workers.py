@@ -162,8 +162,9 @@ class Workers(QObject):
     # ---------------------------------------------------------------------------------------------
     # Project
     def open_project(self, project_dir: Path | str | None, on_done: Callback = None,
-                     on_error: Callback = None) -> int:
-        """Close the current store (after the writes queued for it) and open `project_dir` on the
+                     on_error: Callback = None, db_url: str | None = None) -> int:
+        """Close the current store (after the writes queued for it) and open `project_dir` (with
+        `db_url`: a database such as a team's PostgreSQL, its models in `project_dir`) on the
         database thread. Results of earlier requests are dropped from now on. `on_done(store)`."""
         self._generation += 1
         self.store = None
@@ -173,7 +174,7 @@ class Workers(QObject):
             if self._db_store is not None:
                 self._db_store.close()
                 self._db_store = None
-            self._db_store = Store.open(project_dir)
+            self._db_store = Store.open(project_dir, db_url=db_url)
             return self._db_store
 
         def _opened(store):
@@ -405,5 +406,10 @@ def describe_error(exc: BaseException) -> tuple[str, str | None]:
     """(one-line message for a dialog, details or None) for an exception from a worker."""
     if isinstance(exc, UserError):
         return str(exc), None
+    from engine.cli.failures import failure_message
+
+    machine = failure_message(exc)          # a busy, full or damaged database: a sentence
+    if machine is not None:
+        return machine, None
     details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return f"Something went wrong: {type(exc).__name__}: {exc}", details

@@ -1,5 +1,5 @@
 """One clear line for failures of the machine rather than of the user's input: a full disk, a
-read-only or damaged project database, a database server that went away.
+read-only, busy or damaged project database, a database server that went away.
 
 `failure_message(exc)` is the sentence `mlic` prints after `mlic: error:` (exit status 2), or None
 for an exception that is a bug (which keeps its traceback). The database's own words are kept,
@@ -16,6 +16,10 @@ _MACHINE_ERRNOS = (*_DISK_FULL, errno.EROFS, errno.EIO, errno.EACCES, errno.EPER
 _DISK_FULL_WORDS = ("database or disk is full", "no space left on device", "disk quota")
 _DAMAGED_WORDS = ("malformed", "file is not a database", "file is encrypted", "disk image")
 _READ_ONLY_WORDS = ("readonly database", "read-only")
+# Another writer held the database longer than the busy timeout, even after the writes were run
+# again (engine.store.database.is_write_conflict): a moment's wait, not damage.
+_BUSY_WORDS = ("database is locked", "database is busy", "deadlock detected", "could not serialize",
+               "lock timeout")
 
 
 def failure_message(exc: BaseException) -> str | None:
@@ -42,6 +46,9 @@ def failure_message(exc: BaseException) -> str | None:
     if any(words in lowered for words in _DAMAGED_WORDS):
         return (f"The project database is damaged ({detail}); it was left as it is. "
                 "Restore it from a backup.")
+    if any(words in lowered for words in _BUSY_WORDS):
+        return (f"The project database is busy: another program is writing to it ({detail}). "
+                "Nothing of this step was written; try again in a moment.")
     if any(words in lowered for words in _READ_ONLY_WORDS):
         return f"The project is read-only ({detail}); this command needs to write to it."
     return f"The project database failed: {detail}."
