@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
-from engine.store.database import Sessions, bulk_insert, chunked
+from engine.store.database import Sessions, bulk_insert, chunked, lock_for_writing
 from engine.store.schema import ScoreBlock, ScoreColumns, Suggestion, utcnow
 
 SUGGESTION_FLOOR = 0.02
@@ -56,35 +57,41 @@ class SuggestionRepository:
                        class_ids: Sequence[int], scores: np.ndarray) -> None:
         """Replace this version's scores of `image_ids` by `scores[i, k]` for class_ids[k] (NaN:
         no score), in one transaction: one block per image, a suggestion row per score at or
-        above the floor."""
-        with self._sessions.begin() as session:
-            columns = self._columns(session, model_version, class_ids)
-            full = np.full((len(image_ids), len(columns)), np.nan, dtype=BLOCK_DTYPE)
-            where = {class_id: k for k, class_id in enumerate(columns)}
-            full[:, [where[int(c)] for c in class_ids]] = scores
-            connection, now = session.connection(), utcnow()
-            ids = [int(i) for i in image_ids]
-            for start in range(0, len(ids), WRITE_CHUNK):
-                chunk, block = ids[start:start + WRITE_CHUNK], full[start:start + WRITE_CHUNK]
-                for part in chunked(chunk):
-                    connection.execute(delete(ScoreBlock.__table__).where(
-                        ScoreBlock.model_version == model_version, ScoreBlock.image_id.in_(part)))
-                    connection.execute(delete(Suggestion.__table__).where(
-                        Suggestion.model_version == model_version, Suggestion.image_id.in_(part)))
-                kept = ~np.isnan(block).all(axis=1)          # an image without scores: no block
-                bulk_insert(connection, ScoreBlock.__table__, ("model_version", "image_id", "scores"),
-                            [(model_version, i, row.tobytes())
-                             for i, row, keep in zip(chunk, block, kept) if keep])
-                rows, cols = np.nonzero(block >= SUGGESTION_FLOOR)
-                bulk_insert(connection, Suggestion.__table__,
-                            ("image_id", "class_id", "confidence", "model_version", "created_at"),
-                            [(chunk[r], columns[c], float(block[r, c]), model_version, now)
-                             for r, c in zip(rows.tolist(), cols.tolist())])
+        above the floor. Another writer at the same moment is waited for, or the write runs
+        again after it (`Sessions.write`)."""
+        self._sessions.write(lambda session: self._write(session, model_version, image_ids,
+                                                         class_ids, scores))
+
+    def _write(self, session: Session, model_version: str, image_ids: Sequence[int],
+               class_ids: Sequence[int], scores: np.ndarray) -> None:
+        lock_for_writing(session)
+        columns = self._columns(session, model_version, class_ids)
+        full = np.full((len(image_ids), len(columns)), np.nan, dtype=BLOCK_DTYPE)
+        where = {class_id: k for k, class_id in enumerate(columns)}
+        full[:, [where[int(c)] for c in class_ids]] = scores
+        connection, now = session.connection(), utcnow()
+        ids = [int(i) for i in image_ids]
+        for start in range(0, len(ids), WRITE_CHUNK):
+            chunk, block = ids[start:start + WRITE_CHUNK], full[start:start + WRITE_CHUNK]
+            for part in chunked(chunk):
+                connection.execute(delete(ScoreBlock.__table__).where(
+                    ScoreBlock.model_version == model_version, ScoreBlock.image_id.in_(part)))
+                connection.execute(delete(Suggestion.__table__).where(
+                    Suggestion.model_version == model_version, Suggestion.image_id.in_(part)))
+            kept = ~np.isnan(block).all(axis=1)          # an image without scores: no block
+            bulk_insert(connection, ScoreBlock.__table__, ("model_version", "image_id", "scores"),
+                        [(model_version, i, row.tobytes())
+                         for i, row, keep in zip(chunk, block, kept) if keep])
+            rows, cols = np.nonzero(block >= SUGGESTION_FLOOR)
+            bulk_insert(connection, Suggestion.__table__,
+                        ("image_id", "class_id", "confidence", "model_version", "created_at"),
+                        [(chunk[r], columns[c], float(block[r, c]), model_version, now)
+                         for r, c in zip(rows.tolist(), cols.tolist())])
 
     @staticmethod
-    def _columns(session, model_version: str, class_ids: Sequence[int]) -> list[int]:  # noqa: ANN001
+    def _columns(session: Session, model_version: str, class_ids: Sequence[int]) -> list[int]:
         """The version's column class ids, extended by any of `class_ids` it lacks."""
-        entry = session.get(ScoreColumns, model_version)
+        entry = session.get(ScoreColumns, model_version, with_for_update=True)
         known = list(entry.class_ids) if entry is not None else []
         added = [int(c) for c in class_ids if int(c) not in set(known)]
         if entry is None:

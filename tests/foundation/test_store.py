@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import create_engine, inspect, text
 
 from engine.errors import UserError
 from engine.store import BoxRow, Store, TagEdit
@@ -194,3 +194,55 @@ def test_sqlite_file_is_plain_sqlite(empty_project):
     connection = sqlite3.connect(empty_project.paths.database)
     assert connection.execute("select name from classes").fetchall() == [("cat",)]
     connection.close()
+
+
+def test_scores_are_dense_blocks_with_rows_only_above_the_floor(backend_project, tmp_path):
+    from engine.store.scores import SUGGESTION_FLOOR
+
+    store = backend_project
+    a, b = _images(store, tmp_path, 2)
+    cat, dog, bird = (c.id for c in store.classes.ensure(["cat", "dog", "bird"]))
+    store.suggestions.replace_matrix("student-1", [a, b], [cat, dog],
+                                     np.array([[0.9, 0.001], [0.01, 0.5]], dtype=np.float32))
+    store.suggestions.replace_matrix("student-1", [b], [bird], np.array([[0.3]], dtype=np.float32))
+    class_ids, scores, found = store.suggestions.scores([a, b, 999], "student-1")
+    assert class_ids == [cat, dog, bird] and found.tolist() == [True, True, False]
+    assert np.allclose(scores[:2], [[0.9, 0.001, np.nan], [np.nan, np.nan, 0.3]], equal_nan=True)
+    with store.engine.connect() as connection:          # the gallery's rows: at or above the floor
+        rows = set(connection.execute(text("select image_id, class_id from suggestions")))
+    assert rows == {(a, cat), (b, bird)} and SUGGESTION_FLOOR > 0.001
+    assert [s.class_id for s in store.suggestions.for_image(a, "student-1")] == [cat, dog]
+    store.suggestions.delete_version("student-1")
+    assert store.suggestions.scored_ids([a, b], "student-1") == set()
+
+
+def test_migration_0005_turns_suggestion_rows_into_blocks_and_back(db_url, tmp_path):
+    from alembic import command
+
+    url = db_url
+    config = alembic_config(url)
+    command.upgrade(config, "0003")
+    with create_engine(url).begin() as connection:
+        connection.execute(text("insert into roots (id, path, added_at) values (1, '/p', '2026-01-01')"))
+        for image_id in (1, 2):
+            connection.execute(text(
+                "insert into images (id, root_id, rel_path, file_size, mtime, status, present, "
+                "split, added_at) values (:i, 1, :p, 0, 0, 'readable', true, 'train', '2026-01-01')"),
+                {"i": image_id, "p": f"{image_id}.jpg"})
+        connection.execute(text("insert into classes (id, name, color, threshold) values "
+                                "(1, 'cat', '#fff', 0.5), (2, 'dog', '#fff', 0.5)"))
+        connection.execute(text(
+            "insert into suggestions (image_id, class_id, confidence, model_version, created_at) "
+            "values (1, 1, 0.8, 'student-1', '2026-01-01'), (1, 2, 0.005, 'student-1', "
+            "'2026-01-01'), (2, 2, 0.4, 'student-1', '2026-01-01')"))
+    with Store.open(tmp_path / "files", db_url=url) as store:
+        _, scores, _ = store.suggestions.scores([1, 2], "student-1")
+        assert np.allclose(scores, [[0.8, 0.005], [np.nan, 0.4]], equal_nan=True)
+        with store.engine.connect() as connection:
+            assert connection.execute(text("select count(*) from suggestions")).scalar() == 2
+    command.downgrade(config, "0003")
+    with create_engine(url).connect() as connection:
+        rows = connection.execute(text("select image_id, class_id, confidence from suggestions "
+                                       "order by image_id, class_id")).all()
+    assert [(i, c) for i, c, _ in rows] == [(1, 1), (1, 2), (2, 2)]
+    assert np.allclose([p for _, _, p in rows], [0.8, 0.005, 0.4])

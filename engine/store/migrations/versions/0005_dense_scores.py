@@ -53,8 +53,9 @@ def _blocks_from_rows(connection, version: str) -> None:  # noqa: ANN001
     for image_id, class_id, confidence in rows:
         block = blocks.setdefault(image_id, np.full(len(class_ids), np.nan, dtype='<f4'))
         block[column[class_id]] = confidence
-    connection.execute(sa.text("INSERT INTO score_columns (model_version, class_ids) "
-                               "VALUES (:v, :c)"), {"v": version, "c": json.dumps(class_ids)})
+    columns = sa.table('score_columns', sa.column('model_version', sa.String),
+                       sa.column('class_ids', sa.JSON))
+    connection.execute(columns.insert(), {"model_version": version, "class_ids": class_ids})
     if blocks:
         connection.execute(
             sa.text("INSERT INTO score_blocks (model_version, image_id, scores) "
