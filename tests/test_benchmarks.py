@@ -29,6 +29,8 @@ CASES = {
     "rounds": (["--sizes", "200", "--images", "24", "--epochs", "1", "--size", "64",
                 "--latency-images", "24"],
                "quick round"),
+    "scale": (["--tags", "2000", "--images", "3000", "--classes", "20", "--only",
+               "import,scores"], "re-scoring"),
     "review_loop": (["--images", "60", "--rounds", "1", "--fix", "5", "--epochs", "1",
                      "--warm-epochs", "1", "--size", "32", "--seeds", "0", "--modes",
                      "random,uncertain"], "uncertain vs random"),

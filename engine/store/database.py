@@ -25,7 +25,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, text
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import UserError
@@ -315,12 +315,18 @@ def bulk_insert(connection: Any, table: Any, columns: Sequence[str],
 
 def _copy_rows(connection: Any, table: Any, columns: Sequence[str],
                rows: Sequence[tuple[Any, ...]]) -> None:
-    """PostgreSQL's `COPY ... FROM STDIN` inside the connection's open transaction."""
+    """PostgreSQL's `COPY ... FROM STDIN` inside the connection's open transaction; the driver's
+    errors become SQLAlchemy's (IntegrityError, OperationalError, ...) as for any statement."""
+    statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+    dbapi_error = connection.dialect.loaded_dbapi.Error
     cursor = connection.connection.dbapi_connection.cursor()
     try:
-        with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+        with cursor.copy(statement) as copy:
             for row in rows:
                 copy.write_row(row)
+    except dbapi_error as exc:
+        raise DBAPIError.instance(statement, None, exc, dbapi_error,
+                                  dialect=connection.dialect) from exc
     finally:
         cursor.close()
 

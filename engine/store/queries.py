@@ -5,7 +5,9 @@ Terms:
 - a *decision* is a tag (positive or negative) a person or an import set for (image, class);
 - a *pending suggestion* is a suggestion of the active student for a class the image has no
   decision for, with confidence at or above that class's threshold. It never becomes a tag until a
-  person accepts it;
+  person accepts it. The gallery's filters and sorts read the suggestion rows, which hold only the
+  scores at or above `engine.store.scores.SUGGESTION_FLOOR` (0.02): there, a class threshold below
+  the floor acts as the floor. The review panel (`image_detail`) shows every score of the image;
 - an image is *reviewed* when at least one of its tags is marked reviewed (every person's edit is);
 - *uncertain*: an undecided student suggestion within `margin` of its class threshold;
 - *disagreement*: teacher and student fall on different sides of a class threshold. The teacher's
@@ -374,16 +376,14 @@ def image_detail(store, image_id: int, versions: Versions | None = None) -> Imag
         tags = tuple(TagInfo(r.class_id, bool(r.positive), r.source, bool(r.reviewed))
                      for r in connection.execute(select(TAGS).where(TAGS.c.image_id == image_id)
                                                  .order_by(TAGS.c.class_id)))
-        suggestions = tuple(ScoreInfo(r.class_id, float(r.confidence)) for r in connection.execute(
-            select(SUGGESTIONS.c.class_id, SUGGESTIONS.c.confidence)
-            .where(SUGGESTIONS.c.image_id == image_id,
-                   SUGGESTIONS.c.model_version == (versions.student or ""))
-            .order_by(SUGGESTIONS.c.confidence.desc())))
         regions = tuple(RegionInfo(r.class_id, r.x, r.y, r.w, r.h, float(r.score))
                         for r in connection.execute(
             select(REGIONS).where(REGIONS.c.image_id == image_id,
                                   REGIONS.c.model_version == (versions.teacher or ""))
             .order_by(REGIONS.c.score.desc())))
+    # every score of the image, from its block: also those below the suggestion rows' floor
+    suggestions = tuple(ScoreInfo(s.class_id, s.confidence) for s in store.suggestions.for_image(
+        image_id, versions.student or ""))
     return ImageDetail(image_id, _join(row.root, row.rel_path), row.rel_path, row.status,
                        row.reason, row.width, row.height, row.split, tags, suggestions, regions,
                        versions)

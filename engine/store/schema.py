@@ -116,6 +116,7 @@ class Suggestion(Base):
     __table_args__ = (
         UniqueConstraint("image_id", "class_id", "model_version"),
         Index("ix_suggestions_version_image", "model_version", "image_id"),
+        Index("ix_suggestions_version_class", "model_version", "class_id", "confidence"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))

@@ -154,4 +154,6 @@ class SuggestionRepository:
     def versions(self) -> list[str]:
         """The model versions that have scores stored."""
         with self._sessions() as session:
-            return list(session.scalars(select(ScoreBlock.model_version).distinct()))
+            return list(session.scalars(select(ScoreColumns.model_version).where(
+                select(ScoreBlock.image_id).where(
+                    ScoreBlock.model_version == ScoreColumns.model_version).exists())))

@@ -76,3 +76,56 @@ def test_processes_scanning_the_same_new_folder_do_not_collide(db_url, tmp_path)
         images = store.images.list()
     assert len(images) == 12 * (ROUNDS // 5)
     assert len({(image.root_id, image.rel_path) for image in images}) == len(images)
+
+
+def test_a_write_that_lost_to_another_writer_runs_again(backend_project, monkeypatch):
+    """A tag write whose first attempt collides with another writer (the same new tag inserted
+    meanwhile) is run again on top of what that writer wrote; nothing is lost or doubled."""
+    from engine.store import TagEdit
+
+    store = backend_project
+    root = store.roots.get_or_create(Path("/photos"))
+    (image,) = store.images.add_many([{"root_id": root.id, "rel_path": "a.jpg"}])
+    cat, dog = (c.id for c in store.classes.ensure(["cat", "dog"]))
+    other = Store.open(store.paths.root, db_url=store.url)
+    attempts = []
+
+    def lose_once(_session) -> None:  # noqa: ANN001
+        attempts.append(len(attempts))
+        if attempts == [0]:  # another process writes the same tag between the read and the write
+            other.tags.set(image, cat, "positive")
+
+    # without the write lock, so that the first read goes stale
+    monkeypatch.setattr("engine.store.tag_writer.lock_for_writing", lambda session: None)
+    monkeypatch.setattr("engine.store.tag_writer.TagWriter.flush", _flush_after(lose_once))
+    store.tags.apply([TagEdit(image, cat, "positive"), TagEdit(image, dog, "negative")])
+    other.close()
+    assert len(attempts) == 3       # ours, the other's, ours again
+    assert {(t.class_id, t.positive) for t in store.tags.for_image(image)} == {(cat, True),
+                                                                               (dog, False)}
+    assert [(c.class_id, c.new_state) for c in store.tags.history(image)] == [
+        (cat, "positive"), (dog, "negative")]
+
+
+def _flush_after(before):  # noqa: ANN001, ANN202
+    from engine.store.tag_writer import TagWriter
+
+    flush = TagWriter.flush
+
+    def flush_later(self) -> None:  # noqa: ANN001
+        before(self._session)
+        flush(self)
+
+    return flush_later
+
+
+def test_a_busy_database_is_one_clear_line():
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from engine.cli.failures import failure_message
+
+    message = failure_message(OperationalError("INSERT", {}, sqlite3.OperationalError(
+        "database is locked")))
+    assert message.startswith("The project database is busy: another program is writing to it")

@@ -8,7 +8,8 @@ One suggestion row per (image, class, version) is 80 million rows for a 1M-image
 project. Each version's scores now live in one float32 block per image (`score_blocks`, columns
 in `score_columns` order); `suggestions` keeps the rows at or above the floor (0.02), which is all
 the gallery filters and sorts on. Existing suggestions become blocks, then the rows below the
-floor go. Downgrade writes the rows back from the blocks.
+floor go. An index on (model_version, class_id, confidence) serves the gallery's per-class
+confidence filters. Downgrade writes the rows back from the blocks.
 """
 import json
 
@@ -41,6 +42,8 @@ def upgrade() -> None:
     for version in versions:
         _blocks_from_rows(connection, version)
     op.execute(sa.text("DELETE FROM suggestions WHERE confidence < :floor").bindparams(floor=FLOOR))
+    op.create_index('ix_suggestions_version_class', 'suggestions',
+                    ['model_version', 'class_id', 'confidence'])
 
 
 def _blocks_from_rows(connection, version: str) -> None:  # noqa: ANN001
@@ -79,5 +82,6 @@ def downgrade() -> None:
             connection.execute(sa.text(
                 "INSERT INTO suggestions (image_id, class_id, confidence, model_version, "
                 "created_at) VALUES (:i, :c, :p, :v, CURRENT_TIMESTAMP)"), rows)
+    op.drop_index('ix_suggestions_version_class', table_name='suggestions')
     op.drop_table('score_columns')
     op.drop_table('score_blocks')
