@@ -48,7 +48,7 @@ class SuggestionRepository:
         class_ids = sorted({int(c) for _, c, _ in rows})
         row_of = {int(image_id): i for i, image_id in enumerate(image_ids)}
         column = {class_id: k for k, class_id in enumerate(class_ids)}
-        matrix = np.full((len(row_of), len(class_ids)), np.nan, dtype=np.float32)
+        matrix = np.full((len(row_of), len(class_ids)), np.nan)
         for image_id, class_id, confidence in rows:
             matrix[row_of[int(image_id)], column[int(class_id)]] = confidence
         self.replace_matrix(model_version, list(row_of), class_ids, matrix)
@@ -66,13 +66,14 @@ class SuggestionRepository:
                class_ids: Sequence[int], scores: np.ndarray) -> None:
         lock_for_writing(session)
         columns = self._columns(session, model_version, class_ids)
-        full = np.full((len(image_ids), len(columns)), np.nan, dtype=BLOCK_DTYPE)
         where = {class_id: k for k, class_id in enumerate(columns)}
-        full[:, [where[int(c)] for c in class_ids]] = scores
+        index = [where[int(c)] for c in class_ids]
         connection, now = session.connection(), utcnow()
         ids = [int(i) for i in image_ids]
         for start in range(0, len(ids), WRITE_CHUNK):
-            chunk, block = ids[start:start + WRITE_CHUNK], full[start:start + WRITE_CHUNK]
+            chunk = ids[start:start + WRITE_CHUNK]
+            block = np.full((len(chunk), len(columns)), np.nan)   # rows keep the given values
+            block[:, index] = scores[start:start + WRITE_CHUNK]
             for part in chunked(chunk):
                 connection.execute(delete(ScoreBlock.__table__).where(
                     ScoreBlock.model_version == model_version, ScoreBlock.image_id.in_(part)))
@@ -80,7 +81,7 @@ class SuggestionRepository:
                     Suggestion.model_version == model_version, Suggestion.image_id.in_(part)))
             kept = ~np.isnan(block).all(axis=1)          # an image without scores: no block
             bulk_insert(connection, ScoreBlock.__table__, ("model_version", "image_id", "scores"),
-                        [(model_version, i, row.tobytes())
+                        [(model_version, i, row.astype(BLOCK_DTYPE).tobytes())
                          for i, row, keep in zip(chunk, block, kept) if keep])
             rows, cols = np.nonzero(block >= SUGGESTION_FLOOR)
             bulk_insert(connection, Suggestion.__table__,
