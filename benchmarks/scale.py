@@ -12,6 +12,8 @@
   rows kept (score blocks; suggestion rows at or above the floor, against one row per image and
   class); then the gallery filters "has a pending suggestion" (at or above its class's threshold)
   and "a confidence of class 0 at or above 0.9", each as the gallery runs them (`query_ids`).
+  `--baseline` also times the storage before (one suggestion row per image and class) on the
+  same images and scores.
 - ddp: when `benchmarks/scale_ddp.py` exists, its `ddp_section()` prints the DDP figures.
 
 PostgreSQL: `--db-url` of an empty database, else a throwaway server when the binaries are
@@ -90,7 +92,8 @@ def fake_scores(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
 
 
-def scores_section(backend: str, folder: Path, server, n_images: int, n_classes: int) -> None:  # noqa: ANN001
+def scores_section(backend: str, folder: Path, server, n_images: int, n_classes: int,  # noqa: ANN001
+                   baseline: bool = False) -> None:
     from sqlalchemy import func, select
 
     from engine.store.queries import GalleryFilter, Versions, query_ids
@@ -116,6 +119,8 @@ def scores_section(backend: str, folder: Path, server, n_images: int, n_classes:
               f"{seconds:.1f} s ({n_images / seconds:,.0f} images/s); kept {blocks:,} score "
               f"blocks and {rows:,} suggestion rows (>= floor) instead of "
               f"{n_images * n_classes:,} rows")
+        if baseline:
+            rows_baseline(store, backend, ids, class_ids)
         versions = Versions(student="student-1")
         for label, flt in (("has a pending suggestion", GalleryFilter(has_suggestions=True)),
                            ("class 0 confidence >= 0.9",
@@ -125,6 +130,32 @@ def scores_section(backend: str, folder: Path, server, n_images: int, n_classes:
             found = len(query_ids(store, flt, versions))
             print(f"filter  {backend:<10} {label:<28} {found:>9,} images  "
                   f"{time.perf_counter() - started:6.2f} s")
+
+
+def rows_baseline(store, backend: str, ids: list[int], class_ids: list[int]) -> None:  # noqa: ANN001
+    """The storage before: one suggestion row per (image, class), written in bulk the same way
+    (same table and indexes, so one index more than it had), for the same images and scores."""
+    from engine.store.database import bulk_insert
+    from engine.store.schema import Suggestion, utcnow
+
+    rng = np.random.default_rng(0)
+    columns = ("image_id", "class_id", "confidence", "model_version", "created_at")
+    started = time.perf_counter()
+    for start in range(0, len(ids), SCORE_CHUNK):
+        chunk = ids[start:start + SCORE_CHUNK]
+        scores, now = fake_scores(rng, len(chunk), len(class_ids)), utcnow()
+        with store.engine.begin() as connection:
+            bulk_insert(connection, Suggestion.__table__, columns,
+                        [(image_id, class_id, float(p), "rows-1", now)
+                         for image_id, row in zip(chunk, scores.tolist())
+                         for class_id, p in zip(class_ids, row)])
+    seconds = time.perf_counter() - started
+    print(f"scores  {backend:<10} baseline, one row per image and class: {len(ids):,} images in "
+          f"{seconds:.1f} s ({len(ids) / seconds:,.0f} images/s, "
+          f"{len(ids) * len(class_ids):,} rows)")
+    with store.engine.begin() as connection:
+        connection.execute(Suggestion.__table__.delete().where(
+            Suggestion.model_version == "rows-1"))
 
 
 def postgres_server(folder: Path, db_url: str | None):  # noqa: ANN201
@@ -158,6 +189,8 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--db-url", help="an empty PostgreSQL database (default: a throwaway server)")
     parser.add_argument("--only", default="import,scores,ddp")
+    parser.add_argument("--baseline", action="store_true",
+                        help="scores: also time one suggestion row per image and class")
     args = parser.parse_args()
     sections = set(args.only.split(","))
     folder = Path(tempfile.mkdtemp(prefix="mlic-scale-"))
@@ -172,7 +205,7 @@ def main() -> None:
                 import_section(backend, folder / f"import-{backend}", server, args.tags)
             if "scores" in sections:
                 scores_section(backend, folder / f"scores-{backend}", server, args.images,
-                               args.classes)
+                               args.classes, args.baseline)
         if "ddp" in sections:
             ddp_section()
     finally:
