@@ -246,7 +246,8 @@ class MainWindow(QMainWindow):
     # ---------------------------------------------------------------------------------------------
     # Projects
     def open_project(self, project_dir: Path | str | None) -> None:
-        """Open (or create) a project folder; the current one is closed after its queued writes.
+        """Open (or create) a project folder (None: the `db_url` given at start, its models in a
+        folder of its own); the current one is closed after its queued writes.
         Running jobs (they work on the current project) are cancelled, after asking."""
         jobs = self.workers.running_jobs()
         if jobs:
@@ -262,7 +263,7 @@ class MainWindow(QMainWindow):
         self.viewer.show_detail(None)
         self.history.set_image(None)
         self.state.undo_stack.clear()
-        self.status.showMessage(f"Opening {project_dir}…")
+        self.status.showMessage(f"Opening {project_dir or 'the team database'}…")
         db_url, self._db_url = self._db_url, None
         self.workers.open_project(project_dir and Path(project_dir), on_done=self._project_opened,
                                   on_error=self._project_failed, db_url=db_url)
