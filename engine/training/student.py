@@ -10,8 +10,10 @@
    hash), unflipped and flipped, at its own test scale with its own proposals. Kept per view:
    the soft target q = sum_r softmax_k(M^c / 0.5) * softmax_r(M^d / 0.5) (prediction distillation),
    and the `kd_boxes` highest-scoring boxes with their region features f_r (feature distillation).
-   These targets are cached on disk per teacher version (`<project>/cache/distill/`), so later
-   student runs from the same teacher skip the teacher entirely;
+   These targets live on disk, one memory-mapped record per image per teacher version and
+   setting (`<project>/cache/distill/`, `engine.datasets.targets`), read lazily by the data
+   loader; later student runs from the same teacher skip the teacher entirely, and a cancelled
+   pass resumes where it stopped;
 3. the student (engine.models.student.Student, `config.student_backbone`) sees, each epoch, one
    view per image drawn at random, stretched to `student_image_size` squared
    (`engine.datasets.student.student_input`, the same preparation as batch tagging), flipped
@@ -155,7 +157,7 @@ def _teacher_targets(store: Store, start: StageStart, options: StudentOptions,
     targets = compute_teacher_targets(
         store, teacher, teacher_run.model_version, matrix.image_ids, matrix.paths,
         options.kd_boxes, flips, device, callbacks, batch_size=max(1, config.batch_size),
-        views=options.views)
+        views=options.views, workers=config.num_workers)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return targets
@@ -167,7 +169,7 @@ def _training_images(store: Store, start: StageStart, options: StudentOptions,
     matrix = start.matrix
     keep = list(range(len(matrix.image_ids)))
     if targets is not None:
-        keep = [i for i in keep if not torch.isnan(targets.soft[i]).any()]
+        keep = targets.available()
         if not keep:
             raise UserError("The teacher could not read any training image.")
         targets = targets.subset(keep)
@@ -175,7 +177,7 @@ def _training_images(store: Store, start: StageStart, options: StudentOptions,
     ids = [matrix.image_ids[i] for i in keep]
     images = StudentImages(paths, matrix.labels[keep], int(start.config.student_image_size),
                            original_sizes(store, ids), digests=content_digests(store, ids, paths),
-                           views=options.views)
+                           views=options.views, targets=targets)
     return images, targets
 
 
@@ -252,7 +254,8 @@ class DistillationStep:
     """One training batch of the student -> its losses, per the schedule (`StudentOptions`):
     `staged` (the paper) minimises L_f alone for the first `feature_epochs`, then L_tags + L_pred;
     `joint` minimises L_tags + feature_weight * L_f + L_pred from the first epoch. The teacher's
-    targets sit on the device, indexed by (image, view, flip) of each sample."""
+    targets of each sample's view and flip come with the batch (`batch["targets"]`); `targets`
+    only gives their feature scale."""
 
     options: StudentOptions
     size: int
@@ -266,8 +269,6 @@ class DistillationStep:
         if (self.targets is not None and self.options.uses_feature
                 and self.options.feature_norm == "scale"):
             self.feature_scale = self.targets.feature_rms()
-        if self.targets is not None:
-            self.targets = self.targets.to(self.device)
 
     def chain_set_epoch(self, set_sampler_epoch: Any) -> Any:
         def set_epoch(epoch: int) -> None:
@@ -280,39 +281,40 @@ class DistillationStep:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = batch["labels"].to(self.device, non_blocking=True)
-        where = tuple(batch[k].to(self.device) for k in ("index", "view", "flip"))
+        teacher = {k: v.to(self.device, non_blocking=True)
+                   for k, v in batch.get("targets", {}).items()}
         stage_one = self.epoch < self.options.feature_epochs
         feature_map = net.feature_map(images)
         losses: dict[str, torch.Tensor] = {}
         total = feature_map.new_zeros(())
         if not stage_one:
-            total = total + self._tag_losses(net, feature_map, labels, where, losses)
+            total = total + self._tag_losses(net, feature_map, labels, teacher, losses)
         if self.options.uses_feature and (stage_one or self.options.feature_epochs == 0
                                           or self.options.schedule == "joint"):
-            losses["feature"] = self._feature_loss(net, feature_map, where)
+            losses["feature"] = self._feature_loss(net, feature_map, teacher)
             total = total + (1.0 if stage_one else self.options.feature_weight) * losses["feature"]
         losses["loss"] = total
         return losses
 
     def _tag_losses(self, net: Student, feature_map: torch.Tensor, labels: torch.Tensor,
-                    where: tuple[torch.Tensor, ...], losses: dict[str, torch.Tensor]
+                    teacher: dict[str, torch.Tensor], losses: dict[str, torch.Tensor]
                     ) -> torch.Tensor:
         logits = net.classify(feature_map).float()
         losses["tags"] = classification_loss(self.options.loss, logits, labels)
         total = losses["tags"]
-        if self.options.uses_prediction and self.targets is not None:
-            soft = self.targets.soft[where]
-            losses["prediction"] = prediction_distillation_loss(logits, soft, net.temperature())
+        if self.options.uses_prediction and teacher:
+            losses["prediction"] = prediction_distillation_loss(logits, teacher["soft"],
+                                                                net.temperature())
             total = total + self.options.prediction_weight * losses["prediction"]
         return total
 
     def _feature_loss(self, net: Student, feature_map: torch.Tensor,
-                      where: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        valid = self.targets.valid[where]                                  # (B, R)
-        boxes = self.targets.boxes[where] * self.size                      # (B, R, 4)
+                      teacher: dict[str, torch.Tensor]) -> torch.Tensor:
+        valid = teacher["valid"]                                           # (B, R)
+        boxes = teacher["boxes"] * self.size                               # (B, R, 4)
         box_list = [boxes[b][valid[b]] for b in range(boxes.shape[0])]
         g = net.region_features(feature_map, box_list).float()
-        f = self.targets.features[where][valid].float()
+        f = teacher["features"][valid].float()
         if self.options.feature_norm == "scale":
             g, f = g / self.feature_scale, f / self.feature_scale
         return feature_distillation_loss(g, f, normalize=self.options.feature_norm == "l2")

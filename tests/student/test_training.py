@@ -90,8 +90,8 @@ def test_teacher_targets_are_cached_per_teacher_version(trained, monkeypatch):
     import engine.training.distill as student_stage
 
     store, runs, _ = trained
-    cache = store.paths.cache_dir / "distill" / f"{runs[0].model_version}-r8.pt"
-    assert cache.exists()
+    cache = store.paths.cache_dir / "distill" / f"{runs[0].model_version}-r8-v2-f2"
+    assert len(list(cache.glob("*/*.npy"))) == len(store.tags.label_matrix("train").image_ids)
 
     def no_teacher_forward(*args, **kwargs):
         raise AssertionError("the teacher ran although its targets are cached")
