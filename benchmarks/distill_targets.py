@@ -6,7 +6,8 @@ Generates the demo (seed 0), imports it, trains a small teacher once (kept in `-
 runs) with the recommended proposal source, fills the project's proposal cache for the whole
 images, then times `compute_teacher_targets` on every training image, view and flip from an empty
 distillation cache, and again from the full cache. Prints the views computed, the wall time, the
-views per second and the process's peak resident memory. The proposal cache of the whole images is
+views per second, the CPU seconds of the process and its workers (the fairer figure on a shared
+machine) and the process's peak resident memory. The proposal cache of the whole images is
 warm in both timings, so the figure is the teacher pass itself: crop proposals, decoding, forwards.
 """
 
@@ -44,17 +45,23 @@ def teacher_of(store: Store, args: argparse.Namespace) -> str:
     return train(store, config)[0].model_version
 
 
-def timed_pass(store: Store, version: str, args: argparse.Namespace) -> tuple[float, int]:
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the loader's workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed_pass(store: Store, version: str, args: argparse.Namespace) -> tuple[float, float, int]:
     teacher, _ = load_model(store, "teacher", version, device="cpu")
     matrix = store.tags.label_matrix("train")
     counted = []
     callbacks = TrainCallbacks(on_step=lambda stage, done, total: counted.append(total))
     extra = {"workers": args.workers} if args.workers is not None else {}
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     compute_teacher_targets(store, teacher, version, matrix.image_ids, matrix.paths,
                             args.kd_boxes, (False, True), torch.device("cpu"), callbacks,
                             batch_size=args.batch_size, views=args.views, **extra)
-    return time.perf_counter() - started, (counted[-1] if counted else 0)
+    return time.perf_counter() - started, cpu_seconds() - cpu, (counted[-1] if counted else 0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,9 +94,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{len(matrix.image_ids)} training images, {args.views} view(s) x 2 flips, teacher "
               f"{version} ({args.teacher_size} px, {args.max_proposals} selective-search "
               f"proposals), {args.threads} thread(s), load average {os.getloadavg()[0]:.1f}")
-        cold, views = timed_pass(store, version, args)
-        print(f"cold pass: {views} views in {cold:.1f} s ({views / cold:.2f} views/s)")
-        warm, _ = timed_pass(store, version, args)
+        cold, cpu, views = timed_pass(store, version, args)
+        print(f"cold pass: {views} views in {cold:.1f} s ({views / cold:.2f} views/s), "
+              f"{cpu:.1f} CPU s")
+        warm, _, _ = timed_pass(store, version, args)
         print(f"cached pass: {warm:.2f} s")
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"peak resident memory {peak:.0f} MiB, load average now {os.getloadavg()[0]:.1f}")
