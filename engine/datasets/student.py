@@ -3,8 +3,9 @@
 The student sees the whole image (or a random-resized crop view, `view_crop`) stretched to its
 square input size (`student_input`), decoded at the smallest JPEG draft scale that still covers it
 (`decode_size`). `StudentImages` is the training dataset (uint8 tensors, labels, view and flip per
-sample, and the teacher's targets of that view and flip when distilling: `TeacherTargets`, read
-lazily), `ViewBatchSampler` draws one view and flip per image per epoch.
+sample, and when distilling the teacher's targets of that view and flip, read lazily from disk, or
+the teacher's input for that view to compute them on the fly), `ViewBatchSampler` draws one view and
+flip per image per epoch.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
+from engine.datasets.regions import collate_regions
 from engine.datasets.targets import TeacherTargets, collate_targets
 from engine.images import load_rgb
 
@@ -58,14 +60,16 @@ class StudentImages(Dataset):
     as batch tagging prepares it (`engine.datasets.student.student_input`); view v > 0 is the crop
     `view_crop(digest, v)` stretched to the square; mirrored when flip. Also "labels" (K,),
     "index", "view", "flip", and with `targets` the teacher's "targets" of that view and flip
-    (`TeacherTargets.sample`, read from disk). Decoded images are kept in memory up to
-    `cache_bytes`.
+    (`TeacherTargets.sample`, read from disk), or with `teacher_views` the teacher's input of
+    that view and flip as "teacher" (`TeacherViews.sample`). Decoded images are kept in memory up
+    to `cache_bytes`.
     """
 
     def __init__(self, paths: Sequence[Path], labels: np.ndarray, size: int,
                  original_sizes: Sequence[tuple[int, int] | None] | None = None,
                  digests: Sequence[str] | None = None, views: int = 1,
-                 cache_bytes: int = 1 << 30, targets: TeacherTargets | None = None) -> None:
+                 cache_bytes: int = 1 << 30, targets: TeacherTargets | None = None,
+                 teacher_views: Any = None) -> None:
         self.paths = [Path(p) for p in paths]
         self.labels = np.asarray(labels, dtype=np.float32)
         self.size = size
@@ -73,6 +77,7 @@ class StudentImages(Dataset):
         self.digests = list(digests) if digests is not None else [str(p) for p in self.paths]
         self.views = max(1, int(views))
         self.targets = targets
+        self.teacher_views = teacher_views
         self._cache: dict[int, Any] = {}
         # crops need the decoded image (about 2.5 S on its short side); whole views the tensor
         per_image = 3 * size * size * (8 if self.views > 1 else 1)
@@ -106,6 +111,8 @@ class StudentImages(Dataset):
                   "flip": bool(flip)}
         if self.targets is not None:
             sample["targets"] = self.targets.sample(index, view, flip)
+        if self.teacher_views is not None:
+            sample["teacher"] = self.teacher_views.sample(index, view, flip)
         return sample
 
 
@@ -135,7 +142,8 @@ class ViewBatchSampler(Sampler[list[tuple[int, int, bool]]]):
 
 
 def collate_student(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack a batch; the teacher's targets (when the samples carry them) under "targets"."""
+    """Stack a batch; the teacher's targets (when the samples carry them) under "targets", the
+    teacher's inputs as a `collate_regions` batch under "teacher" (with each image's "shapes")."""
     batch = {"images": torch.stack([s["image"] for s in samples]),
              "labels": torch.stack([s["labels"] for s in samples]),
              "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
@@ -143,6 +151,9 @@ def collate_student(samples: list[dict[str, Any]]) -> dict[str, Any]:
              "flip": torch.tensor([s["flip"] for s in samples], dtype=torch.long)}
     if samples and "targets" in samples[0]:
         batch["targets"] = collate_targets([s["targets"] for s in samples])
+    if samples and "teacher" in samples[0]:
+        batch["teacher"] = collate_regions([s["teacher"] for s in samples])
+        batch["teacher"]["shapes"] = [tuple(s["teacher"]["image"].shape) for s in samples]
     return batch
 
 

@@ -1,7 +1,7 @@
 """Distillation's teacher pass: what the frozen teacher says about each training image, on disk.
 
 For every training image, view (0: the whole image; v > 0: the crop `view_crop(digest, v)`) and flip,
-the teacher runs once under `torch.inference_mode` at its own test scale with its own proposals.
+the teacher runs once under `torch.no_grad` at its own test scale with its own proposals.
 Kept per view: the soft target q = sum_r softmax_k(M^c / 0.5) * softmax_r(M^d / 0.5) (prediction
 distillation), and the `kd_boxes` highest-scoring boxes with their region features f_r (feature
 distillation). The targets go to one memory-mapped record per image (`engine.datasets.targets`)
@@ -9,6 +9,8 @@ under `<project>/cache/distill/<teacher>-r<boxes>-v<views>-f<flips>/`, so later 
 the same teacher skip the teacher, a cancelled pass resumes, and the student reads them lazily.
 Decoding and proposals run in DataLoader workers (`engine.datasets.teacher_views`), overlapping the
 teacher's forward passes; `teacher_pass` works on any list of images, so ranks can share the work.
+`OnlineTeacher` computes the same targets on the fly inside the student's step instead (on a GPU,
+where the teacher's forward is cheap), from the same inputs and through the same code.
 """
 
 from __future__ import annotations
@@ -145,32 +147,69 @@ def _write_records(teacher: torch.nn.Module, settings: TeacherPass, images: list
             for flip in range(per_flip):
                 entry = _view_targets(outputs, b, samples[b]["image"].shape, settings.keep)
                 r = int(entry["boxes"].shape[0])
-                record["soft"][0, view, flip] = entry["soft"].numpy()
-                record["boxes"][0, view, flip, :r] = entry["boxes"].numpy()
-                record["features"][0, view, flip, :r] = entry["features"].numpy()
+                record["soft"][0, view, flip] = entry["soft"].cpu().numpy()
+                record["boxes"][0, view, flip, :r] = entry["boxes"].cpu().numpy()
+                record["features"][0, view, flip, :r] = entry["features"].cpu().numpy()
                 record["valid"][0, view, flip, :r] = True
                 b += 1
         files.write(digests[image["item"]], record)
 
 
-def _view_targets(outputs: Any, b: int, shape: torch.Size, keep: int) -> dict[str, Any]:
-    """One view's targets: soft target, the `keep` best boxes (as fractions of the input of
-    `shape` (3, H, W)) and their region features."""
+def _view_targets(outputs: Any, b: int, shape: Sequence[int], keep: int) -> dict[str, Any]:
+    """One view's targets, on the teacher's device: soft target, the `keep` best boxes (as
+    fractions of the input of `shape` (3, H, W)) and their region features (float16)."""
     height, width = int(shape[1]), int(shape[2])
-    soft = teacher_soft_targets(outputs.class_logits[b].float().cpu(),
-                                outputs.det_logits[b].float().cpu(), TEACHER_TEMPERATURE)
-    ranking = outputs.detection_scores(b).float().max(dim=1).values.cpu()
+    soft = teacher_soft_targets(outputs.class_logits[b].float(), outputs.det_logits[b].float(),
+                                TEACHER_TEMPERATURE)
+    ranking = outputs.detection_scores(b).float().max(dim=1).values
     top = torch.argsort(ranking, descending=True)[:keep]
-    boxes = outputs.boxes[b].float().cpu()[top]
-    boxes = boxes / torch.tensor([width, height, width, height], dtype=torch.float32)
+    boxes = outputs.boxes[b].float()[top]
+    boxes = boxes / boxes.new_tensor([width, height, width, height])
     return {"soft": soft, "boxes": boxes.clamp(0.0, 1.0),
-            "features": outputs.features[b].float().cpu()[top].half()}
+            "features": outputs.features[b].float()[top].half()}
+
+
+@dataclass
+class OnlineTeacher:
+    """The frozen teacher inside the student's step: a collated batch of teacher inputs (the
+    "teacher" of `collate_student`) -> the batch's targets, as `collate_targets` stacks them from
+    disk: soft (B, K), boxes (B, R, 4), features (B, R, D) float16, valid (B, R)."""
+
+    model: torch.nn.Module
+    settings: TeacherPass
+    device: torch.device
+
+    def views_of(self, paths: Sequence[Path], digests: Sequence[str],
+                 proposal_cache: Path) -> TeacherViews:
+        """The teacher's inputs of these training images, for the student's data loader."""
+        s = self.settings
+        return TeacherViews(paths, digests, s.views, s.flips, s.scale, s.source, s.max_proposals,
+                            s.uses_scores, proposal_cache)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        self.model.eval()
+        outputs = _run_teacher_batch(self.model, batch, self.device, self.settings.uses_scores)
+        n, keep, dim = len(batch["shapes"]), self.settings.keep, int(self.model.feature_dim)
+        first = outputs.class_logits[0]
+        stacked = {"soft": first.new_zeros(n, int(self.model.num_classes), dtype=torch.float32),
+                   "boxes": first.new_zeros(n, keep, 4, dtype=torch.float32),
+                   "features": first.new_zeros(n, keep, dim, dtype=torch.float16),
+                   "valid": torch.zeros(n, keep, dtype=torch.bool, device=first.device)}
+        for b, shape in enumerate(batch["shapes"]):
+            entry = _view_targets(outputs, b, shape, keep)
+            r = int(entry["boxes"].shape[0])
+            stacked["soft"][b] = entry["soft"]
+            stacked["boxes"][b, :r] = entry["boxes"]
+            stacked["features"][b, :r] = entry["features"]
+            stacked["valid"][b, :r] = True
+        return stacked
 
 
 def _run_teacher_batch(teacher: torch.nn.Module, batch: dict[str, Any], device: torch.device,
                        uses_scores: bool) -> Any:
-    """The frozen teacher's region outputs for one collated batch (eval, inference mode)."""
-    with torch.inference_mode():
+    """The frozen teacher's region outputs for one collated batch (eval mode, no gradients:
+    plain tensors, which the student's losses may use as constants)."""
+    with torch.no_grad():
         return teacher.region_outputs(
             batch["images"].to(device), [b.to(device) for b in batch["boxes"]],
             None if batch["box_scores"] is None or not uses_scores

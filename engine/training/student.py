@@ -13,7 +13,9 @@
    These targets live on disk, one memory-mapped record per image per teacher version and
    setting (`<project>/cache/distill/`, `engine.datasets.targets`), read lazily by the data
    loader; later student runs from the same teacher skip the teacher entirely, and a cancelled
-   pass resumes where it stopped;
+   pass resumes where it stopped. On CUDA (or with `online_targets`) the teacher instead
+   computes the same targets inside each student step from the same inputs (`OnlineTeacher`),
+   so augmentation is not limited by a pass;
 3. the student (engine.models.student.Student, `config.student_backbone`) sees, each epoch, one
    view per image drawn at random, stretched to `student_image_size` squared
    (`engine.datasets.student.student_input`, the same preparation as batch tagging), flipped
@@ -76,6 +78,8 @@ from engine.training.common import (
     warm_start,
 )
 from engine.training.distill import (
+    OnlineTeacher,
+    TeacherPass,
     TeacherTargets,
     compute_teacher_targets,
     content_digests,
@@ -107,14 +111,19 @@ def train_student(store: Store, config: TrainConfig,
     teacher, teacher_run = _frozen_teacher(store, start, options, device)
     run = open_run(store, STAGE, start, parent_run_id=teacher_run.id if teacher_run else None)
     try:
-        targets = None
-        if teacher is not None:
+        targets, online = None, None
+        if teacher is not None and options.on_the_fly(device.type):
+            flips = (False, True) if start.config.flip else (False,)
+            online = OnlineTeacher(teacher, TeacherPass.of(teacher, options.kd_boxes,
+                                                           options.views, flips), device)
+        elif teacher is not None:
             targets = _teacher_targets(store, start, options, teacher, teacher_run, device,
                                        callbacks)
             del teacher
             if targets is None:
                 return end_cancelled(store, run)
-        setup, n_images = _loop_setup(store, start, options, run, targets, teacher_run, device)
+        setup, n_images = _loop_setup(store, start, options, run, targets, teacher_run, device,
+                                      online)
     except BaseException:
         store.runs.update(run.id, status="failed", finished=True)
         raise
@@ -164,8 +173,10 @@ def _teacher_targets(store: Store, start: StageStart, options: StudentOptions,
 
 
 def _training_images(store: Store, start: StageStart, options: StudentOptions,
-                     targets: TeacherTargets | None) -> tuple[StudentImages, TeacherTargets | None]:
-    """The training set: every train image, less those the teacher could not read."""
+                     targets: TeacherTargets | None, online: OnlineTeacher | None,
+                     ) -> tuple[StudentImages, TeacherTargets | None]:
+    """The training set: every train image, less those the teacher could not read; with the
+    teacher's targets read from disk, or its inputs for `online` to compute them in the step."""
     matrix = start.matrix
     keep = list(range(len(matrix.image_ids)))
     if targets is not None:
@@ -175,14 +186,16 @@ def _training_images(store: Store, start: StageStart, options: StudentOptions,
         targets = targets.subset(keep)
     paths = [matrix.paths[i] for i in keep]
     ids = [matrix.image_ids[i] for i in keep]
+    digests = content_digests(store, ids, paths)
     images = StudentImages(paths, matrix.labels[keep], int(start.config.student_image_size),
-                           original_sizes(store, ids), digests=content_digests(store, ids, paths),
-                           views=options.views, targets=targets)
+                           original_sizes(store, ids), digests=digests, views=options.views,
+                           targets=targets, teacher_views=None if online is None
+                           else online.views_of(paths, digests, store.paths.proposals_cache))
     return images, targets
 
 
 def _build_student(store: Store, start: StageStart, options: StudentOptions,
-                   targets: TeacherTargets | None) -> Student:
+                   teacher_dim: int | None) -> Student:
     """A new student: resumed weights, a warm start, or ImageNet / a weights file for a fresh run."""
     config, checkpoint = start.config, start.checkpoint
     fresh = checkpoint is None and not config.init_from
@@ -192,7 +205,7 @@ def _build_student(store: Store, start: StageStart, options: StudentOptions,
         config.student_backbone, len(start.class_names),
         pretrained=options.pretrained and fresh and weights is None,
         weights=weights if fresh else None,
-        teacher_feature_dim=targets.feature_dim if targets is not None else None,
+        teacher_feature_dim=teacher_dim,
         region_dim=options.region_dim, roi_size=options.roi_size,
         image_size=int(config.student_image_size), stride=options.stride,
         region_layers=options.region_layers)
@@ -218,12 +231,14 @@ def _optimizer(model: Student, config: TrainConfig, options: StudentOptions,
 
 
 def _loop_setup(store: Store, start: StageStart, options: StudentOptions, run: TrainingRun,
-                targets: TeacherTargets | None, teacher_run: Any,
-                device: torch.device) -> tuple[LoopSetup, int]:
+                targets: TeacherTargets | None, teacher_run: Any, device: torch.device,
+                online: OnlineTeacher | None = None) -> tuple[LoopSetup, int]:
     """Everything the shared loop needs for this student run, and the number of images."""
     config = start.config
-    train_set, targets = _training_images(store, start, options, targets)
-    model = _build_student(store, start, options, targets)
+    train_set, targets = _training_images(store, start, options, targets, online)
+    teacher_dim = (targets.feature_dim if targets is not None
+                   else int(online.model.feature_dim) if online is not None else None)
+    model = _build_student(store, start, options, teacher_dim)
     channels_last = place_model(model, device)
     sampler = ViewBatchSampler(len(train_set), options.batch_size, views=options.views,
                                flip=config.flip, seed=config.seed)
@@ -231,7 +246,7 @@ def _loop_setup(store: Store, start: StageStart, options: StudentOptions, run: T
                                       math.ceil(len(sampler) / max(1, config.grad_accum)))
     restore_optimizer(optimizer, scheduler, start.checkpoint)
     step = DistillationStep(options, int(config.student_image_size), device, channels_last,
-                            targets)
+                            targets, online)
     meta = {"class_names": start.class_names, "image_size": int(config.student_image_size),
             "teacher_version": teacher_run.model_version if teacher_run else None,
             "feature_scale": step.feature_scale, "options": dataclasses.asdict(options)}
@@ -254,14 +269,16 @@ class DistillationStep:
     """One training batch of the student -> its losses, per the schedule (`StudentOptions`):
     `staged` (the paper) minimises L_f alone for the first `feature_epochs`, then L_tags + L_pred;
     `joint` minimises L_tags + feature_weight * L_f + L_pred from the first epoch. The teacher's
-    targets of each sample's view and flip come with the batch (`batch["targets"]`); `targets`
-    only gives their feature scale."""
+    targets of each sample's view and flip come with the batch (`batch["targets"]`, read from
+    disk; `targets` only gives their feature scale), or `online` computes them from the batch's
+    teacher inputs (`batch["teacher"]`)."""
 
     options: StudentOptions
     size: int
     device: torch.device
     channels_last: bool
     targets: TeacherTargets | None
+    online: OnlineTeacher | None = None
     epoch: int = 0
 
     def __post_init__(self) -> None:
@@ -281,8 +298,9 @@ class DistillationStep:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = batch["labels"].to(self.device, non_blocking=True)
-        teacher = {k: v.to(self.device, non_blocking=True)
-                   for k, v in batch.get("targets", {}).items()}
+        targets = (self.online(batch["teacher"]) if self.online is not None
+                   else batch.get("targets", {}))
+        teacher = {k: v.to(self.device, non_blocking=True) for k, v in targets.items()}
         stage_one = self.epoch < self.options.feature_epochs
         feature_map = net.feature_map(images)
         losses: dict[str, torch.Tensor] = {}

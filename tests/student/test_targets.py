@@ -118,10 +118,9 @@ def test_a_flipped_crop_mirrors_the_proposals_of_the_flipped_crop(tmp_path, monk
     assert distance.min(axis=0).max() < 0.01 and distance.min(axis=1).max() < 0.01
 
 
-def test_a_cancelled_pass_keeps_finished_images_and_resumes_with_the_rest(tmp_path, monkeypatch):
-    import engine.training.distill as distill
+def _tiny_setup(tmp_path):
+    """A tiny random teacher, four small images and a stand-in for the project's store."""
     from engine.models.wsddn import WSDDN
-    from engine.training.api import TrainCallbacks
 
     torch.manual_seed(0)
     teacher = WSDDN(3, "resnet18", hidden=8, refine_branches=1)
@@ -133,6 +132,14 @@ def test_a_cancelled_pass_keeps_finished_images_and_resumes_with_the_rest(tmp_pa
     store = SimpleNamespace(paths=SimpleNamespace(cache_dir=tmp_path / "cache",
                                                   proposals_cache=tmp_path / "proposals"),
                             images=SimpleNamespace(list=lambda include_missing: []))
+    return teacher, paths, store
+
+
+def test_a_cancelled_pass_keeps_finished_images_and_resumes_with_the_rest(tmp_path, monkeypatch):
+    import engine.training.distill as distill
+    from engine.training.api import TrainCallbacks
+
+    teacher, paths, store = _tiny_setup(tmp_path)
     steps = []
     run = dict(store=store, teacher=teacher, teacher_version="teacher-1", image_ids=[1, 2, 3, 4],
                paths=paths, kd_boxes=4, flips=(False, True), device=torch.device("cpu"),
@@ -153,3 +160,27 @@ def test_a_cancelled_pass_keeps_finished_images_and_resumes_with_the_rest(tmp_pa
     assert bool(view["valid"].all()) and 0.0 <= float(view["boxes"].min()) <= 1.0
     root = store.paths.cache_dir / "distill" / "teacher-1-r4-v2-f2"
     assert len(list(root.glob("*/*.npy"))) == 4
+
+
+def test_targets_on_the_fly_equal_the_cached_ones(tmp_path):
+    """The student's step can run the teacher itself (on a GPU): same inputs, same code, same
+    targets as the pass writes to disk (up to float16 storage)."""
+    from engine.datasets.student import collate_student
+    from engine.training.api import TrainCallbacks
+    from engine.training.distill import OnlineTeacher, TeacherPass, compute_teacher_targets
+
+    teacher, paths, store = _tiny_setup(tmp_path)
+    cpu = torch.device("cpu")
+    cached = compute_teacher_targets(store, teacher, "teacher-1", [1, 2, 3, 4], paths, 4, (False,),
+                                     cpu, TrainCallbacks(), batch_size=1, views=1, workers=0)
+    online = OnlineTeacher(teacher, TeacherPass.of(teacher, 4, 1, (False,)), cpu)
+    images = StudentImages(paths, np.zeros((4, 3), np.float32), 32, digests=cached.digests,
+                           teacher_views=online.views_of(paths, cached.digests,
+                                                         store.paths.proposals_cache))
+    for i in range(4):
+        computed = online(collate_student([images[(i, 0, False)]])["teacher"])
+        stored = cached.sample(i, 0, False)
+        assert torch.allclose(computed["soft"][0], stored["soft"], atol=1e-6)
+        assert torch.allclose(computed["boxes"][0], stored["boxes"], atol=1e-3)
+        assert torch.equal(computed["features"][0], stored["features"])
+        assert torch.equal(computed["valid"][0], stored["valid"])
