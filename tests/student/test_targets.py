@@ -152,7 +152,8 @@ def test_a_cancelled_pass_keeps_finished_images_and_resumes_with_the_rest(tmp_pa
     original = distill._run_teacher_batch
     monkeypatch.setattr(distill, "_run_teacher_batch",
                         lambda *args: forwards.append(len(args[1]["boxes"])) or original(*args))
-    targets = distill.compute_teacher_targets(callbacks=TrainCallbacks(), **run)
+    # resumed with a loader worker process (the inputs must travel to it)
+    targets = distill.compute_teacher_targets(callbacks=TrainCallbacks(), **{**run, "workers": 1})
     assert forwards == [4, 4]                                  # only the two images left
     assert targets.available() == [0, 1, 2, 3]
     view = targets.sample(0, 1, True)
