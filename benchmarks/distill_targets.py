@@ -1,6 +1,7 @@
 """Wall time of distillation's teacher-target pass on the demo data.
 
     .venv/bin/python benchmarks/distill_targets.py [--images N] [--views V] [--workers W] [--keep DIR]
+    .venv/bin/python benchmarks/distill_targets.py --synthetic N [--keep DIR]
 
 Generates the demo (seed 0), imports it, trains a small teacher once (kept in `--keep` between
 runs) with the recommended proposal source, fills the project's proposal cache for the whole
@@ -9,6 +10,8 @@ distillation cache (the crops' cached proposals removed too), and again from the
 views per second, the CPU seconds of the process and its workers (the fairer figure on a shared
 machine) and the process's peak resident memory. The proposal cache of the whole images is
 warm in both timings, so the figure is the teacher pass itself: crop proposals, decoding, forwards.
+`--synthetic N` instead writes N records of the default layout and reads them as the student's
+loader does (`synthetic_reads`): the memory a large project's targets take while training.
 """
 
 from __future__ import annotations
@@ -64,6 +67,42 @@ def timed_pass(store: Store, version: str, args: argparse.Namespace) -> tuple[fl
     return time.perf_counter() - started, cpu_seconds() - cpu, (counted[-1] if counted else 0)
 
 
+def synthetic_reads(count: int, work: Path) -> None:
+    """Write `count` records of the default layout (2 views, 2 flips, 80 classes, 48 boxes of 512
+    features), then read one random view of every image in batches of 32, as the student's
+    loader does: the read rate and the peak resident memory, which must not grow with `count`."""
+    import numpy as np
+
+    from engine.datasets.student import collate_student
+    from engine.datasets.targets import TargetFiles, TargetLayout, TeacherTargets
+
+    files = TargetFiles(work / "synthetic", TargetLayout(2, 2, 80, 48, 512))
+    record = files.layout.empty()
+    record["features"] = np.random.default_rng(0).normal(size=record["features"].shape)
+    digests = [f"{i:040x}" for i in range(count)]
+    started = time.perf_counter()
+    for digest in digests:
+        if not files.has(digest):
+            files.write(digest, record)
+    written = time.perf_counter() - started
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    targets = TeacherTargets(files, digests)
+    rng = np.random.default_rng(1)
+    started = time.perf_counter()
+    for start in range(0, count, 32):
+        collate_student([{"image": torch.zeros(3, 1, 1), "labels": torch.zeros(1), "index": i,
+                          "view": 0, "flip": False,
+                          "targets": targets.sample(i, int(rng.integers(2)), bool(rng.integers(2)))}
+                         for i in range(start, min(count, start + 32))])
+    read = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    size = files.path(digests[0]).stat().st_size
+    print(f"synthetic: {count} records of {size / 1024:.0f} KiB ({count * size / 2**30:.2f} GiB on "
+          f"disk) written in {written:.1f} s; one view of each read in {read:.1f} s "
+          f"({1e6 * read / count:.0f} us per sample); peak resident memory {before:.0f} MiB "
+          f"before reading, {peak:.0f} MiB after")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=60, help="demo images (default 60)")
@@ -75,10 +114,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-proposals", type=int, default=300)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument("--synthetic", type=int, metavar="N",
+                        help="instead: write N synthetic records and time the student's reads")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
+        if args.synthetic:
+            synthetic_reads(args.synthetic, work)
+            return
         demo = work / "demo"
         if not (demo / "test.json").exists():
             generate_demo(demo, n_images=args.images, seed=0)

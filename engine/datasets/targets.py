@@ -12,9 +12,11 @@ project never holds its targets in memory.
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -67,20 +69,29 @@ class TargetFiles:
         with atomic_output(self.path(digest), "wb") as file:
             np.save(file, record.astype(self.layout.dtype(), copy=False))
 
+    @cached_property
+    def header(self) -> bytes:
+        """The `.npy` header every record of this layout starts with."""
+        buffer = io.BytesIO()
+        np.save(buffer, self.layout.empty())
+        return buffer.getvalue()[:-self.layout.dtype().itemsize]
+
     def read(self, digest: str) -> np.ndarray | None:
-        """The image's record, memory-mapped; None when missing, damaged or of another layout."""
+        """The image's record, memory-mapped; None when missing, damaged or of another layout.
+        The header is compared byte for byte, not parsed (parsing took 3/4 of a read)."""
         path = self.path(digest)
         try:
-            record = np.load(path, mmap_mode="r")
+            with open(path, "rb") as file:
+                if file.read(len(self.header)) != self.header:
+                    log.warning("Ignoring teacher-target file %s of another layout", path)
+                    return None
+            return np.memmap(path, dtype=self.layout.dtype(), mode="r",
+                             offset=len(self.header), shape=(1,))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
             log.warning("Ignoring damaged teacher-target file %s: %s", path, exc)
             return None
-        if record.dtype != self.layout.dtype() or record.shape != (1,):
-            log.warning("Ignoring teacher-target file %s of another layout", path)
-            return None
-        return record
 
 
 @dataclass
