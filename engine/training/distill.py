@@ -79,6 +79,8 @@ def compute_teacher_targets(store: Any, teacher: torch.nn.Module, teacher_versio
     Images the teacher could not read have no record (`TeacherTargets.available`)."""
     settings = TeacherPass.of(teacher, kd_boxes, views, flips)
     files = target_files(store, teacher, teacher_version, kd_boxes, settings)
+    for stale in files.root.parent.glob("*.pt"):    # the whole-set cache files of earlier versions
+        stale.unlink(missing_ok=True)
     digests = content_digests(store, image_ids, paths)
     todo = {digest: Path(path) for digest, path in zip(digests, paths) if not files.has(digest)}
     if todo:
