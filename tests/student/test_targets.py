@@ -143,6 +143,9 @@ def test_a_cancelled_pass_keeps_finished_images_and_resumes_with_the_rest(tmp_pa
     from engine.training.api import TrainCallbacks
 
     teacher, paths, store = _tiny_setup(tmp_path)
+    stale = store.paths.cache_dir / "distill" / "teacher-1-r4.pt"   # an earlier version's cache
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
     steps = []
     run = dict(store=store, teacher=teacher, teacher_version="teacher-1", image_ids=[1, 2, 3, 4],
                paths=paths, kd_boxes=4, flips=(False, True), device=torch.device("cpu"),
@@ -151,6 +154,7 @@ def test_a_cancelled_pass_keeps_finished_images_and_resumes_with_the_rest(tmp_pa
         callbacks=TrainCallbacks(on_step=lambda *step: steps.append(step),
                                  should_stop=lambda: len(steps) >= 2), **run)
     assert cancelled is None and steps[-1] == ("teacher targets", 8, 16)
+    assert not stale.exists()
     forwards = []
     original = distill._run_teacher_batch
     monkeypatch.setattr(distill, "_run_teacher_batch",
