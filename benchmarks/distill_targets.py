@@ -1,14 +1,15 @@
 """Wall time of distillation's teacher-target pass on the demo data.
 
-    .venv/bin/python benchmarks/distill_targets.py [--images N] [--views V] [--workers W] [--keep DIR]
+    .venv/bin/python benchmarks/distill_targets.py [--images N] [--views V] [--workers W]
+                                                   [--keep DIR]
     .venv/bin/python benchmarks/distill_targets.py --synthetic N [--keep DIR]
 
 Generates the demo (seed 0), imports it, trains a small teacher once (kept in `--keep` between
 runs) with the recommended proposal source, fills the project's proposal cache for the whole
 images, then times `compute_teacher_targets` on every training image, view and flip from an empty
-distillation cache (the crops' cached proposals removed too), and again from the full cache. Prints the views computed, the wall time, the
-views per second, the CPU seconds of the process and its workers (the fairer figure on a shared
-machine) and the process's peak resident memory. The proposal cache of the whole images is
+distillation cache (the crops' cached proposals removed too), and again from the full cache.
+Prints the views computed, the wall time, the views per second, the CPU seconds of the process
+and its workers (the fairer figure on a shared machine) and the process's peak resident memory. The proposal cache of the whole images is
 warm in both timings, so the figure is the teacher pass itself: crop proposals, decoding, forwards.
 `--synthetic N` instead writes N records of the default layout and reads them as the student's
 loader does (`synthetic_reads`): the memory a large project's targets take while training.
@@ -39,7 +40,8 @@ from engine.training.distill import compute_teacher_targets  # noqa: E402
 
 def teacher_of(store: Store, args: argparse.Namespace) -> str:
     """The kept project's teacher, trained on first use."""
-    done = [run for run in store.runs.list() if run.stage == "teacher" and run.status == "completed"]
+    done = [run for run in store.runs.list()
+            if run.stage == "teacher" and run.status == "completed"]
     if done:
         return done[-1].model_version
     config = TrainConfig(stage="teacher", epochs=1, image_size=args.teacher_size,
@@ -50,7 +52,8 @@ def teacher_of(store: Store, args: argparse.Namespace) -> str:
 
 def cpu_seconds() -> float:
     """CPU time of this process and its finished children (the loader's workers)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
