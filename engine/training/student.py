@@ -51,6 +51,7 @@ from engine.datasets.student import (
     original_sizes,
 )
 from engine.device import resolve_device
+from engine.distributed import is_main
 from engine.errors import UserError
 from engine.metrics import multilabel_report
 from engine.models.losses import (
@@ -78,6 +79,7 @@ from engine.training.distill import (
     compute_teacher_targets,
     content_digests,
 )
+from engine.training.ddp import shard_batches, sharded_targets
 from engine.training.loop import LoopSetup, StageStart, run_stage, start_stage
 from engine.training.student_options import (
     NoUsableTeacherError,
@@ -114,7 +116,8 @@ def train_student(store: Store, config: TrainConfig,
                 return end_cancelled(store, run)
         setup, n_images = _loop_setup(store, start, options, run, targets, teacher_run, device)
     except BaseException:
-        store.runs.update(run.id, status="failed", finished=True)
+        if is_main():
+            store.runs.update(run.id, status="failed", finished=True)
         raise
     callbacks.message(
         f"Training {run.model_version} on {n_images} images "
@@ -152,10 +155,11 @@ def _teacher_targets(store: Store, start: StageStart, options: StudentOptions,
     """The teacher's targets for every training image, view and flip; None when cancelled."""
     config, matrix = start.config, start.matrix
     flips = (False, True) if config.flip else (False,)
-    targets = compute_teacher_targets(
-        store, teacher, teacher_run.model_version, matrix.image_ids, matrix.paths,
-        options.kd_boxes, flips, device, callbacks, batch_size=max(1, config.batch_size),
-        views=options.views)
+    targets = sharded_targets(
+        lambda ids, paths: compute_teacher_targets(
+            store, teacher, teacher_run.model_version, ids, paths, options.kd_boxes, flips,
+            device, callbacks, batch_size=max(1, config.batch_size), views=options.views),
+        matrix.image_ids, matrix.paths)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return targets
@@ -235,7 +239,7 @@ def _loop_setup(store: Store, start: StageStart, options: StudentOptions, run: T
             "feature_scale": step.feature_scale, "options": dataclasses.asdict(options)}
     setup = LoopSetup(
         stage=STAGE, model=model, optimizer=optimizer,
-        loader=make_loader(train_set, sampler, collate_student, device, config.num_workers or 0),
+        loader=make_loader(train_set, shard_batches(sampler), collate_student, device, config.num_workers or 0),
         step=step, epochs=options.epochs, device=device,
         checkpoint_path=store.paths.models_dir / f"{run.model_version}.pt",
         checkpoint_extra={"model_config": dict(model.config), "meta": meta,
@@ -268,6 +272,13 @@ class DistillationStep:
             self.feature_scale = self.targets.feature_rms()
         if self.targets is not None:
             self.targets = self.targets.to(self.device)
+
+    @property
+    def leaves_parameters_unused(self) -> bool:
+        """Whether a batch may leave parameters out of the loss (the region head without feature
+        KD, the temperature without prediction KD, the classifier in stage 1 of `staged`)."""
+        return not (self.targets is not None and self.options.uses_feature
+                    and self.options.uses_prediction and self.options.feature_epochs == 0)
 
     def chain_set_epoch(self, set_sampler_epoch: Any) -> Any:
         def set_epoch(epoch: int) -> None:
