@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 
@@ -70,7 +71,13 @@ def process_argv(argv: list[str]) -> list[str]:
 
 def relaunch(args: argparse.Namespace) -> int:
     """Run this command as a job of several processes; its exit status (rank 0's errors are
-    printed by rank 0 itself)."""
+    printed by rank 0 itself). A SIGTERM to this process (the app's Cancel) stops the job: the
+    launcher passes it on to every process."""
     threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // args.nproc))
-    return subprocess.call(launch_command(args, list(args.argv)),
+    job = subprocess.Popen(launch_command(args, list(args.argv)),
                            env={**os.environ, "OMP_NUM_THREADS": threads})
+    previous = signal.signal(signal.SIGTERM, lambda *_: job.terminate())
+    try:
+        return job.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
