@@ -30,6 +30,11 @@ def _dist() -> Any:
     return sys.modules["torch.distributed"]
 
 
+def _reduce_device() -> str:
+    """Where a tensor to all-reduce lives: this process's GPU with NCCL, else the CPU."""
+    return "cuda" if _dist().get_backend() == "nccl" else "cpu"
+
+
 def launched() -> bool:
     """Whether `torch.distributed.run` started this process as one of several."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -129,7 +134,8 @@ def mean(values: dict[str, float]) -> dict[str, float]:
     import torch
 
     keys = sorted(values)
-    tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64,
+                          device=_reduce_device())
     _dist().all_reduce(tensor)
     return {k: float(v) / world_size() for k, v in zip(keys, tensor.tolist())}
 
@@ -140,6 +146,6 @@ def total(value: float) -> float:
         return value
     import torch
 
-    tensor = torch.tensor([float(value)], dtype=torch.float64)
+    tensor = torch.tensor([float(value)], dtype=torch.float64, device=_reduce_device())
     _dist().all_reduce(tensor)
     return float(tensor.item())
