@@ -9,15 +9,15 @@ one rank of a `torch.distributed` job, kept here so the stages stay as they are.
 - `DistributedStep`: the stage's `step(model, batch)` as the forward of one module, wrapped in
   `DistributedDataParallel`, so the gradients of whatever the step touches (the student calls
   several of its model's methods, not `forward`) are averaged across ranks in backward.
-- `sharded_proposals` and `sharded_targets`: proposals and the teacher's distillation targets
-  computed by each rank for its share of the images, then read or gathered by every rank.
+- `sharded`: proposals and the teacher's distillation targets (cached one file per image)
+  computed by each rank for its share of the images, then read from the cache by every rank.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -28,7 +28,8 @@ from engine import distributed
 from engine.progress import Progress, ShouldStop
 from engine.proposals import Proposals, ProposalSource
 from engine.proposals.project import proposals_for_images
-from engine.training.distill import TeacherTargets
+
+T = TypeVar("T")
 
 
 class ShardedBatchSampler(Sampler[list[Any]]):
@@ -86,27 +87,22 @@ def distributed_step(model: nn.Module, step: Callable[[nn.Module, Any], dict[str
     return lambda _model, batch: wrapped(batch)
 
 
+def sharded(compute: Callable[[list[int], list[Path]], T], image_ids: Sequence[int],
+            paths: Sequence[Path]) -> T:
+    """`compute(image_ids, paths)` of all the images, for a computation that caches one file per
+    image in the project (proposals, the teacher's targets): in a job each rank first computes
+    its share, so the work is split and no two ranks write the same file; then every rank reads
+    the whole list, from the cache."""
+    if distributed.active():
+        compute(distributed.shard(image_ids), distributed.shard(paths))
+        distributed.barrier()
+    return compute(list(image_ids), list(paths))
+
+
 def sharded_proposals(store: Any, image_ids: Sequence[int], paths: Sequence[Path],
                       source: ProposalSource, progress: Progress = None,
                       should_stop: ShouldStop = None
                       ) -> tuple[list[Proposals | None], dict[int, str]]:
-    """`proposals_for_images` of all the images, each rank computing its share into the
-    project's proposal cache first (one file per image, so ranks never write the same file)."""
-    if distributed.active():
-        proposals_for_images(store, distributed.shard(image_ids), distributed.shard(paths),
-                             source, progress, should_stop)
-        distributed.barrier()
-    return proposals_for_images(store, image_ids, paths, source, progress, should_stop)
-
-
-def sharded_targets(compute: Callable[[list[int], list[Path]], TeacherTargets | None],
-                    image_ids: Sequence[int], paths: Sequence[Path]) -> TeacherTargets | None:
-    """`compute(image_ids, paths)` on all the images: in a job, each rank on its share, the
-    shares gathered in rank order on every rank (None when any rank was cancelled)."""
-    if not distributed.active() or len(image_ids) < distributed.world_size():
-        return compute(list(image_ids), list(paths))
-    parts = distributed.gather(compute(distributed.shard(image_ids), distributed.shard(paths)))
-    if any(part is None for part in parts):
-        return None
-    return TeacherTargets(*(torch.cat([getattr(part, name) for part in parts])
-                            for name in ("soft", "boxes", "features", "valid")))
+    """`proposals_for_images` of all the images, computed `sharded`."""
+    return sharded(lambda ids, files: proposals_for_images(store, ids, files, source, progress,
+                                                           should_stop), image_ids, paths)

@@ -79,7 +79,7 @@ from engine.training.distill import (
     compute_teacher_targets,
     content_digests,
 )
-from engine.training.ddp import shard_batches, sharded_targets
+from engine.training.ddp import shard_batches, sharded
 from engine.training.loop import LoopSetup, StageStart, run_stage, start_stage
 from engine.training.student_options import (
     NoUsableTeacherError,
@@ -155,7 +155,7 @@ def _teacher_targets(store: Store, start: StageStart, options: StudentOptions,
     """The teacher's targets for every training image, view and flip; None when cancelled."""
     config, matrix = start.config, start.matrix
     flips = (False, True) if config.flip else (False,)
-    targets = sharded_targets(
+    targets = sharded(
         lambda ids, paths: compute_teacher_targets(
             store, teacher, teacher_run.model_version, ids, paths, options.kd_boxes, flips,
             device, callbacks, batch_size=max(1, config.batch_size), views=options.views),
