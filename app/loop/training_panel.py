@@ -210,7 +210,8 @@ class TrainingPanel(QWidget):
                                                   "images had their tags corrected (0: never).")
         self.auto_quick.setSpecialValueText("off")
         self.processes = self._spin(1, 64, 1, "Train with this many processes, one per GPU "
-                                    "(gloo on the CPU), as a separate program (mlic train --nproc).")
+                                    "(gloo on the CPU), as a separate program "
+                                    "(mlic train --nproc).")
         rows = (("Stage", self.stage_combo), ("Teacher backbone", self.teacher_backbone),
                 ("Student backbone", self.student_backbone), ("Distillation", self.kd),
                 ("Epochs", self.epochs), ("Teacher image size", self.image_size),

@@ -318,7 +318,8 @@ def _end_epoch(setup: LoopSetup, run: TrainingRun, epoch: int, tally: _EpochTall
     """Validation and the epoch's report (also appended to the run's history). In a job: the
     losses averaged over the ranks, the images summed, and validation run by rank 0 alone on
     the whole split, its figures broadcast to the other ranks."""
-    metrics: dict[str, float] = {"images_per_s": distributed.total(tally.images) / max(seconds, 1e-9),
+    images = distributed.total(tally.images)
+    metrics: dict[str, float] = {"images_per_s": images / max(seconds, 1e-9),
                                  "lr": float(setup.optimizer.param_groups[0]["lr"])}
     if setup.validate is not None:
         figures: dict[str, float] = {}

@@ -148,7 +148,8 @@ def _loop_setup(store: Store, start: StageStart, run: TrainingRun, train_set: Re
     restore_optimizer(optimizer, scheduler, start.checkpoint)
     return LoopSetup(
         stage=STAGE, model=model, optimizer=optimizer,
-        loader=make_loader(train_set, shard_batches(sampler), collate_regions, device, config.num_workers),
+        loader=make_loader(train_set, shard_batches(sampler), collate_regions, device,
+                           config.num_workers),
         step=RegionStep(device, channels_last, uses_scores), epochs=config.epochs, device=device,
         checkpoint_path=store.paths.models_dir / f"{run.model_version}.pt",
         checkpoint_extra={"model_config": model.config, "meta": model.meta,
