@@ -1,13 +1,16 @@
 """Training with two gloo processes against one, on the CPU: `mlic train --nproc 2` vs `--nproc 1`.
 
     .venv/bin/python benchmarks/scale_ddp.py [--images N] [--epochs E] [--seeds 0 1] [--batch B]
+                                             [--threads T]
 
 Generates the demo data (seed 0), imports it into one project, and copies that project for every
 run, so each run starts from the same state. Every run trains the teacher and then the distilled
 student (stage all, tiny models from random init, sliding-window proposals) through the real
 command line, `python -m engine train --config C --nproc K --progress jsonl`, with the *same*
-global batch, epochs, data and seed; both sides get all the machine's cores (one process with
-all of them as intra-op threads, two with half each). Each epoch's report gives the training
+global batch, epochs, data and seed; by default both sides get all the machine's cores (one
+process with all of them as intra-op threads, two with half each); `--threads T` gives every
+process T threads instead (`--threads 1`: one core per process, the scaling of DDP itself, free
+of what several threads per process cost on a busy machine). Each epoch's report gives the training
 throughput (images per second of the epoch's training time, validation excluded) and the mean
 loss; the table prints both per stage, the loss curves side by side (the same global batches are
 drawn whatever the number of processes, so the curves should overlay, up to the batch-norm
@@ -65,7 +68,7 @@ def _project(folder: Path, images: int) -> Path:
 
 
 def train_run(template: Path, folder: Path, processes: int, seed: int, epochs: int,
-              batch: int) -> RunFigures:
+              batch: int, threads: int | None = None) -> RunFigures:
     """One `mlic train --nproc` run on a copy of the template project."""
     import time
 
@@ -74,7 +77,8 @@ def train_run(template: Path, folder: Path, processes: int, seed: int, epochs: i
     config = folder / f"config-{processes}-{seed}.json"
     config.write_text(json.dumps({**TINY, "epochs": epochs, "batch_size": batch, "seed": seed}))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (cores or 1) // processes)),
+    threads = threads or max(1, (cores or 1) // processes)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads),
            "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
     done = subprocess.run(
@@ -94,19 +98,21 @@ def train_run(template: Path, folder: Path, processes: int, seed: int, epochs: i
 
 
 def ddp_section(images: int = 48, epochs: int = 3, seeds: tuple[int, ...] = (0,),
-                batch: int = 8) -> list[RunFigures]:
+                batch: int = 8, threads: int | None = None) -> list[RunFigures]:
     """Train with 1 and 2 processes per seed on the same data; print and return the figures."""
     with tempfile.TemporaryDirectory(prefix="mlic-ddp-") as tmp:
         template = _project(Path(tmp) / "template", images)
-        runs = [train_run(template, Path(tmp), processes, seed, epochs, batch)
+        runs = [train_run(template, Path(tmp), processes, seed, epochs, batch, threads)
                 for seed in seeds for processes in (1, 2)]
-    print_table(runs, images, epochs, batch)
+    print_table(runs, images, epochs, batch, threads)
     return runs
 
 
-def print_table(runs: list[RunFigures], images: int, epochs: int, batch: int) -> None:
+def print_table(runs: list[RunFigures], images: int, epochs: int, batch: int,
+                threads: int | None) -> None:
+    per_process = f"{threads} thread(s) per process" if threads else "all cores on each side"
     print(f"\nDDP on the CPU (gloo): {images} demo images, {epochs} epochs, global batch {batch}, "
-          f"stage all, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
+          f"stage all, {os.cpu_count()} cores, {per_process}, load {os.getloadavg()[0]:.1f}")
     print(f"{'stage':8} {'seed':>4} {'1 proc img/s':>13} {'2 procs img/s':>14} {'speed-up':>9} "
           f"{'wall 1 / 2 (s)':>15}  loss per epoch, 1 proc | 2 procs")
     wins: dict[str, int] = {}
@@ -129,8 +135,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--threads", type=int, default=None,
+                        help="intra-op threads per process (default: cores / processes)")
     args = parser.parse_args()
-    ddp_section(args.images, args.epochs, tuple(args.seeds), args.batch)
+    ddp_section(args.images, args.epochs, tuple(args.seeds), args.batch, args.threads)
 
 
 if __name__ == "__main__":
