@@ -8,10 +8,13 @@ runs the same command with its own `--node-rank` and the address of machine 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
-import signal
-import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 from engine import distributed
 from engine.errors import UserError
@@ -70,14 +73,61 @@ def process_argv(argv: list[str]) -> list[str]:
 
 
 def relaunch(args: argparse.Namespace) -> int:
-    """Run this command as a job of several processes; its exit status (rank 0's errors are
-    printed by rank 0 itself). A SIGTERM to this process (the app's Cancel) stops the job: the
-    launcher passes it on to every process."""
+    """Run this command as a job of several processes (`torch.distributed.run`, in this process)
+    and return its exit status. A process's error reaches the person as this command's one
+    `mlic: error:` line (exit status 2), not once per process with the launcher's report; a
+    SIGTERM (the app's Cancel) stops every process."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
     threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // args.nproc))
-    job = subprocess.Popen(launch_command(args, list(args.argv)),
-                           env={**os.environ, "OMP_NUM_THREADS": threads})
-    previous = signal.signal(signal.SIGTERM, lambda *_: job.terminate())
+    quiet = logging.getLogger("torch.distributed.elastic")
+    level = quiet.level
+    with tempfile.TemporaryDirectory(prefix="mlic-job-") as errors, \
+            _environment(OMP_NUM_THREADS=threads, MLIC_JOB_ERRORS=errors):
+        quiet.setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
+        try:
+            run(get_args_parser().parse_args(launch_command(args, list(args.argv))[3:]))
+            return 0
+        except SignalException as exc:
+            return 128 + int(exc.sigval)
+        except ChildFailedError as exc:
+            message = _first_error(Path(errors))
+            if message is None:
+                return exc.get_first_failure()[1].exitcode or 1
+            raise UserError(message) from None
+        finally:
+            quiet.setLevel(level)
+
+
+def report_error(message: str) -> bool:
+    """In a process of a job: keep `message` for the launcher to print once (True); outside a
+    job False, and the caller prints it."""
+    folder = os.environ.get("MLIC_JOB_ERRORS")
+    if not (distributed.launched() and folder):
+        return False
+    rank = os.environ.get("RANK", "0")
+    (Path(folder) / f"{int(rank):06d}").write_text(message, encoding="utf-8")
+    return True
+
+
+def _first_error(folder: Path) -> str | None:
+    """The error message of the lowest rank that reported one."""
+    reports = sorted(folder.glob("[0-9]*"))
+    return reports[0].read_text(encoding="utf-8") if reports else None
+
+
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """These environment variables set for the processes, restored afterwards."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
     try:
-        return job.wait()
+        yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -131,3 +131,13 @@ def test_tagging_with_two_processes_writes_what_one_process_writes(project):
                      str(root / name), "--device", "cpu", *extra]) == 0
     one, two = ((root / name).read_text() for name in ("one.csv", "two.csv"))
     assert one == two and len(one.splitlines()) == 21
+
+
+@pytest.mark.slow
+def test_an_error_inside_the_job_is_one_line_and_status_2(project, capsys):
+    root, _ = project
+    capsys.readouterr()
+    assert main(["--project", str(root / "project"), "train", "--stage", "teacher", "--resume",
+                 "--device", "cpu", "--nproc", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err == "mlic: error: There is no unfinished teacher run to resume.\n"
