@@ -70,49 +70,60 @@ def test_two_machines_need_machine_zeros_address(capsys):
     assert capsys.readouterr().err.startswith("mlic: error: Several machines need")
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A tiny demo project trained (teacher, then the distilled student) by two processes."""
+def _tiny_project(root):
+    """A tiny demo project (20 images) and its tiny training config."""
     from engine.demo import generate_demo, import_demo
     from engine.store import Store
 
-    root = tmp_path_factory.mktemp("ddp")
     demo = generate_demo(root / "demo", n_images=20, seed=0)
     with Store.open(root / "project") as store:
         import_demo(store, demo.root)
     config = root / "tiny.json"
     config.write_text(json.dumps(TINY))
-    assert main(["--project", str(root / "project"), "train", "--config", str(config),
-                 "--nproc", "2"]) == 0
-    return root, demo
+    return root / "project", demo, config
 
 
 @pytest.mark.slow
-def test_a_two_process_run_completes_and_is_stored_once(project):
+def test_two_processes_train_once_resume_in_one_and_tag_like_one(tmp_path, capsys):
+    """One sequence, so the suite pays for one job's training (xdist would build a shared
+    fixture once per worker)."""
+    project, demo, config = _tiny_project(tmp_path)
+    assert main(["--project", str(project), "train", "--config", str(config), "--nproc", "2"]) == 0
+    _stored_once(project)
+    _resumes_in_one_process(project)
+    _tags_like_one_process(project, demo.root / "images", tmp_path)
+    capsys.readouterr()
+    assert main(["--project", str(project), "train", "--stage", "teacher", "--resume",
+                 "--device", "cpu", "--nproc", "2"]) == 2
+    assert capsys.readouterr().err == "mlic: error: There is no unfinished teacher run to resume.\n"
+
+
+def _stored_once(project):
+    """The run completed, each stage stored once, one report per epoch (not one per process),
+    checkpoints of the plain model (no DDP prefixes)."""
     from engine.store import Store
 
-    root, _ = project
-    with Store.open(root / "project") as store:
+    with Store.open(project) as store:
         runs = store.runs.list()
         assert [(run.stage, run.status) for run in runs] == [("teacher", "completed"),
                                                              ("student", "completed")]
         for run in runs:
-            assert len(run.metrics["epochs"]) == 1                # one report per epoch, not two
+            assert len(run.metrics["epochs"]) == 1
             assert run.metrics["last"]["images_per_s"] > 0
-            state = load_checkpoint(root / "project" / run.checkpoint)
+            state = load_checkpoint(project / run.checkpoint)
             assert not any(key.startswith("module.") for key in state["model"])
 
 
-@pytest.mark.slow
-def test_its_checkpoint_resumes_in_one_process(project):
+def _resumes_in_one_process(project):
+    """The job's teacher checkpoint, as if the job had stopped before its epoch ended, is
+    resumed by a single process into the same run."""
     from engine.store import Store
     from engine.training import TrainConfig, train
 
-    root, _ = project
-    with Store.open(root / "project") as store:
+    with Store.open(project) as store:
         teacher = store.runs.list("teacher")[0]
-        path = root / "project" / teacher.checkpoint
-        state = load_checkpoint(path)               # as if the job had stopped before epoch 1
+        path = project / teacher.checkpoint
+        state = load_checkpoint(path)
         state.pop("format")
         save_checkpoint(path, {**state, "epoch": 0, "history": []})
         store.runs.update(teacher.id, status="cancelled")
@@ -122,22 +133,9 @@ def test_its_checkpoint_resumes_in_one_process(project):
         assert len(store.runs.get(teacher.id).metrics["epochs"]) == 1
 
 
-@pytest.mark.slow
-def test_tagging_with_two_processes_writes_what_one_process_writes(project):
-    root, demo = project
-    images = demo.root / "images"
+def _tags_like_one_process(project, images, folder):
     for name, extra in (("one.csv", []), ("two.csv", ["--nproc", "2"])):
-        assert main(["--project", str(root / "project"), "tag", str(images), "--out",
-                     str(root / name), "--device", "cpu", *extra]) == 0
-    one, two = ((root / name).read_text() for name in ("one.csv", "two.csv"))
+        assert main(["--project", str(project), "tag", str(images), "--out", str(folder / name),
+                     "--device", "cpu", *extra]) == 0
+    one, two = ((folder / name).read_text() for name in ("one.csv", "two.csv"))
     assert one == two and len(one.splitlines()) == 21
-
-
-@pytest.mark.slow
-def test_an_error_inside_the_job_is_one_line_and_status_2(project, capsys):
-    root, _ = project
-    capsys.readouterr()
-    assert main(["--project", str(root / "project"), "train", "--stage", "teacher", "--resume",
-                 "--device", "cpu", "--nproc", "2"]) == 2
-    err = capsys.readouterr().err
-    assert err == "mlic: error: There is no unfinished teacher run to resume.\n"
