@@ -4,7 +4,7 @@ the panel gets from an in-process round (`app.jobs.JobSlot` and the trainer's ca
 
 The config travels as a JSON file (`--config`), so the processes train exactly what the form
 says. Cancel terminates the launcher, which stops the processes; the last checkpoint is kept and
-Resume continues the run (with any number of processes).
+Resume continues the run (with any number of processes). Quitting the app stops them too.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QProcess, Signal
+from PySide6.QtCore import QCoreApplication, QObject, QProcess, Signal
 
 from engine.errors import UserError
 from engine.training.api import EpochReport, TrainConfig
@@ -93,6 +93,9 @@ class ProcessRun(QObject):
         self._stage = ""
         self._cancelling = False
         self._folder: tempfile.TemporaryDirectory | None = None
+        app = QCoreApplication.instance()
+        if app is not None:            # quitting the app stops the processes, never orphans them
+            app.aboutToQuit.connect(self._stop)
 
     @property
     def busy(self) -> bool:
@@ -118,6 +121,11 @@ class ProcessRun(QObject):
         if self.process is not None:
             self._cancelling = True
             self.process.terminate()
+
+    def _stop(self) -> None:
+        if self.process is not None:
+            self.cancel()
+            self.process.waitForFinished(30000)
 
     def _read_output(self) -> None:
         text = self._reading.pending + bytes(self.process.readAllStandardOutput()).decode(
