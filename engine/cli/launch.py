@@ -1,7 +1,8 @@
 """`--nproc N` (with `--nnodes`, `--node-rank`, `--rdzv-endpoint`): a command that relaunches
 itself under `torch.distributed.run` as N processes per machine, the pattern Ultralytics uses for
-multi-GPU training. The processes run the same command line; `engine.distributed` tells each one
-its rank. On one machine the rendezvous is local (`--standalone`); across machines every machine
+multi-GPU training (the launcher runs in this process, so its errors become one `mlic: error:`
+line). The processes run the same command line without the launch options; `engine.distributed`
+tells each one its rank. On one machine the rendezvous is local (`--standalone`); across machines every machine
 runs the same command with its own `--node-rank` and the address of machine 0.
 """
 
@@ -11,7 +12,6 @@ import argparse
 import contextlib
 import logging
 import os
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,15 +46,15 @@ def wants_launch(args: argparse.Namespace) -> bool:
     return not distributed.launched() and args.nproc * args.nnodes > 1
 
 
-def launch_command(args: argparse.Namespace, argv: list[str]) -> list[str]:
-    """The `torch.distributed.run` command that runs `mlic <argv>` as the job's processes."""
+def torchrun_arguments(args: argparse.Namespace, argv: list[str]) -> list[str]:
+    """The arguments of `torch.distributed.run` (`torchrun`) that run `mlic <argv>` as the
+    job's processes."""
     if args.nnodes == 1 and not args.rdzv_endpoint:
         where = ["--standalone"]
     else:
         where = ["--nnodes", str(args.nnodes), "--node-rank", str(args.node_rank),
                  "--rdzv-endpoint", args.rdzv_endpoint]
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(args.nproc),
-            *where, "-m", "engine", *process_argv(argv)]
+    return ["--nproc-per-node", str(args.nproc), *where, "-m", "engine", *process_argv(argv)]
 
 
 def process_argv(argv: list[str]) -> list[str]:
@@ -88,7 +88,7 @@ def relaunch(args: argparse.Namespace) -> int:
             _environment(OMP_NUM_THREADS=threads, MLIC_JOB_ERRORS=errors):
         quiet.setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
         try:
-            run(get_args_parser().parse_args(launch_command(args, list(args.argv))[3:]))
+            run(get_args_parser().parse_args(torchrun_arguments(args, list(args.argv))))
             return 0
         except SignalException as exc:
             return 128 + int(exc.sigval)

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from engine.cli.launch import launch_command, process_argv
+from engine.cli.launch import process_argv, torchrun_arguments
 from engine.cli.main import build_parser, main
 from engine.distributed import shard
 from engine.models.checkpoint import load_checkpoint, save_checkpoint
@@ -55,11 +55,11 @@ def test_every_rank_takes_its_share_of_the_same_global_batches():
 def test_the_processes_run_the_command_without_the_launch_options():
     argv = ["--project", "p", "train", "--nproc", "2", "--epochs", "3", "--nnodes=1"]
     assert process_argv(argv) == ["--project", "p", "train", "--epochs", "3"]
-    one = launch_command(build_parser().parse_args(argv), argv)
+    one = torchrun_arguments(build_parser().parse_args(argv), argv)
     assert one[one.index("--nproc-per-node") + 1] == "2" and "--standalone" in one
     two_machines = ["train", "--nproc", "4", "--nnodes", "2", "--node-rank", "1",
                     "--rdzv-endpoint", "10.0.0.1:29500"]
-    command = launch_command(build_parser().parse_args(two_machines), two_machines)
+    command = torchrun_arguments(build_parser().parse_args(two_machines), two_machines)
     assert command[command.index("--rdzv-endpoint") + 1] == "10.0.0.1:29500"
     assert command[command.index("--node-rank") + 1] == "1"
     assert command[-3:] == ["-m", "engine", "train"]
