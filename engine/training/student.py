@@ -55,6 +55,7 @@ from engine.datasets.student import (
     original_sizes,
 )
 from engine.device import resolve_device
+from engine.distributed import is_main
 from engine.errors import UserError
 from engine.metrics import multilabel_report
 from engine.models.losses import (
@@ -84,6 +85,7 @@ from engine.training.distill import (
     compute_teacher_targets,
     content_digests,
 )
+from engine.training.ddp import shard_batches, sharded
 from engine.training.loop import LoopSetup, StageStart, run_stage, start_stage
 from engine.training.student_options import (
     NoUsableTeacherError,
@@ -125,7 +127,8 @@ def train_student(store: Store, config: TrainConfig,
         setup, n_images = _loop_setup(store, start, options, run, targets, teacher_run, device,
                                       online)
     except BaseException:
-        store.runs.update(run.id, status="failed", finished=True)
+        if is_main():
+            store.runs.update(run.id, status="failed", finished=True)
         raise
     callbacks.message(
         f"Training {run.model_version} on {n_images} images "
@@ -163,10 +166,12 @@ def _teacher_targets(store: Store, start: StageStart, options: StudentOptions,
     """The teacher's targets for every training image, view and flip; None when cancelled."""
     config, matrix = start.config, start.matrix
     flips = (False, True) if config.flip else (False,)
-    targets = compute_teacher_targets(
-        store, teacher, teacher_run.model_version, matrix.image_ids, matrix.paths,
-        options.kd_boxes, flips, device, callbacks, batch_size=max(1, config.batch_size),
-        views=options.views, workers=config.num_workers)
+    targets = sharded(
+        lambda ids, paths: compute_teacher_targets(
+            store, teacher, teacher_run.model_version, ids, paths, options.kd_boxes, flips,
+            device, callbacks, batch_size=max(1, config.batch_size), views=options.views,
+            workers=config.num_workers),
+        matrix.image_ids, matrix.paths)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return targets
@@ -252,7 +257,8 @@ def _loop_setup(store: Store, start: StageStart, options: StudentOptions, run: T
             "feature_scale": step.feature_scale, "options": dataclasses.asdict(options)}
     setup = LoopSetup(
         stage=STAGE, model=model, optimizer=optimizer,
-        loader=make_loader(train_set, sampler, collate_student, device, config.num_workers or 0),
+        loader=make_loader(train_set, shard_batches(sampler), collate_student, device,
+                           config.num_workers or 0),
         step=step, epochs=options.epochs, device=device,
         checkpoint_path=store.paths.models_dir / f"{run.model_version}.pt",
         checkpoint_extra={"model_config": dict(model.config), "meta": meta,
@@ -286,6 +292,13 @@ class DistillationStep:
         if (self.targets is not None and self.options.uses_feature
                 and self.options.feature_norm == "scale"):
             self.feature_scale = self.targets.feature_rms()
+
+    @property
+    def leaves_parameters_unused(self) -> bool:
+        """Whether a batch may leave parameters out of the loss (the region head without feature
+        KD, the temperature without prediction KD, the classifier in stage 1 of `staged`)."""
+        return not (self.targets is not None and self.options.uses_feature
+                    and self.options.uses_prediction and self.options.feature_epochs == 0)
 
     def chain_set_epoch(self, set_sampler_epoch: Any) -> Any:
         def set_epoch(epoch: int) -> None:
