@@ -21,6 +21,8 @@ CASES = {
                 "CorLoc"),
     "tagging": (["--images", "12", "--device", "cpu", "--batch-size", "4", "--teacher-images", "2"],
                 "vs naive"),
+    "distill_targets": (["--images", "16", "--teacher-size", "96", "--max-proposals", "20"],
+                        "cold pass"),
     "gallery": (["--images", "300", "--distinct", "20", "--frames", "5"], "first paint"),
     "kd_ablation": (["--images", "40", "--seeds", "0", "--teacher-scratch", "--teacher-backbone",
                      "resnet18", "--teacher-epochs", "1", "--teacher-size", "96",

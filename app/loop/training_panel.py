@@ -40,6 +40,7 @@ from app import dialogs
 from app.dialogs import ask_without_teacher
 from app.elided import ElidedLabel
 from app.jobs import JobSlot
+from app.loop.process_run import ProcessRun
 from app.loop.training_charts import TrainingCharts
 from app.state import ProjectState
 from engine.training.api import (
@@ -126,15 +127,17 @@ class TrainingPanel(QWidget):
         self.state = state
         self.workers = state.workers
         self.jobs = JobSlot(self.workers, parent=self)
-        self.jobs.progress.connect(self._on_progress)
-        self.jobs.finished.connect(self._finished)
-        self.jobs.failed.connect(self._failed)
-        self.jobs.cancelled.connect(self._cancelled)
-        self.jobs.busy_changed.connect(self._set_running)
+        self.process_run = ProcessRun(self)     # a round of several processes (--nproc)
+        for signal, slot in (("progress", self._on_progress), ("finished", self._finished),
+                             ("failed", self._failed), ("cancelled", self._cancelled),
+                             ("busy_changed", self._set_running)):
+            getattr(self.jobs, signal).connect(slot)
+            getattr(self.process_run, signal).connect(slot)
         self._bridge = _Bridge(self)
-        self._bridge.epoch.connect(self._on_epoch)
-        self._bridge.stage.connect(self._on_stage)
-        self._bridge.message.connect(self._on_message)
+        for source in (self._bridge, self.process_run):
+            source.epoch.connect(self._on_epoch)
+            source.stage.connect(self._on_stage)
+            source.message.connect(self._on_message)
         self._stage_name = ""
         self.charts = TrainingCharts()
         self.charts.run_selected.connect(self._run_selected)
@@ -206,12 +209,15 @@ class TrainingPanel(QWidget):
         self.auto_quick = self._spin(0, 10000, 0, "Run a quick round by itself after this many "
                                                   "images had their tags corrected (0: never).")
         self.auto_quick.setSpecialValueText("off")
+        self.processes = self._spin(1, 64, 1, "Train with this many processes, one per GPU "
+                                    "(gloo on the CPU), as a separate program "
+                                    "(mlic train --nproc).")
         rows = (("Stage", self.stage_combo), ("Teacher backbone", self.teacher_backbone),
                 ("Student backbone", self.student_backbone), ("Distillation", self.kd),
                 ("Epochs", self.epochs), ("Teacher image size", self.image_size),
                 ("Student image size", self.student_size), ("Proposals", self.proposals),
                 ("Device", self.device), ("", self.pretrained), ("", self.warm_start),
-                ("Quick round after", self.auto_quick))
+                ("Quick round after", self.auto_quick), ("Processes", self.processes))
         form = QGridLayout()             # three columns of four rows: the whole form fits a
         form.setHorizontalSpacing(6)     # short dock at the default window size
         form.setVerticalSpacing(3)
@@ -347,12 +353,12 @@ class TrainingPanel(QWidget):
         return {"backbone": self.teacher_backbone, "student_backbone": self.student_backbone,
                 "epochs": self.epochs, "image_size": self.image_size,
                 "student_image_size": self.student_size, "device": self.device, "kd": self.kd,
-                "proposals": self.proposals}
+                "proposals": self.proposals, "processes": self.processes}
 
     # ---------------------------------------------------------------------------- running
     @property
     def running(self) -> bool:
-        return self.jobs.busy
+        return self.jobs.busy or self.process_run.busy
 
     def start(self, config: TrainConfig | None = None, resume: bool = False) -> None:
         """Start a round (the form's settings unless `config` is given)."""
@@ -363,8 +369,12 @@ class TrainingPanel(QWidget):
             if resume:
                 from dataclasses import replace
                 config = replace(config, resume=True)
-            self.jobs.start(f"Training ({config.stage})", _train_job, config,
-                            self.warm_start.isChecked(), self._bridge)
+            if self.processes.value() > 1 and config.stage != "quick":
+                self.process_run.start(self.workers.store, config, self.processes.value(),
+                                       self.warm_start.isChecked())
+            else:
+                self.jobs.start(f"Training ({config.stage})", _train_job, config,
+                                self.warm_start.isChecked(), self._bridge)
             self._last_config = config
         except Exception as exc:  # noqa: BLE001 - a bad setting is shown, never raised
             dialogs.show_error(self, exc, "Training")
@@ -390,7 +400,7 @@ class TrainingPanel(QWidget):
 
     def cancel(self) -> None:
         if self.running:
-            self.jobs.cancel()
+            (self.process_run if self.process_run.busy else self.jobs).cancel()
             self.status.setText("Cancelling after the current batch; the checkpoint is kept…")
             self.cancel_button.setEnabled(False)
 
@@ -401,7 +411,7 @@ class TrainingPanel(QWidget):
         self.quick_button.setEnabled(not running)
         for widget in (self.stage_combo, self.teacher_backbone, self.student_backbone, self.epochs,
                        self.image_size, self.student_size, self.kd, self.device, self.proposals,
-                       self.pretrained, self.warm_start):
+                       self.pretrained, self.warm_start, self.processes):
             widget.setEnabled(not running)
         if not running:
             self._stage_changed()

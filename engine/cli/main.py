@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from engine import __version__
 from engine.cli import detect, evaluate, project, tag, train
 from engine.cli.failures import failure_message
+from engine.cli.launch import report_error
 from engine.errors import UserError
 
 log = logging.getLogger("mlic")
@@ -47,12 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _tolerant_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)   # a command relaunching itself
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.handler(args) or 0)
     except UserError as exc:
-        print(f"mlic: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return 2
     except KeyboardInterrupt:
         print("mlic: interrupted", file=sys.stderr)
@@ -64,8 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if message is None:
             raise
         log.debug("failure", exc_info=True)
-        print(f"mlic: error: {message}", file=sys.stderr)
+        _error(message)
         return 2
+
+
+def _error(message: str) -> None:
+    """The one `mlic: error:` line (a process of a job leaves it to the launcher to print)."""
+    if not report_error(message):
+        print(f"mlic: error: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from engine.cli.common import existing_folder, output_file, print_skipped, progress_bar
+from engine.cli.launch import add_launch_options, relaunch, wants_launch
 from engine.errors import UserError
 
 
@@ -29,12 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                         help="auto: float16 on CUDA, bfloat16 on CPUs that run it natively, else "
                              "float32 (default: auto)")
+    add_launch_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine import distributed
     from engine.cli.common import open_store
-    from engine.inference.tagging import tag_folder, write_predictions_csv
 
     folder = existing_folder(args.folder)
     out = output_file(args.out)
@@ -42,10 +44,30 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"Batch size must be at least 1, not {args.batch_size}.")
     if args.workers is not None and args.workers < 0:
         raise UserError(f"Workers must be 0 or more, not {args.workers}.")
+    if wants_launch(args):
+        from engine.models.registry import resolve_run
+
+        with open_store(args) as store:         # a clear error here, not one per process
+            resolve_run(store, "student", args.model)
+        return relaunch(args)
+    device = distributed.init_distributed(args.device)
+    try:
+        return _run(args, folder, out, device, distributed.is_main())
+    finally:
+        distributed.close_distributed()
+
+
+def _run(args: argparse.Namespace, folder, out, device: str, main: bool) -> int:  # noqa: ANN001
+    """Tag in this process (one rank of a job, or alone); rank 0 writes the CSV and reports."""
+    from engine.cli.common import open_store
+    from engine.inference.tagging import tag_folder, write_predictions_csv
+
     with open_store(args) as store, progress_bar("tagging") as progress:
-        _, result = tag_folder(store, folder, model_version=args.model, progress=progress,
-                               batch_size=args.batch_size, device=args.device,
-                               num_workers=args.workers, precision=args.precision)
+        _, result = tag_folder(store, folder, model_version=args.model,
+                               progress=progress if main else None, batch_size=args.batch_size,
+                               device=device, num_workers=args.workers, precision=args.precision)
+    if not main:
+        return 0
     write_predictions_csv(result, out, relative_to=folder, raw=args.raw_csv)
     print_skipped(result.unreadable, folder)
     print(f"Tagged {len(result.paths)} image(s) with {result.model_version} "

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from dataclasses import replace
+from pathlib import Path
 
+from engine.cli.launch import add_launch_options, relaunch, wants_launch
 from engine.errors import UserError
 from engine.training.api import StudentSettings, TrainCallbacks, TrainConfig
 
@@ -20,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_budget_options(parser)
     _add_start_options(parser)
     _add_student_options(parser)
+    add_launch_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -91,6 +96,14 @@ def _add_start_options(parser: argparse.ArgumentParser) -> None:
                              "tagged images a train/val split, warm-start from the previous "
                              "models when the classes are unchanged, train, calibrate the class "
                              "thresholds on val and evaluate there")
+    parser.add_argument("--no-warm-start", action="store_true",
+                        help="with --round: train from scratch, not from the previous models")
+    parser.add_argument("--config", metavar="JSON",
+                        help="a whole training config as a JSON file (as the app writes it for "
+                             "a run of several processes); replaces the other model options")
+    parser.add_argument("--progress", choices=("bar", "jsonl"), default="bar",
+                        help="bar: tqdm bars and a line per epoch (default); jsonl: one JSON "
+                             "object per line on stdout (step, epoch, message, outcome)")
 
 
 def _add_student_options(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +131,11 @@ def _add_student_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    if args.config:
+        try:
+            return TrainConfig.from_dict(json.loads(Path(args.config).read_text("utf-8")))
+        except (OSError, ValueError, TypeError) as exc:
+            raise UserError(f"Cannot read the training config {args.config}: {exc}") from exc
     return TrainConfig(
         stage=args.stage, backbone=args.backbone, student_backbone=args.student_backbone,
         image_size=args.image_size, student_image_size=args.student_image_size,
@@ -169,20 +187,75 @@ class ConsoleProgress:
             self.bar = None
 
 
+class JsonProgress:
+    """`--progress jsonl`: one JSON object per line on stdout, for a program that follows the run
+    (the app's runs of several processes): {"step": [stage, done, total]}, {"epoch": report},
+    {"message": text}, and at the end {"outcome": {"runs", "figures", "waiting"}}."""
+
+    @staticmethod
+    def emit(**event: object) -> None:
+        print(json.dumps(event), flush=True)
+
+    def step(self, stage: str, done: int, total: int) -> None:
+        self.emit(step=[stage, done, total])
+
+    def epoch(self, report) -> None:  # noqa: ANN001
+        self.emit(epoch=report.to_dict())
+
+    def message(self, text: str) -> None:
+        self.emit(message=text)
+
+    def close(self) -> None:
+        """Nothing to close (the console's bars need it)."""
+
+
 def run(args: argparse.Namespace) -> int:
     from engine.cli.common import open_store
 
     if args.weights and args.pretrained:
         raise UserError("Use either --pretrained or --weights, not both.")
     config = config_from_args(args)
-    console = ConsoleProgress()
-    callbacks = TrainCallbacks(on_step=console.step, on_epoch=console.epoch,
-                               on_message=console.message)
+    if wants_launch(args):
+        if config.stage == "quick":
+            raise UserError("A quick round runs in one process; leave out --nproc.")
+        with open_store(args):        # a wrong project is one line here, not one per process
+            pass
+        return relaunch(args)
+    from engine import distributed
+
+    config = replace(config, device=distributed.init_distributed(config.device))
+    try:
+        return _run(args, config, distributed.is_main())
+    finally:
+        distributed.close_distributed()
+
+
+def _run(args: argparse.Namespace, config: TrainConfig, main: bool) -> int:
+    """Train in this process (one rank of a job, or alone); only rank 0 reports."""
+    from engine.cli.common import open_store
+
+    console = (JsonProgress() if args.progress == "jsonl" else ConsoleProgress()) if main else None
+    callbacks = (TrainCallbacks(on_step=console.step, on_epoch=console.epoch,
+                                on_message=console.message) if console else TrainCallbacks())
     try:
         with open_store(args) as store:
-            runs, figures = _train(store, config, callbacks, args.round)
+            runs, figures, waiting = _train(store, config, callbacks, args.round,
+                                            not args.no_warm_start)
     finally:
-        console.close()
+        if console is not None:
+            console.close()
+    if main:
+        _report(runs, figures, waiting, args.progress == "jsonl")
+    return 0 if all(run.status == "completed" for run in runs) else 1
+
+
+def _report(runs: list, figures: dict, waiting: str, as_json: bool) -> None:
+    if as_json:
+        JsonProgress.emit(outcome={
+            "runs": [{"model_version": run.model_version, "status": run.status} for run in runs],
+            "figures": {version: figure.to_dict() for version, figure in figures.items()},
+            "waiting": waiting})
+        return
     for run in runs:
         last = (run.metrics or {}).get("last", {})
         shown = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "lr")
@@ -190,18 +263,17 @@ def run(args: argparse.Namespace) -> int:
     for version, figure in figures.items():
         print(f"{version} on {figure.split}: mAP={figure.mAP:.4g} CF1={figure.CF1:.4g} "
               f"OF1={figure.OF1:.4g} ({figure.n_images} images)")
-    return 0 if all(run.status == "completed" for run in runs) else 1
 
 
 def _train(store, config: TrainConfig, callbacks: TrainCallbacks,  # noqa: ANN001
-           as_round: bool) -> tuple[list, dict]:
+           as_round: bool, warm_start: bool) -> tuple[list, dict, str]:
     """Plain training, or one round of the review loop (the app's Train button; a quick round is
     always one, since its point is the refreshed suggestions)."""
     if not as_round and config.stage != "quick":
         from engine.training import train
 
-        return train(store, config, callbacks), {}
+        return train(store, config, callbacks), {}, ""
     from engine.review.rounds import train_round
 
-    outcome = train_round(store, config, callbacks)
-    return outcome.runs, outcome.figures
+    outcome = train_round(store, config, callbacks, warm_start=warm_start)
+    return outcome.runs, outcome.figures, outcome.waiting

@@ -3,7 +3,9 @@
 The student sees the whole image (or a random-resized crop view, `view_crop`) stretched to its
 square input size (`student_input`), decoded at the smallest JPEG draft scale that still covers it
 (`decode_size`). `StudentImages` is the training dataset (uint8 tensors, labels, view and flip per
-sample), `ViewBatchSampler` draws one view and flip per image per epoch.
+sample, and when distilling the teacher's targets of that view and flip, read lazily from disk, or
+the teacher's input for that view to compute them on the fly), `ViewBatchSampler` draws one view and
+flip per image per epoch.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
+from engine.datasets.regions import collate_regions
+from engine.datasets.targets import TeacherTargets, collate_targets
 from engine.images import load_rgb
 
 CROP_AREA = (0.35, 1.0)          # crop views: share of the image area
@@ -55,19 +59,25 @@ class StudentImages(Dataset):
     A sample: "image" uint8 (3, S, S): view 0 is the whole image stretched to the square exactly
     as batch tagging prepares it (`engine.datasets.student.student_input`); view v > 0 is the crop
     `view_crop(digest, v)` stretched to the square; mirrored when flip. Also "labels" (K,),
-    "index", "view", "flip". Decoded images are kept in memory up to `cache_bytes`.
+    "index", "view", "flip", and with `targets` the teacher's "targets" of that view and flip
+    (`TeacherTargets.sample`, read from disk), or with `teacher_views` the teacher's input of
+    that view and flip as "teacher" (`TeacherViews.sample`). Decoded images are kept in memory up
+    to `cache_bytes`.
     """
 
     def __init__(self, paths: Sequence[Path], labels: np.ndarray, size: int,
                  original_sizes: Sequence[tuple[int, int] | None] | None = None,
                  digests: Sequence[str] | None = None, views: int = 1,
-                 cache_bytes: int = 1 << 30) -> None:
+                 cache_bytes: int = 1 << 30, targets: TeacherTargets | None = None,
+                 teacher_views: Any = None) -> None:
         self.paths = [Path(p) for p in paths]
         self.labels = np.asarray(labels, dtype=np.float32)
         self.size = size
         self.sizes = list(original_sizes) if original_sizes is not None else [None] * len(self.paths)
         self.digests = list(digests) if digests is not None else [str(p) for p in self.paths]
         self.views = max(1, int(views))
+        self.targets = targets
+        self.teacher_views = teacher_views
         self._cache: dict[int, Any] = {}
         # crops need the decoded image (about 2.5 S on its short side); whole views the tensor
         per_image = 3 * size * size * (8 if self.views > 1 else 1)
@@ -96,9 +106,14 @@ class StudentImages(Dataset):
     def __getitem__(self, key: tuple[int, int, bool] | int) -> dict[str, Any]:
         index, view, flip = key if isinstance(key, tuple) else (key, 0, False)
         image = self.image(index, view)
-        return {"image": image.flip(-1) if flip else image,
-                "labels": torch.from_numpy(self.labels[index]), "index": index, "view": view,
-                "flip": bool(flip)}
+        sample = {"image": image.flip(-1) if flip else image,
+                  "labels": torch.from_numpy(self.labels[index]), "index": index, "view": view,
+                  "flip": bool(flip)}
+        if self.targets is not None:
+            sample["targets"] = self.targets.sample(index, view, flip)
+        if self.teacher_views is not None:
+            sample["teacher"] = self.teacher_views.sample(index, view, flip)
+        return sample
 
 
 class ViewBatchSampler(Sampler[list[tuple[int, int, bool]]]):
@@ -127,11 +142,19 @@ class ViewBatchSampler(Sampler[list[tuple[int, int, bool]]]):
 
 
 def collate_student(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"images": torch.stack([s["image"] for s in samples]),
-            "labels": torch.stack([s["labels"] for s in samples]),
-            "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
-            "view": torch.tensor([s["view"] for s in samples], dtype=torch.long),
-            "flip": torch.tensor([s["flip"] for s in samples], dtype=torch.long)}
+    """Stack a batch; the teacher's targets (when the samples carry them) under "targets", the
+    teacher's inputs as a `collate_regions` batch under "teacher" (with each image's "shapes")."""
+    batch = {"images": torch.stack([s["image"] for s in samples]),
+             "labels": torch.stack([s["labels"] for s in samples]),
+             "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
+             "view": torch.tensor([s["view"] for s in samples], dtype=torch.long),
+             "flip": torch.tensor([s["flip"] for s in samples], dtype=torch.long)}
+    if samples and "targets" in samples[0]:
+        batch["targets"] = collate_targets([s["targets"] for s in samples])
+    if samples and "teacher" in samples[0]:
+        batch["teacher"] = collate_regions([s["teacher"] for s in samples])
+        batch["teacher"]["shapes"] = [tuple(s["teacher"]["image"].shape) for s in samples]
+    return batch
 
 
 def original_sizes(store: Any, image_ids: Sequence[int]) -> list[tuple[int, int] | None]:

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from engine import distributed
 from engine.datasets.student import prepare_file
 from engine.device import autocast_dtype
 from engine.errors import UserError
@@ -248,17 +249,38 @@ def tag_images(store: Store, image_ids: Sequence[int], model_version: str | None
     Unreadable files are skipped and listed in the result. Raises UserError when the project has no
     trained student. `progress(done, total)` is called after each batch; `should_stop()` is checked
     before each batch (the images done so far are kept and stored). `precision`: see
-    `engine.device.autocast_dtype`."""
+    `engine.device.autocast_dtype`.
+
+    In a job of several processes (`mlic tag --nproc N`) each rank tags its contiguous share of
+    the images; the shares are gathered in order, so every rank returns the same result as one
+    process would, and rank 0 alone stores the suggestions, once."""
     paths = store.images.paths(image_ids)
     rows = store.images.by_ids(image_ids)
-    ids = [i for i in image_ids if i in paths]
+    ids = distributed.shard([i for i in image_ids if i in paths])
     sizes = [(rows[i].width, rows[i].height) if rows[i].width and rows[i].height else None
              for i in ids]
-    result = _tag_files(store, [paths[i] for i in ids], list(ids), sizes, model_version,
-                        batch_size, device, progress, should_stop, num_workers, precision)
-    save_suggestions(store, result.model_version, result.class_names, result.image_ids,
-                     result.probabilities)
+    result = merge_results(distributed.gather(_tag_files(
+        store, [paths[i] for i in ids], list(ids), sizes, model_version, batch_size, device,
+        progress, should_stop, num_workers, precision)))
+    if distributed.is_main():
+        save_suggestions(store, result.model_version, result.class_names, result.image_ids,
+                         result.probabilities)
     return result
+
+
+def merge_results(parts: Sequence[TaggingResult]) -> TaggingResult:
+    """The results of consecutive shares of the images as one (the slowest share's time)."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    return TaggingResult(
+        paths=[p for part in parts for p in part.paths],
+        probabilities=np.concatenate([part.probabilities for part in parts]),
+        class_names=first.class_names, model_version=first.model_version,
+        unreadable=[u for part in parts for u in part.unreadable],
+        image_ids=[i for part in parts for i in part.image_ids],
+        cancelled=any(part.cancelled for part in parts),
+        seconds=max(part.seconds for part in parts))
 
 
 def tag_folder(store: Store, folder: Path | str, model_version: str | None = None,
@@ -266,9 +288,11 @@ def tag_folder(store: Store, folder: Path | str, model_version: str | None = Non
                **options: object) -> tuple[ScanReport, TaggingResult]:
     """Batch tagging of a folder, as the command line and the GUI both do it: check there is a
     student, register (or re-scan) every image under `folder`, then `tag_images` on their ids in
-    path order. `options` are `tag_images`'s (batch_size, device, num_workers, precision)."""
+    path order. `options` are `tag_images`'s (batch_size, device, num_workers, precision).
+    In a job of several processes rank 0 registers the folder and the ranks share the tagging."""
     resolve_run(store, "student", model_version)          # a clear error before any work
-    report = scan_folder(store, folder)
+    report = scan_folder(store, folder) if distributed.is_main() else None
+    report = distributed.broadcast(report)
     ids = [report.image_ids[path] for path in sorted(report.image_ids)]
     return report, tag_images(store, ids, model_version=model_version, progress=progress,
                               should_stop=should_stop, **options)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine import distributed
 from engine.errors import UserError
 from engine.progress import Progress, ShouldStop
 from engine.review.splits import SplitAssignment
@@ -170,7 +171,7 @@ class RoundOutcome:
     runs: list                      # the TrainingRuns made, in order
     figures: dict[str, RoundFigures]  # model version -> figures on the validation split
     plan: RoundPlan
-    splits: SplitAssignment
+    splits: SplitAssignment | None      # None on the other ranks of a job
     waiting: str = ""               # what was tagged/added during the round, in words
 
     @property
@@ -206,8 +207,10 @@ def train_round(store: Store, config: TrainConfig, callbacks=None, warm_start: b
     from engine.training import TrainCallbacks, train
 
     callbacks = callbacks or TrainCallbacks()
-    splits = assign_splits(store, val_fraction=val_fraction)
-    if splits.count:
+    main = distributed.is_main()          # a job of several processes: rank 0 writes, all train
+    splits = assign_splits(store, val_fraction=val_fraction) if main else None
+    distributed.barrier()
+    if splits is not None and splits.count:
         callbacks.message(splits.summary())
     if config.stage == "quick":
         plan = RoundPlan(config, True, "refitting the student's classifier on its cached "
@@ -218,8 +221,11 @@ def train_round(store: Store, config: TrainConfig, callbacks=None, warm_start: b
         plan = RoundPlan(replace(config, init_from=None) if not warm_start else config, False,
                          "resuming the unfinished run" if config.resume else "training from scratch")
     callbacks.message(plan.reason[0].upper() + plan.reason[1:] + ".")
+    plan = distributed.broadcast(plan)
     previous = active_run(store, "student")
     runs = train(store, plan.config, callbacks)
+    if not main:
+        return RoundOutcome(runs, {}, plan, splits)
     for run in runs:
         if run.stage == "student" and run.status == "completed" and not callbacks.stopped():
             refresh_suggestions(store, run, previous, plan.config.device, callbacks)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from engine import distributed
 from engine.models.registry import load_checkpoint_of, resolve_run
 
 if TYPE_CHECKING:
@@ -123,15 +124,22 @@ def warm_start(store: Store, model: nn.Module, stage: str, version: str,
 
 def open_run(store: Store, stage: str, start: StageStart,
              parent_run_id: int | None = None) -> TrainingRun:
-    """The run this stage records into: the resumed one (running again) or a new one."""
-    if start.run is not None:
-        store.runs.update(start.run.id, status="running")
-        return store.runs.get(start.run.id)
-    return store.runs.create(stage, start.config.to_dict(), start.class_names,
-                             parent_run_id=parent_run_id)
+    """The run this stage records into: the resumed one (running again) or a new one. In a job
+    of several processes rank 0 opens it and the others read it."""
+    run_id = None
+    if distributed.is_main():
+        if start.run is not None:
+            store.runs.update(start.run.id, status="running")
+            run_id = start.run.id
+        else:
+            run_id = store.runs.create(stage, start.config.to_dict(), start.class_names,
+                                       parent_run_id=parent_run_id).id
+    return store.runs.get(distributed.broadcast(run_id))
 
 
 def end_cancelled(store: Store, run: TrainingRun) -> TrainingRun:
     """A stage cancelled before its first epoch: the run is 'cancelled', never an error."""
-    store.runs.update(run.id, status="cancelled", finished=True)
+    if distributed.is_main():
+        store.runs.update(run.id, status="cancelled", finished=True)
+    distributed.barrier()
     return store.runs.get(run.id)

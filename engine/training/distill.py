@@ -1,300 +1,227 @@
-"""What the frozen teacher says about each training image for distillation, and its on-disk cache.
+"""Distillation's teacher pass: what the frozen teacher says about each training image, on disk.
 
 For every training image, view (0: the whole image; v > 0: the crop `view_crop(digest, v)`) and flip,
-the teacher runs once under `torch.inference_mode` at its own test scale with its own proposals.
+the teacher runs once under `torch.no_grad` at its own test scale with its own proposals.
 Kept per view: the soft target q = sum_r softmax_k(M^c / 0.5) * softmax_r(M^d / 0.5) (prediction
 distillation), and the `kd_boxes` highest-scoring boxes with their region features f_r (feature
-distillation). The targets are cached per teacher version under `<project>/cache/distill/`, so later
-student runs from the same teacher skip the teacher entirely.
+distillation). The targets go to one memory-mapped record per image (`engine.datasets.targets`)
+under `<project>/cache/distill/<teacher>-r<boxes>-v<views>-f<flips>/`, so later student runs from
+the same teacher skip the teacher, a cancelled pass resumes, and the student reads them lazily.
+Decoding and proposals run in DataLoader workers (`engine.datasets.teacher_views`), overlapping the
+teacher's forward passes; `teacher_pass` works on any list of images, so ranks can share the work.
+`OnlineTeacher` computes the same targets on the fly inside the student's step instead (on a GPU,
+where the teacher's forward is cheap), from the same inputs and through the same code.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import math
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
-from engine.datasets.student import CROP_AREA, crop_pixels, view_crop
-from engine.models.checkpoint import save_checkpoint
+from engine.datasets.regions import collate_regions
+from engine.datasets.targets import TargetFiles, TargetLayout, TeacherTargets
+from engine.datasets.teacher_views import TeacherViews, collate_views
 from engine.models.losses import TEACHER_TEMPERATURE, teacher_soft_targets
-from engine.proposals.project import proposals_for_images, source_from_meta
+from engine.proposals.project import source_from_meta
 from engine.training.api import TrainCallbacks
 
 log = logging.getLogger(__name__)
 
 
-TARGETS_FORMAT = 1
-
-
-@dataclass
-class TeacherTargets:
-    """What the frozen teacher says about each training image, per view (0: the whole image,
-    v > 0: the crop `view_crop(digest, v)`) and flip (0: as is, 1: mirrored).
-
-    soft: (N, V, F, K) float32 soft targets q at T = 0.5; boxes: (N, V, F, R, 4) float32 xyxy as
-    fractions of the teacher's input width/height (so they rescale to any input size); features:
-    (N, V, F, R, D) float16 region features f_r of those boxes; valid: (N, V, F, R) bool (a view
-    with fewer than R proposals pads with invalid boxes).
-    """
-
-    soft: torch.Tensor
-    boxes: torch.Tensor
-    features: torch.Tensor
-    valid: torch.Tensor
-
-    @property
-    def feature_dim(self) -> int:
-        return int(self.features.shape[-1])
-
-    def subset(self, rows: list[int]) -> TeacherTargets:
-        """The targets of these training images only."""
-        return TeacherTargets(self.soft[rows], self.boxes[rows], self.features[rows],
-                              self.valid[rows])
-
-    def to(self, device: torch.device) -> TeacherTargets:
-        return TeacherTargets(self.soft.to(device), self.boxes.to(device),
-                              self.features.to(device), self.valid.to(device))
-
-    def feature_rms(self) -> float:
-        """Root mean square norm of the valid teacher region features (for `feature_norm=scale`)."""
-        valid = self.features[self.valid].float()
-        if valid.numel() == 0:
-            return 1.0
-        return float(valid.pow(2).sum(dim=1).mean().sqrt().clamp(min=1e-6))
-
-
-def _targets_cache_path(store: Any, teacher_version: str, kd_boxes: int) -> Path:
-    return store.paths.cache_dir / "distill" / f"{teacher_version}-r{kd_boxes}.pt"
-
-
-def _load_cached_targets(path: Path) -> dict[str, dict[str, torch.Tensor]]:
-    if not path.exists():
-        return {}
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a damaged cache is recomputed, never trusted
-        log.warning("Ignoring damaged distillation cache %s: %s", path, exc)
-        return {}
-    if not isinstance(state, dict) or state.get("format") != TARGETS_FORMAT:
-        return {}
-    return dict(state.get("entries", {}))
-
-
-def _target_key(digest: str, view: int, flip: bool) -> str:
-    return f"{digest}:{int(flip)}" if view == 0 else f"{digest}:v{view}:{int(flip)}"
-
-
-@dataclass
-class _TeacherInputs:
-    """How the teacher sees the views still to compute: its scale and proposal settings, the
-    whole images (with cached proposals) as a `RegionDataset`, and each image's position in it."""
+@dataclass(frozen=True)
+class TeacherPass:
+    """How the teacher sees the views: its scale and proposals, the views and flips per image,
+    and how many boxes per view are kept (`keep`)."""
 
     scale: int
     max_proposals: int
     uses_scores: bool
     source: Any
-    whole_set: Any = None
-    position: dict[int, int] = field(default_factory=dict)
+    views: int
+    flips: tuple[bool, ...]
+    keep: int
+
+    @classmethod
+    def of(cls, teacher: torch.nn.Module, kd_boxes: int, views: int,
+           flips: Sequence[bool]) -> TeacherPass:
+        meta = dict(getattr(teacher, "meta", {}) or {})
+        max_proposals = int(meta.get("max_proposals") or 300)
+        return cls(int(meta.get("image_size") or 320), max_proposals,
+                   bool(meta.get("box_scores", False)), source_from_meta(meta), max(1, int(views)),
+                   tuple(bool(f) for f in flips), kd_boxes if kd_boxes > 0 else max_proposals)
+
+
+def target_files(store: Any, teacher: torch.nn.Module, teacher_version: str, kd_boxes: int,
+                 settings: TeacherPass) -> TargetFiles:
+    """The record files of this teacher and setting (`cache/distill/<teacher>-r..-v..-f..`)."""
+    name = f"{teacher_version}-r{kd_boxes}-v{settings.views}-f{len(settings.flips)}"
+    layout = TargetLayout(settings.views, len(settings.flips), int(teacher.num_classes),
+                          settings.keep, int(teacher.feature_dim))
+    return TargetFiles(store.paths.cache_dir / "distill" / name, layout)
 
 
 def compute_teacher_targets(store: Any, teacher: torch.nn.Module, teacher_version: str,
                             image_ids: Sequence[int], paths: Sequence[Path], kd_boxes: int,
                             flips: Sequence[bool], device: torch.device,
-                            callbacks: TrainCallbacks, batch_size: int = 8,
-                            views: int = 1) -> TeacherTargets | None:
-    """Run the frozen teacher (eval mode, inference mode) on every image, view and flip, or read
-    its outputs from the project's distillation cache. See `TeacherTargets` and `view_crop`.
-    None when `callbacks.should_stop` cancelled the run (what was computed is not kept).
-
-    View 0 is the whole image with the project's cached proposals; a crop view is a new image to
-    the teacher: the crop, resized to the teacher's scale, with proposals computed on it by the
-    teacher's proposal source."""
-    meta = dict(getattr(teacher, "meta", {}) or {})
-    inputs = _TeacherInputs(int(meta.get("image_size") or 320),
-                            int(meta.get("max_proposals") or 300),
-                            bool(meta.get("box_scores", False)), source_from_meta(meta))
-    keep = kd_boxes if kd_boxes > 0 else inputs.max_proposals
+                            callbacks: TrainCallbacks, batch_size: int = 8, views: int = 1,
+                            workers: int | None = None) -> TeacherTargets | None:
+    """The teacher's targets of every image, view and flip, computed where the project's
+    distillation cache has none (see the module docstring). None when `callbacks.should_stop`
+    cancelled the pass (the images finished so far stay on disk and are not computed again).
+    Images the teacher could not read have no record (`TeacherTargets.available`)."""
+    settings = TeacherPass.of(teacher, kd_boxes, views, flips)
+    files = target_files(store, teacher, teacher_version, kd_boxes, settings)
+    for stale in files.root.parent.glob("*.pt"):    # the whole-set cache files of earlier versions
+        stale.unlink(missing_ok=True)
     digests = content_digests(store, image_ids, paths)
-    cache_path = _targets_cache_path(store, teacher_version, kd_boxes)
-    cache = _load_cached_targets(cache_path)
-    keys = [[[_target_key(digest, v, flip) for flip in flips] for v in range(views)]
-            for digest in digests]
-    jobs = [(i, v, flip) for i in range(len(digests)) for v in range(views) for flip in flips
-            if _target_key(digests[i], v, flip) not in cache]
-    if jobs:
-        jobs = _prepare_whole_images(store, inputs, jobs, image_ids, paths, callbacks)
-        if jobs is None:
+    todo = {digest: Path(path) for digest, path in zip(digests, paths) if not files.has(digest)}
+    if todo:
+        callbacks.message(f"Running the teacher {teacher_version} on {len(todo)} of "
+                          f"{len(digests)} images ({settings.views} view(s), "
+                          f"{len(settings.flips)} flip(s) each)")
+        items = [(path, digest) for digest, path in todo.items()]
+        if not teacher_pass(store, teacher, settings, items, files, device, callbacks,
+                            batch_size, workers):
             return None
-        callbacks.message(f"Running the teacher {teacher_version} on {len(digests)} images "
-                          f"({len(jobs)} views)")
-        if not _run_teacher(teacher, inputs, jobs, paths, digests, keep, cache, device,
-                            callbacks, batch_size):
-            return None
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(cache_path, {"model": {}, "format": TARGETS_FORMAT, "entries": cache})
-    return _stack_targets(cache, keys, keep, teacher)
+    return TeacherTargets(files, digests, settings.flips)
 
 
-def _prepare_whole_images(store: Any, inputs: _TeacherInputs, jobs: list[tuple[int, int, bool]],
-                          image_ids: Sequence[int], paths: Sequence[Path],
-                          callbacks: TrainCallbacks) -> list[tuple[int, int, bool]] | None:
-    """Proposals for the whole-image views still to compute (`inputs.whole_set`); returns the
-    jobs the teacher can run (unreadable images left out), None when cancelled."""
-    from engine.datasets.regions import RegionDataset
-
-    whole = sorted({i for i, v, _ in jobs if v == 0})
-    if not whole:
-        return jobs
-    callbacks.message(f"Computing {inputs.source.name} proposals for {len(whole)} images")
-    proposals, failed = proposals_for_images(
-        store, [image_ids[i] for i in whole], [paths[i] for i in whole], inputs.source,
-        callbacks.progress_for("teacher proposals"), callbacks.should_stop)
-    if callbacks.stopped():
-        return None
-    for image_id, reason in failed.items():
-        log.warning("No teacher targets for image %s: %s", image_id, reason)
-    usable = [j for j, p in enumerate(proposals) if p is not None and len(p) > 0]
-    inputs.position = {whole[j]: k for k, j in enumerate(usable)}
-    inputs.whole_set = RegionDataset(
-        [paths[whole[j]] for j in usable], [proposals[j] for j in usable],
-        np.zeros((len(usable), 1), np.float32), inputs.max_proposals,
-        box_scores=inputs.uses_scores, train=False)
-    return [job for job in jobs if job[1] != 0 or job[0] in inputs.position]
+def pass_workers(workers: int | None, device: torch.device) -> int:
+    """Loader processes of the pass: as asked; else on CUDA one per spare core, on a CPU of 4 or
+    more cores half of them (at most 8). The teacher's forward uses every core itself; on photos
+    a crop's selective search (~0.65 CPU s) costs more than the forward of an image's four views
+    (~0.57 s at 320 px), so the inputs are worth overlapping; on 2 cores the workers' start-up
+    and contention outweigh it."""
+    if workers is not None:
+        return max(0, int(workers))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if device.type == "cuda":
+        return max(0, min(8, cores - 1))
+    return min(8, cores // 2) if cores >= 4 else 0
 
 
-def _run_teacher(teacher: torch.nn.Module, inputs: _TeacherInputs,
-                 jobs: list[tuple[int, int, bool]], paths: Sequence[Path], digests: list[str],
-                 keep: int, cache: dict[str, Any], device: torch.device,
-                 callbacks: TrainCallbacks, batch_size: int) -> bool:
-    """The teacher on every job, in batches, its targets into `cache`; False when cancelled."""
-    from engine.datasets.regions import collate_regions
-
+def teacher_pass(store: Any, teacher: torch.nn.Module, settings: TeacherPass,
+                 items: Sequence[tuple[Path, str]], files: TargetFiles, device: torch.device,
+                 callbacks: TrainCallbacks, batch_size: int = 8,
+                 workers: int | None = None) -> bool:
+    """Run the teacher on every view and flip of `items` ((path, digest) pairs) and write one
+    record per image to `files`; False when cancelled. Batches hold whole images, about
+    `batch_size` views each."""
+    per_image = settings.views * len(settings.flips)
+    dataset = TeacherViews([p for p, _ in items], [d for _, d in items], settings.views,
+                           settings.flips, settings.scale, settings.source,
+                           settings.max_proposals, settings.uses_scores,
+                           store.paths.proposals_cache)
+    workers = pass_workers(workers, device)
+    loader = DataLoader(dataset, batch_size=max(1, batch_size // per_image),
+                        collate_fn=collate_views, num_workers=workers,
+                        multiprocessing_context="spawn" if workers > 0 else None)
     teacher.eval()
-    decoded: dict[int, Any] = {}
-    for start in range(0, len(jobs), batch_size):
+    done = 0
+    for batch in loader:
         if callbacks.stopped():
             return False
-        chunk, samples = [], []
-        for i, v, flip in jobs[start:start + batch_size]:
-            try:
-                samples.append(_teacher_sample(inputs, paths, digests, i, v, flip, decoded))
-            except Exception as exc:  # noqa: BLE001 - one unreadable image must not end training
-                log.warning("No teacher targets for %s: %s", paths[i], exc)
-                continue
-            chunk.append((i, v, flip))
-        if len(decoded) > 64:
-            decoded.clear()
-        if samples:
-            sizes = [(sample["image"].shape[2], sample["image"].shape[1]) for sample in samples]
-            outputs = _run_teacher_batch(teacher, collate_regions(samples), device,
-                                         inputs.uses_scores)
-            for b, ((i, v, flip), size) in enumerate(zip(chunk, sizes)):
-                cache[_target_key(digests[i], v, flip)] = _view_targets(outputs, b, size, keep)
-        callbacks.step("teacher targets", min(start + batch_size, len(jobs)), len(jobs))
+        for item in batch:
+            if "error" in item:
+                log.warning("No teacher targets for %s: %s", dataset.paths[item["item"]],
+                            item["error"])
+        _write_records(teacher, settings, [item for item in batch if "samples" in item],
+                       dataset.digests, files, device)
+        done += len(batch)
+        callbacks.step("teacher targets", done * per_image, len(items) * per_image)
     return True
 
 
-def _teacher_sample(inputs: _TeacherInputs, paths: Sequence[Path], digests: list[str], i: int,
-                    view: int, flip: bool, decoded: dict[int, Any]) -> dict[str, Any]:
-    if view == 0:
-        return inputs.whole_set[(inputs.position[i], inputs.scale, flip, 0)]
-    return _crop_view_sample(paths[i], view_crop(digests[i], view), inputs.scale, inputs.source,
-                             inputs.max_proposals, inputs.uses_scores, flip, decoded, i)
+def _write_records(teacher: torch.nn.Module, settings: TeacherPass, images: list[dict[str, Any]],
+                   digests: list[str], files: TargetFiles, device: torch.device) -> None:
+    """One teacher forward over every view of `images`, one record per image."""
+    samples = [sample for image in images for sample in image["samples"]]
+    if not samples:
+        return
+    outputs = _run_teacher_batch(teacher, collate_regions(samples), device, settings.uses_scores)
+    per_flip = len(settings.flips)
+    b = 0
+    for image in images:
+        record = files.layout.empty()
+        for view in range(settings.views):
+            for flip in range(per_flip):
+                entry = _view_targets(outputs, b, samples[b]["image"].shape, settings.keep)
+                r = int(entry["boxes"].shape[0])
+                record["soft"][0, view, flip] = entry["soft"].cpu().numpy()
+                record["boxes"][0, view, flip, :r] = entry["boxes"].cpu().numpy()
+                record["features"][0, view, flip, :r] = entry["features"].cpu().numpy()
+                record["valid"][0, view, flip, :r] = True
+                b += 1
+        files.write(digests[image["item"]], record)
 
 
-def _view_targets(outputs: Any, b: int, size: tuple[int, int], keep: int) -> dict[str, Any]:
-    """One view's cache entry: soft target, the `keep` best boxes (as fractions of the input) and
-    their region features."""
-    width, height = size
-    soft = teacher_soft_targets(outputs.class_logits[b].float().cpu(),
-                                outputs.det_logits[b].float().cpu(), TEACHER_TEMPERATURE)
-    ranking = outputs.detection_scores(b).float().max(dim=1).values.cpu()
+def _view_targets(outputs: Any, b: int, shape: Sequence[int], keep: int) -> dict[str, Any]:
+    """One view's targets, on the teacher's device: soft target, the `keep` best boxes (as
+    fractions of the input of `shape` (3, H, W)) and their region features (float16)."""
+    height, width = int(shape[1]), int(shape[2])
+    soft = teacher_soft_targets(outputs.class_logits[b].float(), outputs.det_logits[b].float(),
+                                TEACHER_TEMPERATURE)
+    ranking = outputs.detection_scores(b).float().max(dim=1).values
     top = torch.argsort(ranking, descending=True)[:keep]
-    boxes = outputs.boxes[b].float().cpu()[top]
-    boxes = boxes / torch.tensor([width, height, width, height], dtype=torch.float32)
+    boxes = outputs.boxes[b].float()[top]
+    boxes = boxes / boxes.new_tensor([width, height, width, height])
     return {"soft": soft, "boxes": boxes.clamp(0.0, 1.0),
-            "features": outputs.features[b].float().cpu()[top].half()}
+            "features": outputs.features[b].float()[top].half()}
 
 
-def _crop_view_sample(path: Path, crop: tuple[float, float, float, float], scale: int,
-                      source: Any, max_proposals: int, uses_scores: bool, flip: bool,
-                      decoded: dict[int, Any], index: int) -> dict[str, Any]:
-    """A `RegionDataset`-style sample of one crop view: the crop at the teacher's scale with
-    proposals computed on the crop (at most the source's `max_side`, as for whole images),
-    mirrored when `flip`. The image is decoded only as large as the smallest crop needs."""
-    from engine.datasets.regions import (
-        image_to_tensor,
-        resize_longest,
-        select_proposals,
-    )
-    from engine.images import load_rgb
+@dataclass
+class OnlineTeacher:
+    """The frozen teacher inside the student's step: a collated batch of teacher inputs (the
+    "teacher" of `collate_student`) -> the batch's targets, as `collate_targets` stacks them from
+    disk: soft (B, K), boxes (B, R, 4), features (B, R, D) float16, valid (B, R)."""
 
-    image = decoded.get(index)
-    if image is None:
-        needed = max(scale, source.max_side) / math.sqrt(CROP_AREA[0])
-        image = decoded[index] = load_rgb(path, max_side=int(math.ceil(needed)))
-    region = image.crop(crop_pixels(image.size, crop))
-    pixels = region if max(region.size) <= source.max_side else resize_longest(region, source.max_side)
-    proposals = source.propose_array(np.asarray(pixels), region.size)
-    if len(proposals) == 0:
-        raise ValueError("no proposals in the crop")
-    region = resize_longest(region, scale)
-    width, height = region.size
-    sx, sy = width / proposals.size[0], height / proposals.size[1]
-    boxes, scores = select_proposals(proposals, max_proposals, None, uses_scores)
-    boxes = boxes * np.array([sx, sy, sx, sy], dtype=np.float32)
-    tensor = image_to_tensor(region)
-    if flip:
-        tensor = tensor.flip(-1)
-        boxes = np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
-    return {"image": tensor, "boxes": torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32)),
-            "box_scores": None if scores is None else torch.from_numpy(scores),
-            "labels": torch.zeros(1), "index": index,
-            "to_original": torch.ones(4, dtype=torch.float32)}
+    model: torch.nn.Module
+    settings: TeacherPass
+    device: torch.device
+
+    def views_of(self, paths: Sequence[Path], digests: Sequence[str],
+                 proposal_cache: Path) -> TeacherViews:
+        """The teacher's inputs of these training images, for the student's data loader."""
+        s = self.settings
+        return TeacherViews(paths, digests, s.views, s.flips, s.scale, s.source, s.max_proposals,
+                            s.uses_scores, proposal_cache)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        self.model.eval()
+        outputs = _run_teacher_batch(self.model, batch, self.device, self.settings.uses_scores)
+        n, keep, dim = len(batch["shapes"]), self.settings.keep, int(self.model.feature_dim)
+        first = outputs.class_logits[0]
+        stacked = {"soft": first.new_zeros(n, int(self.model.num_classes), dtype=torch.float32),
+                   "boxes": first.new_zeros(n, keep, 4, dtype=torch.float32),
+                   "features": first.new_zeros(n, keep, dim, dtype=torch.float16),
+                   "valid": torch.zeros(n, keep, dtype=torch.bool, device=first.device)}
+        for b, shape in enumerate(batch["shapes"]):
+            entry = _view_targets(outputs, b, shape, keep)
+            r = int(entry["boxes"].shape[0])
+            stacked["soft"][b] = entry["soft"]
+            stacked["boxes"][b, :r] = entry["boxes"]
+            stacked["features"][b, :r] = entry["features"]
+            stacked["valid"][b, :r] = True
+        return stacked
 
 
 def _run_teacher_batch(teacher: torch.nn.Module, batch: dict[str, Any], device: torch.device,
                        uses_scores: bool) -> Any:
-    """The frozen teacher's region outputs for one collated batch (eval, inference mode)."""
-    with torch.inference_mode():
+    """The frozen teacher's region outputs for one collated batch (eval mode, no gradients:
+    plain tensors, which the student's losses may use as constants)."""
+    with torch.no_grad():
         return teacher.region_outputs(
             batch["images"].to(device), [b.to(device) for b in batch["boxes"]],
             None if batch["box_scores"] is None or not uses_scores
             else [s.to(device) for s in batch["box_scores"]])
-
-
-def _stack_targets(cache: dict[str, dict[str, torch.Tensor]], keys: list[list[list[str]]],
-                   keep: int, teacher: torch.nn.Module) -> TeacherTargets:
-    """Stack cached entries into (N, V, F, ...) tensors; missing entries: NaN soft targets."""
-    first = next(iter(cache.values()), None)
-    num_classes = int(getattr(teacher, "num_classes", 0) or (first["soft"].shape[0] if first else 1))
-    dim = int(getattr(teacher, "feature_dim", 0) or (first["features"].shape[1] if first else 1))
-    n = len(keys)
-    v = len(keys[0]) if keys else 1
-    f = len(keys[0][0]) if keys else 1
-    soft = torch.full((n, v, f, num_classes), float("nan"))
-    boxes = torch.zeros(n, v, f, keep, 4)
-    features = torch.zeros(n, v, f, keep, dim, dtype=torch.float16)
-    valid = torch.zeros(n, v, f, keep, dtype=torch.bool)
-    for i, per_view in enumerate(keys):
-        for j, per_flip in enumerate(per_view):
-            for k, key in enumerate(per_flip):
-                entry = cache.get(key)
-                if entry is None:
-                    continue
-                r = min(keep, int(entry["boxes"].shape[0]))
-                soft[i, j, k] = entry["soft"]
-                boxes[i, j, k, :r] = entry["boxes"][:r]
-                features[i, j, k, :r] = entry["features"][:r]
-                valid[i, j, k, :r] = True
-    return TeacherTargets(soft, boxes, features, valid)
 
 
 def content_digests(store: Any, image_ids: Sequence[int], paths: Sequence[Path]) -> list[str]:

@@ -35,10 +35,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine import distributed
 from engine.device import amp_dtype
 from engine.errors import UserError
 from engine.models.checkpoint import load_checkpoint, save_checkpoint
 from engine.training.api import EpochReport, TrainCallbacks, TrainConfig
+from engine.training.ddp import distributed_step
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -188,19 +190,25 @@ def run_stage(store: Store, run: TrainingRun, setup: LoopSetup,
     """Train `setup` for the run; record progress, status and checkpoint in the store.
 
     Returns the updated run (status 'completed' or 'cancelled'). Errors mark the run 'failed' and
-    propagate (a non-finite loss as `NonFiniteLossError`, a UserError).
+    propagate (a non-finite loss as `NonFiniteLossError`, a UserError). In a job of several
+    processes (engine.training.ddp) every rank trains and rank 0 alone writes the store and the
+    checkpoints.
     """
     from engine.store.versions import set_active
 
     checkpoint_rel = relative_to_project(store, setup.checkpoint_path)
+    main = distributed.is_main()
     try:
         status = _loop(store, run, setup, callbacks, checkpoint_rel)
     except BaseException:
-        store.runs.update(run.id, status="failed", finished=True)
+        if main:
+            store.runs.update(run.id, status="failed", finished=True)
         raise
-    store.runs.update(run.id, status=status, finished=True)
-    if status == "completed":
-        set_active(store, setup.stage, run.model_version)
+    if main:
+        store.runs.update(run.id, status=status, finished=True)
+        if status == "completed":
+            set_active(store, setup.stage, run.model_version)
+    distributed.barrier()
     return store.runs.get(run.id)
 
 
@@ -230,21 +238,27 @@ def _loop(store: Store, run: TrainingRun, setup: LoopSetup, callbacks: TrainCall
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     if setup.scaler_state and scaler.is_enabled():
         scaler.load_state_dict(setup.scaler_state)
+    setup.step = distributed_step(setup.model, setup.step, setup.device)
+    main = distributed.is_main()
 
     def save(epochs_done: int) -> None:
-        save_checkpoint(setup.checkpoint_path, checkpoint_state(setup, epochs_done, scaler, run))
+        if main:
+            save_checkpoint(setup.checkpoint_path,
+                            checkpoint_state(setup, epochs_done, scaler, run))
 
     for epoch in range(setup.start_epoch, setup.epochs):
         started = time.perf_counter()
         tally = _train_epoch(setup, epoch, dtype, scaler, callbacks)
         if tally is None or (setup.validate is not None and callbacks.stopped()):
             save(epoch if tally is None else epoch + 1)   # cancel: keep the weights as they are
-            store.runs.update(run.id, checkpoint=checkpoint_rel)
+            if main:
+                store.runs.update(run.id, checkpoint=checkpoint_rel)
             return "cancelled"
         report = _end_epoch(setup, run, epoch, tally, time.perf_counter() - started)
         save(epoch + 1)
-        store.runs.update(run.id, checkpoint=checkpoint_rel, metrics={
-            "epochs": setup.history, "last": {**report.losses, **report.metrics}})
+        if main:
+            store.runs.update(run.id, checkpoint=checkpoint_rel, metrics={
+                "epochs": setup.history, "last": {**report.losses, **report.metrics}})
         log.info("%s epoch %d/%d: %s %s", setup.stage, epoch + 1, setup.epochs, report.losses,
                  report.metrics)
         callbacks.epoch(report)
@@ -280,7 +294,8 @@ def _train_epoch(setup: LoopSetup, epoch: int, dtype: torch.dtype | None,
 
 
 def _check_finite(loss: torch.Tensor, epoch: int, index: int) -> None:
-    value = float(loss.detach())
+    """Raises NonFiniteLossError on every rank alike (the mean loss over the ranks)."""
+    value = distributed.mean({"loss": float(loss.detach())})["loss"]
     if not math.isfinite(value):
         raise NonFiniteLossError(
             f"Training stopped at epoch {epoch + 1}, batch {index + 1}: the loss became {value}. "
@@ -300,16 +315,22 @@ def _optimizer_step(setup: LoopSetup, scaler: torch.amp.GradScaler) -> None:
 
 def _end_epoch(setup: LoopSetup, run: TrainingRun, epoch: int, tally: _EpochTally,
                seconds: float) -> EpochReport:
-    """Validation and the epoch's report (also appended to the run's history)."""
-    metrics: dict[str, float] = {"images_per_s": tally.images / max(seconds, 1e-9),
+    """Validation and the epoch's report (also appended to the run's history). In a job: the
+    losses averaged over the ranks, the images summed, and validation run by rank 0 alone on
+    the whole split, its figures broadcast to the other ranks."""
+    images = distributed.total(tally.images)
+    metrics: dict[str, float] = {"images_per_s": images / max(seconds, 1e-9),
                                  "lr": float(setup.optimizer.param_groups[0]["lr"])}
     if setup.validate is not None:
-        setup.model.eval()
-        with torch.inference_mode():
-            metrics.update(setup.validate(setup.model))
-        setup.model.train()
+        figures: dict[str, float] = {}
+        if distributed.is_main():
+            setup.model.eval()
+            with torch.inference_mode():
+                figures = setup.validate(setup.model)
+            setup.model.train()
+        metrics.update(distributed.broadcast(figures))
     report = EpochReport(stage=setup.stage, run_id=run.id, model_version=run.model_version or "",
-                         epoch=epoch + 1, epochs=setup.epochs, losses=tally.means(),
-                         metrics=metrics, seconds=seconds)
+                         epoch=epoch + 1, epochs=setup.epochs,
+                         losses=distributed.mean(tally.means()), metrics=metrics, seconds=seconds)
     setup.history.append(report.to_dict())
     return report

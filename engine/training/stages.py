@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from engine import distributed
 from engine.errors import UserError
 from engine.training.api import STAGES, TrainCallbacks, TrainConfig
 
@@ -60,6 +61,7 @@ def train(store: Store, config: TrainConfig,
     configs = stage_configs(config)
     if config.resume and len(configs) > 1:
         configs = _resumed_stages(store, configs)
+    configs = distributed.broadcast(configs)     # a job: every rank trains what rank 0 planned
     for stage_config in configs:
         if stage_config.stage == "student" and runs:     # the teacher's labels, and the teacher
             stored = runs[-1].config or {}

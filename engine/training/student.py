@@ -10,8 +10,12 @@
    hash), unflipped and flipped, at its own test scale with its own proposals. Kept per view:
    the soft target q = sum_r softmax_k(M^c / 0.5) * softmax_r(M^d / 0.5) (prediction distillation),
    and the `kd_boxes` highest-scoring boxes with their region features f_r (feature distillation).
-   These targets are cached on disk per teacher version (`<project>/cache/distill/`), so later
-   student runs from the same teacher skip the teacher entirely;
+   These targets live on disk, one memory-mapped record per image per teacher version and
+   setting (`<project>/cache/distill/`, `engine.datasets.targets`), read lazily by the data
+   loader; later student runs from the same teacher skip the teacher entirely, and a cancelled
+   pass resumes where it stopped. On CUDA (or with `online_targets`) the teacher instead
+   computes the same targets inside each student step from the same inputs (`OnlineTeacher`),
+   so augmentation is not limited by a pass;
 3. the student (engine.models.student.Student, `config.student_backbone`) sees, each epoch, one
    view per image drawn at random, stretched to `student_image_size` squared
    (`engine.datasets.student.student_input`, the same preparation as batch tagging), flipped
@@ -51,6 +55,7 @@ from engine.datasets.student import (
     original_sizes,
 )
 from engine.device import resolve_device
+from engine.distributed import is_main
 from engine.errors import UserError
 from engine.metrics import multilabel_report
 from engine.models.losses import (
@@ -74,10 +79,13 @@ from engine.training.common import (
     warm_start,
 )
 from engine.training.distill import (
+    OnlineTeacher,
+    TeacherPass,
     TeacherTargets,
     compute_teacher_targets,
     content_digests,
 )
+from engine.training.ddp import shard_batches, sharded
 from engine.training.loop import LoopSetup, StageStart, run_stage, start_stage
 from engine.training.student_options import (
     NoUsableTeacherError,
@@ -105,16 +113,22 @@ def train_student(store: Store, config: TrainConfig,
     teacher, teacher_run = _frozen_teacher(store, start, options, device)
     run = open_run(store, STAGE, start, parent_run_id=teacher_run.id if teacher_run else None)
     try:
-        targets = None
-        if teacher is not None:
+        targets, online = None, None
+        if teacher is not None and options.on_the_fly(device.type):
+            flips = (False, True) if start.config.flip else (False,)
+            online = OnlineTeacher(teacher, TeacherPass.of(teacher, options.kd_boxes,
+                                                           options.views, flips), device)
+        elif teacher is not None:
             targets = _teacher_targets(store, start, options, teacher, teacher_run, device,
                                        callbacks)
             del teacher
             if targets is None:
                 return end_cancelled(store, run)
-        setup, n_images = _loop_setup(store, start, options, run, targets, teacher_run, device)
+        setup, n_images = _loop_setup(store, start, options, run, targets, teacher_run, device,
+                                      online)
     except BaseException:
-        store.runs.update(run.id, status="failed", finished=True)
+        if is_main():
+            store.runs.update(run.id, status="failed", finished=True)
         raise
     callbacks.message(
         f"Training {run.model_version} on {n_images} images "
@@ -152,35 +166,41 @@ def _teacher_targets(store: Store, start: StageStart, options: StudentOptions,
     """The teacher's targets for every training image, view and flip; None when cancelled."""
     config, matrix = start.config, start.matrix
     flips = (False, True) if config.flip else (False,)
-    targets = compute_teacher_targets(
-        store, teacher, teacher_run.model_version, matrix.image_ids, matrix.paths,
-        options.kd_boxes, flips, device, callbacks, batch_size=max(1, config.batch_size),
-        views=options.views)
+    targets = sharded(
+        lambda ids, paths: compute_teacher_targets(
+            store, teacher, teacher_run.model_version, ids, paths, options.kd_boxes, flips,
+            device, callbacks, batch_size=max(1, config.batch_size), views=options.views,
+            workers=config.num_workers),
+        matrix.image_ids, matrix.paths)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return targets
 
 
 def _training_images(store: Store, start: StageStart, options: StudentOptions,
-                     targets: TeacherTargets | None) -> tuple[StudentImages, TeacherTargets | None]:
-    """The training set: every train image, less those the teacher could not read."""
+                     targets: TeacherTargets | None, online: OnlineTeacher | None,
+                     ) -> tuple[StudentImages, TeacherTargets | None]:
+    """The training set: every train image, less those the teacher could not read; with the
+    teacher's targets read from disk, or its inputs for `online` to compute them in the step."""
     matrix = start.matrix
     keep = list(range(len(matrix.image_ids)))
     if targets is not None:
-        keep = [i for i in keep if not torch.isnan(targets.soft[i]).any()]
+        keep = targets.available()
         if not keep:
             raise UserError("The teacher could not read any training image.")
         targets = targets.subset(keep)
     paths = [matrix.paths[i] for i in keep]
     ids = [matrix.image_ids[i] for i in keep]
+    digests = content_digests(store, ids, paths)
     images = StudentImages(paths, matrix.labels[keep], int(start.config.student_image_size),
-                           original_sizes(store, ids), digests=content_digests(store, ids, paths),
-                           views=options.views)
+                           original_sizes(store, ids), digests=digests, views=options.views,
+                           targets=targets, teacher_views=None if online is None
+                           else online.views_of(paths, digests, store.paths.proposals_cache))
     return images, targets
 
 
 def _build_student(store: Store, start: StageStart, options: StudentOptions,
-                   targets: TeacherTargets | None) -> Student:
+                   teacher_dim: int | None) -> Student:
     """A new student: resumed weights, a warm start, or ImageNet / a weights file for a fresh run."""
     config, checkpoint = start.config, start.checkpoint
     fresh = checkpoint is None and not config.init_from
@@ -190,7 +210,7 @@ def _build_student(store: Store, start: StageStart, options: StudentOptions,
         config.student_backbone, len(start.class_names),
         pretrained=options.pretrained and fresh and weights is None,
         weights=weights if fresh else None,
-        teacher_feature_dim=targets.feature_dim if targets is not None else None,
+        teacher_feature_dim=teacher_dim,
         region_dim=options.region_dim, roi_size=options.roi_size,
         image_size=int(config.student_image_size), stride=options.stride,
         region_layers=options.region_layers)
@@ -216,12 +236,14 @@ def _optimizer(model: Student, config: TrainConfig, options: StudentOptions,
 
 
 def _loop_setup(store: Store, start: StageStart, options: StudentOptions, run: TrainingRun,
-                targets: TeacherTargets | None, teacher_run: Any,
-                device: torch.device) -> tuple[LoopSetup, int]:
+                targets: TeacherTargets | None, teacher_run: Any, device: torch.device,
+                online: OnlineTeacher | None = None) -> tuple[LoopSetup, int]:
     """Everything the shared loop needs for this student run, and the number of images."""
     config = start.config
-    train_set, targets = _training_images(store, start, options, targets)
-    model = _build_student(store, start, options, targets)
+    train_set, targets = _training_images(store, start, options, targets, online)
+    teacher_dim = (targets.feature_dim if targets is not None
+                   else int(online.model.feature_dim) if online is not None else None)
+    model = _build_student(store, start, options, teacher_dim)
     channels_last = place_model(model, device)
     sampler = ViewBatchSampler(len(train_set), options.batch_size, views=options.views,
                                flip=config.flip, seed=config.seed)
@@ -229,13 +251,14 @@ def _loop_setup(store: Store, start: StageStart, options: StudentOptions, run: T
                                       math.ceil(len(sampler) / max(1, config.grad_accum)))
     restore_optimizer(optimizer, scheduler, start.checkpoint)
     step = DistillationStep(options, int(config.student_image_size), device, channels_last,
-                            targets)
+                            targets, online)
     meta = {"class_names": start.class_names, "image_size": int(config.student_image_size),
             "teacher_version": teacher_run.model_version if teacher_run else None,
             "feature_scale": step.feature_scale, "options": dataclasses.asdict(options)}
     setup = LoopSetup(
         stage=STAGE, model=model, optimizer=optimizer,
-        loader=make_loader(train_set, sampler, collate_student, device, config.num_workers or 0),
+        loader=make_loader(train_set, shard_batches(sampler), collate_student, device,
+                           config.num_workers or 0),
         step=step, epochs=options.epochs, device=device,
         checkpoint_path=store.paths.models_dir / f"{run.model_version}.pt",
         checkpoint_extra={"model_config": dict(model.config), "meta": meta,
@@ -252,13 +275,16 @@ class DistillationStep:
     """One training batch of the student -> its losses, per the schedule (`StudentOptions`):
     `staged` (the paper) minimises L_f alone for the first `feature_epochs`, then L_tags + L_pred;
     `joint` minimises L_tags + feature_weight * L_f + L_pred from the first epoch. The teacher's
-    targets sit on the device, indexed by (image, view, flip) of each sample."""
+    targets of each sample's view and flip come with the batch (`batch["targets"]`, read from
+    disk; `targets` only gives their feature scale), or `online` computes them from the batch's
+    teacher inputs (`batch["teacher"]`)."""
 
     options: StudentOptions
     size: int
     device: torch.device
     channels_last: bool
     targets: TeacherTargets | None
+    online: OnlineTeacher | None = None
     epoch: int = 0
 
     def __post_init__(self) -> None:
@@ -266,8 +292,13 @@ class DistillationStep:
         if (self.targets is not None and self.options.uses_feature
                 and self.options.feature_norm == "scale"):
             self.feature_scale = self.targets.feature_rms()
-        if self.targets is not None:
-            self.targets = self.targets.to(self.device)
+
+    @property
+    def leaves_parameters_unused(self) -> bool:
+        """Whether a batch may leave parameters out of the loss (the region head without feature
+        KD, the temperature without prediction KD, the classifier in stage 1 of `staged`)."""
+        return not (self.targets is not None and self.options.uses_feature
+                    and self.options.uses_prediction and self.options.feature_epochs == 0)
 
     def chain_set_epoch(self, set_sampler_epoch: Any) -> Any:
         def set_epoch(epoch: int) -> None:
@@ -280,39 +311,41 @@ class DistillationStep:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = batch["labels"].to(self.device, non_blocking=True)
-        where = tuple(batch[k].to(self.device) for k in ("index", "view", "flip"))
+        targets = (self.online(batch["teacher"]) if self.online is not None
+                   else batch.get("targets", {}))
+        teacher = {k: v.to(self.device, non_blocking=True) for k, v in targets.items()}
         stage_one = self.epoch < self.options.feature_epochs
         feature_map = net.feature_map(images)
         losses: dict[str, torch.Tensor] = {}
         total = feature_map.new_zeros(())
         if not stage_one:
-            total = total + self._tag_losses(net, feature_map, labels, where, losses)
+            total = total + self._tag_losses(net, feature_map, labels, teacher, losses)
         if self.options.uses_feature and (stage_one or self.options.feature_epochs == 0
                                           or self.options.schedule == "joint"):
-            losses["feature"] = self._feature_loss(net, feature_map, where)
+            losses["feature"] = self._feature_loss(net, feature_map, teacher)
             total = total + (1.0 if stage_one else self.options.feature_weight) * losses["feature"]
         losses["loss"] = total
         return losses
 
     def _tag_losses(self, net: Student, feature_map: torch.Tensor, labels: torch.Tensor,
-                    where: tuple[torch.Tensor, ...], losses: dict[str, torch.Tensor]
+                    teacher: dict[str, torch.Tensor], losses: dict[str, torch.Tensor]
                     ) -> torch.Tensor:
         logits = net.classify(feature_map).float()
         losses["tags"] = classification_loss(self.options.loss, logits, labels)
         total = losses["tags"]
-        if self.options.uses_prediction and self.targets is not None:
-            soft = self.targets.soft[where]
-            losses["prediction"] = prediction_distillation_loss(logits, soft, net.temperature())
+        if self.options.uses_prediction and teacher:
+            losses["prediction"] = prediction_distillation_loss(logits, teacher["soft"],
+                                                                net.temperature())
             total = total + self.options.prediction_weight * losses["prediction"]
         return total
 
     def _feature_loss(self, net: Student, feature_map: torch.Tensor,
-                      where: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        valid = self.targets.valid[where]                                  # (B, R)
-        boxes = self.targets.boxes[where] * self.size                      # (B, R, 4)
+                      teacher: dict[str, torch.Tensor]) -> torch.Tensor:
+        valid = teacher["valid"]                                           # (B, R)
+        boxes = teacher["boxes"] * self.size                               # (B, R, 4)
         box_list = [boxes[b][valid[b]] for b in range(boxes.shape[0])]
         g = net.region_features(feature_map, box_list).float()
-        f = self.targets.features[where][valid].float()
+        f = teacher["features"][valid].float()
         if self.options.feature_norm == "scale":
             g, f = g / self.feature_scale, f / self.feature_scale
         return feature_distillation_loss(g, f, normalize=self.options.feature_norm == "l2")

@@ -43,6 +43,7 @@ class StudentOptions:
     roi_size: int
     stride: int                  # 32: the whole trunk; 16: cut at the stride-16 stage
     region_layers: int           # 2: fc6/fc7-style region head; 0: mean RoI feature + projection
+    online_targets: bool | None  # teacher targets in the step; None: on CUDA (see `on_the_fly`)
 
     @property
     def uses_feature(self) -> bool:
@@ -55,6 +56,14 @@ class StudentOptions:
     @property
     def needs_teacher(self) -> bool:
         return self.kd != "none"
+
+    def on_the_fly(self, device_type: str) -> bool:
+        """Whether the teacher computes its targets inside the student's step (by default on
+        CUDA, where its forward is cheap) rather than in a pass cached on disk. `scale` feature
+        normalisation needs the features' RMS over the whole set first, so it uses the pass."""
+        if self.online_targets is not None:
+            return self.online_targets
+        return device_type == "cuda" and not (self.uses_feature and self.feature_norm == "scale")
 
 
 def student_options(config: TrainConfig) -> StudentOptions:
@@ -72,13 +81,16 @@ def student_options(config: TrainConfig) -> StudentOptions:
         kd_boxes=int(own.kd_boxes), views=int(own.views),
         temperature_lr_mult=float(own.temperature_lr_mult), feature_norm=str(own.feature_norm),
         region_dim=int(own.region_dim), roi_size=int(own.roi_size), stride=int(own.stride),
-        region_layers=int(own.region_layers))
+        region_layers=int(own.region_layers), online_targets=own.online_targets)
     if options.epochs < 1 or options.batch_size < 1 or options.lr <= 0:
         raise UserError("Student epochs, batch size and learning rate must be positive.")
     if options.views < 1:
         raise UserError("views must be at least 1 (the whole image).")
     if options.kd_boxes < 0:
         raise UserError("kd_boxes must be 0 (all proposals) or a positive number of boxes.")
+    if options.online_targets and options.uses_feature and options.feature_norm == "scale":
+        raise UserError("Teacher targets on the fly cannot use feature_norm 'scale' (it needs "
+                        "every feature first); use l2 or none, or cached targets.")
     return options
 
 

@@ -31,12 +31,12 @@ from engine.datasets.regions import (
     default_scales,
 )
 from engine.device import resolve_device
+from engine.distributed import is_main
 from engine.errors import UserError
 from engine.inference.detect import predict_regions
 from engine.metrics import mean_average_precision
 from engine.models.wsddn import WSDDN
 from engine.proposals import ProposalSource, get_source
-from engine.proposals.project import proposals_for_images
 from engine.training.api import TrainCallbacks, TrainConfig
 from engine.training.common import (
     end_cancelled,
@@ -49,6 +49,7 @@ from engine.training.common import (
     warm_start,
     warmup_cosine,
 )
+from engine.training.ddp import shard_batches, sharded_proposals
 from engine.training.loop import LoopSetup, StageStart, run_stage, start_stage
 
 if TYPE_CHECKING:
@@ -80,7 +81,8 @@ def train_teacher(store: Store, config: TrainConfig,
             return end_cancelled(store, run)
         setup = _loop_setup(store, start, run, train_set, source, device, callbacks)
     except BaseException:
-        store.runs.update(run.id, status="failed", finished=True)
+        if is_main():
+            store.runs.update(run.id, status="failed", finished=True)
         raise
     callbacks.message(f"Training {run.model_version} on {len(train_set)} images "
                       f"({start.config.backbone}, {source.name} proposals, {device.type})")
@@ -92,7 +94,7 @@ def _training_images(store: Store, start: StageStart, source: ProposalSource,
     """The train split's readable images with their proposals; None when cancelled."""
     config, matrix = start.config, start.matrix
     callbacks.message(f"Computing {source.name} proposals for {len(matrix.image_ids)} images")
-    proposals, failed = proposals_for_images(store, matrix.image_ids, matrix.paths, source,
+    proposals, failed = sharded_proposals(store, matrix.image_ids, matrix.paths, source,
                                              callbacks.progress_for("proposals"),
                                              callbacks.should_stop)
     if callbacks.stopped():
@@ -146,7 +148,8 @@ def _loop_setup(store: Store, start: StageStart, run: TrainingRun, train_set: Re
     restore_optimizer(optimizer, scheduler, start.checkpoint)
     return LoopSetup(
         stage=STAGE, model=model, optimizer=optimizer,
-        loader=make_loader(train_set, sampler, collate_regions, device, config.num_workers),
+        loader=make_loader(train_set, shard_batches(sampler), collate_regions, device,
+                           config.num_workers),
         step=RegionStep(device, channels_last, uses_scores), epochs=config.epochs, device=device,
         checkpoint_path=store.paths.models_dir / f"{run.model_version}.pt",
         checkpoint_extra={"model_config": model.config, "meta": model.meta,
@@ -184,7 +187,7 @@ def _validator(store: Store, start: StageStart, source: ProposalSource, device: 
                                      class_names=config.class_names)
     if not matrix.image_ids or list(matrix.class_names) != start.class_names:
         return None
-    proposals, _ = proposals_for_images(store, matrix.image_ids, matrix.paths, source,
+    proposals, _ = sharded_proposals(store, matrix.image_ids, matrix.paths, source,
                                         callbacks.progress_for("proposals"),
                                         callbacks.should_stop)
     keep = [i for i, p in enumerate(proposals) if p is not None and len(p) > 0]

@@ -90,8 +90,8 @@ def test_teacher_targets_are_cached_per_teacher_version(trained, monkeypatch):
     import engine.training.distill as student_stage
 
     store, runs, _ = trained
-    cache = store.paths.cache_dir / "distill" / f"{runs[0].model_version}-r8.pt"
-    assert cache.exists()
+    cache = store.paths.cache_dir / "distill" / f"{runs[0].model_version}-r8-v2-f2"
+    assert len(list(cache.glob("*/*.npy"))) == len(store.tags.label_matrix("train").image_ids)
 
     def no_teacher_forward(*args, **kwargs):
         raise AssertionError("the teacher ran although its targets are cached")
@@ -101,6 +101,31 @@ def test_teacher_targets_are_cached_per_teacher_version(trained, monkeypatch):
                                      loss="asl", **TINY))
     assert again[0].status == "completed"
     assert again[0].config["loss"] == "asl"
+
+
+def test_targets_computed_in_the_step_need_no_pass(trained, monkeypatch):
+    """What CUDA does by default, run on the CPU with the flag: the teacher computes each batch's
+    targets inside the student's step, nothing is written to the distillation cache."""
+    import shutil
+
+    import engine.training.distill as distill
+
+    store, runs, _ = trained
+    shutil.rmtree(store.paths.cache_dir / "distill", ignore_errors=True)
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("the teacher pass ran although targets come from the step")
+
+    monkeypatch.setattr(distill, "teacher_pass", no_pass)
+    reports = []
+    online = StudentSettings(kd_boxes=8, region_dim=16, online_targets=True)
+    again = train(store, TrainConfig(stage="student", kd="both", schedule="joint",
+                                     teacher_version=runs[0].model_version,
+                                     **{**TINY, "student": online}),
+                  TrainCallbacks(on_epoch=reports.append))
+    assert again[0].status == "completed"
+    assert {"tags", "feature", "prediction"} <= set(reports[-1].losses)
+    assert not (store.paths.cache_dir / "distill").exists()
 
 
 def test_no_kd_needs_no_teacher(trained, monkeypatch):

@@ -36,8 +36,8 @@ def test_crop_views_of_a_large_photo_are_proposed_at_the_sources_size(tmp_path, 
     import numpy as np
     from PIL import Image
 
+    from engine.datasets.teacher_views import TeacherViews
     from engine.proposals import get_source
-    from engine.training.distill import _crop_view_sample
 
     path = tmp_path / "big.jpg"
     pixels = np.zeros((1500, 2000, 3), dtype=np.uint8)
@@ -52,8 +52,9 @@ def test_crop_views_of_a_large_photo_are_proposed_at_the_sources_size(tmp_path, 
         return original(self, rgb, size)
 
     monkeypatch.setattr(type(source), "propose_array", spy)
-    decoded = {}
-    sample = _crop_view_sample(path, view_crop("d", 1), 192, source, 50, False, True, decoded, 0)
-    assert max(seen[0]) <= source.max_side                 # not the 2000-pixel original
-    assert max(decoded[0].size) < 2000                     # decoded reduced, once per image
-    assert max(sample["image"].shape[1:]) == 192 and len(sample["boxes"]) > 0
+    views = TeacherViews([path], ["d"], 2, (False, True), 192, source, 50, False, tmp_path / "p")
+    item = views[0]
+    assert len(seen) == 2                                  # the whole image, then the crop once
+    assert all(max(shape) <= source.max_side for shape in seen)   # not the 2000-pixel original
+    crop = item["samples"][2]
+    assert max(crop["image"].shape[1:]) == 192 and len(crop["boxes"]) > 0
