@@ -1,7 +1,7 @@
 """Past one machine: a team database at scale, on SQLite and PostgreSQL (issue 14).
 
     python benchmarks/scale.py [--tags 200000] [--images 1000000] [--classes 80]
-                               [--backends sqlite,postgresql] [--db-url URL] [--only import,scores]
+                               [--backends sqlite,postgresql] [--db-url URL] [--only import,scores,ddp]
 
 - import: `--tags` image-level tags (10 classes, half positive, half negative) written the way
   every importer writes them (`engine.exchange.apply_import_tags`: the person's tags kept, each
@@ -14,7 +14,7 @@
   and "a confidence of class 0 at or above 0.9", each as the gallery runs them (`query_ids`).
   `--baseline` also times the storage before (one suggestion row per image and class) on the
   same images and scores.
-- ddp: when `benchmarks/scale_ddp.py` exists, its `ddp_section()` prints the DDP figures.
+- ddp: `benchmarks/scale_ddp.py`: DDP with 2 gloo processes vs 1 on the CPU.
 
 PostgreSQL: `--db-url` of an empty database, else a throwaway server when the binaries are
 installed (`tests/postgres.py`: initdb, a unix socket, fsync off as in the tests), else skipped.
@@ -23,7 +23,6 @@ installed (`tests/postgres.py`: initdb, a unix socket, fsync off as in the tests
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shutil
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+from scale_ddp import ddp_section  # noqa: E402  (benchmarks/ is the script's folder)
 
 IMPORT_CLASSES = 10
 SCORE_CHUNK = 50000
@@ -168,17 +168,6 @@ def postgres_server(folder: Path, db_url: str | None):  # noqa: ANN201
         print("postgresql: no server binaries or psycopg; skipped")
         return None
     return start_server(folder / "cluster")
-
-
-def ddp_section() -> None:
-    """The DDP figures of benchmarks/scale_ddp.py, when that file is there."""
-    path = Path(__file__).with_name("scale_ddp.py")
-    if not path.exists():
-        return
-    spec = importlib.util.spec_from_file_location("scale_ddp", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.ddp_section()
 
 
 def main() -> None:
