@@ -68,6 +68,13 @@ def param_groups(model: nn.Module, weight_decay: float,
             {"params": no_decay, "weight_decay": 0.0}]
 
 
+def adamw(groups: list[dict[str, Any]], lr: float) -> torch.optim.AdamW:
+    """The stages' optimizer: AdamW, fused when the parameters are on CUDA (one kernel, step
+    counters on the device, so a step never waits for the host)."""
+    on_cuda = any(p.is_cuda for group in groups for p in group["params"])
+    return torch.optim.AdamW(groups, lr=lr, fused=on_cuda or None)
+
+
 def restore_optimizer(optimizer: torch.optim.Optimizer, scheduler: Any,
                       checkpoint: dict[str, Any] | None) -> None:
     """Resume: the optimizer's and the scheduler's state from the checkpoint (if any)."""

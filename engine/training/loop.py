@@ -230,12 +230,12 @@ class _EpochTally:
         self.images += images
 
     def check_finite(self, epoch: int) -> None:
-        """Raise NonFiniteLossError when a loss so far was not finite (reads two numbers)."""
-        index, value = (-1, 0.0) if self.first_bad is None else self.first_bad.tolist()
+        """Raise NonFiniteLossError when a loss so far was not finite (reads one number)."""
+        index = -1 if self.first_bad is None else int(self.first_bad[0])
         if index >= 0:
             raise NonFiniteLossError(
-                f"Training stopped at epoch {epoch + 1}, batch {int(index) + 1}: the loss became "
-                f"{value}. Lower the learning rate (--lr) or check the data; the last good "
+                f"Training stopped at epoch {epoch + 1}, batch {index + 1}: the loss became "
+                f"{float(self.first_bad[1])}. Lower the learning rate (--lr) or check the data; the last good "
                 f"checkpoint is kept.")
 
     def means(self) -> dict[str, float]:

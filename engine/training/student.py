@@ -63,6 +63,7 @@ from engine.models.student import Student
 from engine.store.versions import active_run
 from engine.training.api import TrainCallbacks, TrainConfig
 from engine.training.common import (
+    adamw,
     end_cancelled,
     make_loader,
     open_run,
@@ -206,10 +207,10 @@ def _optimizer(model: Student, config: TrainConfig, options: StudentOptions,
     """AdamW; the temperature learns `temperature_lr_mult` times faster and without weight decay,
     as in the authors' prototxt (lr_mult 10, decay_mult 0 on the scale layer that holds 1/t)."""
     temperature = list(model.temperature.parameters())
-    optimizer = torch.optim.AdamW(
+    optimizer = adamw(
         [*param_groups(model, config.weight_decay, apart=temperature),
          {"params": temperature, "weight_decay": 0.0,
-          "lr": options.lr * options.temperature_lr_mult}], lr=options.lr)
+          "lr": options.lr * options.temperature_lr_mult}], options.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, staged_lr(options.epochs, steps_per_epoch, options.feature_epochs))
     return optimizer, scheduler
@@ -280,7 +281,8 @@ class DistillationStep:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = batch["labels"].to(self.device, non_blocking=True)
-        where = tuple(batch[k].to(self.device) for k in ("index", "view", "flip"))
+        where = tuple(batch[k].to(self.device, non_blocking=True)
+                      for k in ("index", "view", "flip"))
         stage_one = self.epoch < self.options.feature_epochs
         feature_map = net.feature_map(images)
         losses: dict[str, torch.Tensor] = {}
@@ -310,12 +312,13 @@ class DistillationStep:
                       where: tuple[torch.Tensor, ...]) -> torch.Tensor:
         valid = self.targets.valid[where]                                  # (B, R)
         boxes = self.targets.boxes[where] * self.size                      # (B, R, 4)
-        box_list = [boxes[b][valid[b]] for b in range(boxes.shape[0])]
-        g = net.region_features(feature_map, box_list).float()
-        f = self.targets.features[where][valid].float()
+        g = net.region_features(feature_map, list(boxes.unbind(0))).float()
+        g = g.view(*valid.shape, -1)
+        f = self.targets.features[where].float()                           # (B, R, D)
         if self.options.feature_norm == "scale":
             g, f = g / self.feature_scale, f / self.feature_scale
-        return feature_distillation_loss(g, f, normalize=self.options.feature_norm == "l2")
+        return feature_distillation_loss(g, f, normalize=self.options.feature_norm == "l2",
+                                         mask=valid)
 
 
 def _validator(store: Store, class_names: list[str], config: TrainConfig,
