@@ -69,6 +69,9 @@ def _add_budget_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=defaults.lr,
                         help=f"learning rate (default {defaults.lr})")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="processes that load and augment the images (default: none on the "
+                             "CPU, where the model needs the cores; up to 8 with a GPU)")
     parser.add_argument("--seed", type=int, default=defaults.seed, metavar="S",
                         help="random seed (default 0)")
 
@@ -123,6 +126,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         image_size=args.image_size, student_image_size=args.student_image_size,
         teacher_version=args.teacher_version, epochs=args.epochs, batch_size=args.batch_size,
         grad_accum=args.grad_accum, lr=args.lr, device=args.device, seed=args.seed,
+        num_workers=args.workers,
         proposals=args.proposals, max_proposals=args.max_proposals,
         pretrained=bool(args.pretrained), weights=args.weights, refine=not args.no_refine,
         resume=args.resume, kd="none" if args.no_kd else args.kd, schedule=args.schedule,
@@ -174,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.weights and args.pretrained:
         raise UserError("Use either --pretrained or --weights, not both.")
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"Workers must be 0 or more, not {args.workers}.")
     config = config_from_args(args)
     console = ConsoleProgress()
     callbacks = TrainCallbacks(on_step=console.step, on_epoch=console.epoch,

@@ -236,7 +236,7 @@ def _loop_setup(store: Store, start: StageStart, options: StudentOptions, run: T
             "feature_scale": step.feature_scale, "options": dataclasses.asdict(options)}
     setup = LoopSetup(
         stage=STAGE, model=model, optimizer=optimizer,
-        loader=make_loader(train_set, sampler, collate_student, device, config.num_workers or 0),
+        loader=make_loader(train_set, sampler, collate_student, device, config.num_workers),
         step=step, epochs=options.epochs, device=device,
         checkpoint_path=store.paths.models_dir / f"{run.model_version}.pt",
         checkpoint_extra={"model_config": dict(model.config), "meta": meta,

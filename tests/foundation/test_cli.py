@@ -112,6 +112,7 @@ def test_classes_add_with_parent(tmp_path, capsys):
     (["classes", "--add", "a,b"], "Invalid class name"),
     (["classes", "--parent", "x"], "--parent needs --add"),
     (["demo", "/tmp/x", "--images", "1"], "at least 3"),
+    (["train", "--workers", "-1"], "Workers must be 0 or more"),
 ])
 def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
     code, out, err = mlic(capsys, tmp_path / "p", *argv)
