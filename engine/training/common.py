@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from engine.models.registry import load_checkpoint_of, resolve_run
+from engine.models.registry import load_weights_of, resolve_run
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -119,7 +119,7 @@ def warm_start(store: Store, model: nn.Module, stage: str, version: str,
     """Initialise from another run's weights of the same stage: every tensor of the same shape,
     the class-dependent layers (names starting with `class_layers`) only when the classes match."""
     run = resolve_run(store, stage, version)
-    state = load_checkpoint_of(store, run)["model"]
+    state = load_weights_of(store, run)["model"]
     own = model.state_dict()
     same_classes = list(run.class_names) == class_names
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape

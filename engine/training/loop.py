@@ -36,7 +36,7 @@ from torch import nn
 
 from engine.device import amp_dtype
 from engine.errors import UserError
-from engine.models.checkpoint import load_checkpoint, save_checkpoint
+from engine.models.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from engine.training.api import EpochReport, TrainCallbacks, TrainConfig
 
 if TYPE_CHECKING:
@@ -195,6 +195,10 @@ def run_stage(store: Store, run: TrainingRun, setup: LoopSetup,
     checkpoint_rel = relative_to_project(store, setup.checkpoint_path)
     try:
         status = _loop(store, run, setup, callbacks, checkpoint_rel)
+        if status == "completed":      # the inference copy (engine.models.checkpoint)
+            save_weights(setup.checkpoint_path, {**setup.checkpoint_extra, "stage": setup.stage,
+                                                 "model": setup.model.state_dict(),
+                                                 "run_id": run.id})
     except BaseException:
         store.runs.update(run.id, status="failed", finished=True)
         raise
