@@ -215,12 +215,7 @@ def predict_files(model: torch.nn.Module, paths: Sequence[Path], image_size: int
     batch_size = default_batch_size(device) if batch_size is None else batch_size
     if batch_size < 1:
         raise UserError(f"Batch size must be at least 1, not {batch_size}.")
-    workers = default_num_workers(device, n, batch_size) if num_workers is None else num_workers
-    loader = DataLoader(
-        _ImageFiles(paths, image_size, sizes), batch_size=batch_size, shuffle=False,
-        num_workers=workers, collate_fn=_collate, pin_memory=device.type == "cuda",
-        prefetch_factor=4 if workers > 0 else None,
-        multiprocessing_context=_worker_context() if workers > 0 else None)
+    loader = image_loader(paths, image_size, device, batch_size, num_workers, sizes)
     fast = inference_model(model, device, embed=embed)
     width = fast.model.classifier.in_features if embed else getattr(model, "num_classes", 0)
     outputs = _Outputs(np.full((n, width), np.nan, dtype=np.float32), ["cancelled"] * n,
@@ -245,6 +240,21 @@ def predict_files(model: torch.nn.Module, paths: Sequence[Path], image_size: int
                 pending = None
     outputs.collect(pending)
     return outputs.values, outputs.reasons, False
+
+
+def image_loader(paths: Sequence[Path], image_size: int, device: torch.device, batch_size: int,
+                 num_workers: int | None = None,
+                 sizes: Sequence[tuple[int, int] | None] | None = None) -> DataLoader:
+    """Batches `(indices, uint8 images (B, 3, S, S), reasons)` of the files, decoded at reduced
+    size in `num_workers` processes (None: `default_num_workers`), pinned for CUDA: what
+    `predict_files` runs the model on (and `benchmarks/hardware.py` times alone)."""
+    workers = (default_num_workers(device, len(paths), batch_size) if num_workers is None
+               else num_workers)
+    return DataLoader(
+        _ImageFiles(paths, image_size, sizes), batch_size=batch_size, shuffle=False,
+        num_workers=workers, collate_fn=_collate, pin_memory=device.type == "cuda",
+        prefetch_factor=4 if workers > 0 else None,
+        multiprocessing_context=_worker_context() if workers > 0 else None)
 
 
 def _event(device: torch.device) -> torch.cuda.Event | None:
