@@ -10,14 +10,15 @@ On demo images (`engine.demo.generate_demo`, 224-288 x 192-256 px JPEGs) it prin
    over the files, no model;
 2. `mlic tag` end to end (the command in a fresh process, model load and suggestions included):
    images/s as the command reports it, and its fraction of (1);
-3. training images/s of the teacher and the student (`engine.training.train`, the first epoch
-   of each, data loading included) and of a plain fine-tuning loop of the student's backbone at
-   the same size, batch size and workers (torchvision model, PIL decode + resize, BCE, AdamW:
-   what one would write by hand); the student's ratio to it; on CUDA the device's busy fraction
-   sampled (every 0.1 s, `torch.cuda.utilization` or nvidia-smi) during each first epoch;
+3. training images/s of the teacher and the student (`engine.training.train`, the second epoch
+   of each, warm, data loading included) and of a plain fine-tuning loop of the student's
+   backbone at the same size, batch size and workers (torchvision model, PIL decode + resize,
+   BCE, AdamW: what one would write by hand; its second epoch); the student's ratio to it; on
+   CUDA the device's busy fraction sampled (every 0.1 s, `torch.cuda.utilization` or
+   nvidia-smi) during each second epoch;
 4. start-up: wall seconds of `mlic --version`, `mlic add-folder` (a re-scan of the folder),
    `mlic tag` of one image (best of 3), and the seconds `add-folder` spends importing;
-5. host synchronisations per training step (`engine.training.syncs`, profiled over the second
+5. host synchronisations per training step (`engine.training.syncs`, profiled over the third
    epoch of each stage, main-process data loading included).
 
 The student and teacher train from random weights with the default `TrainConfig` unless told
@@ -121,8 +122,8 @@ class BusySampler:
 
 @contextmanager
 def watched_epochs(device: torch.device, figures: dict[str, dict]):  # noqa: ANN201
-    """While active, the loop's first epoch of each stage samples the GPU's busy fraction and
-    its second counts host syncs per batch (into `figures[stage]`)."""
+    """While active, the loop's second epoch of each stage samples the GPU's busy fraction and
+    its third counts host syncs per batch (into `figures[stage]`)."""
     from engine.training import loop
     from engine.training.syncs import count_host_syncs
 
@@ -130,7 +131,7 @@ def watched_epochs(device: torch.device, figures: dict[str, dict]):  # noqa: ANN
 
     def watched(setup, epoch, dtype, scaler, callbacks):  # noqa: ANN001, ANN202
         stage = figures.setdefault(setup.stage, {})
-        if epoch == 1:
+        if epoch == 2:
             box = {}
             syncs = count_host_syncs(lambda: box.setdefault(
                 "tally", original(setup, epoch, dtype, scaler, callbacks)))
@@ -138,7 +139,7 @@ def watched_epochs(device: torch.device, figures: dict[str, dict]):  # noqa: ANN
             stage["syncs_per_step"] = sum(syncs.values()) / max(1, tally.batches)
             stage["sync_ops"] = dict(syncs)
             return tally
-        if epoch == 0 and device.type == "cuda":
+        if epoch == 1 and device.type == "cuda":
             sampler = BusySampler()
             with sampler.active():
                 tally = original(setup, epoch, dtype, scaler, callbacks)
@@ -154,7 +155,7 @@ def watched_epochs(device: torch.device, figures: dict[str, dict]):  # noqa: ANN
 
 
 def train_rates(store: Store, config: TrainConfig, device: torch.device) -> dict[str, dict]:
-    """Teacher, then student: first-epoch images/s, busy fraction (CUDA), syncs per step."""
+    """Teacher, then student: second-epoch images/s, busy fraction (CUDA), syncs per step."""
     from engine.training import train
 
     figures: dict[str, dict] = {}
@@ -162,7 +163,7 @@ def train_rates(store: Store, config: TrainConfig, device: torch.device) -> dict
     with watched_epochs(device, figures):
         train(store, config, TrainCallbacks(on_epoch=reports.append))
     for report in reports:
-        if report.epoch == 1:
+        if report.epoch == 2:
             figures.setdefault(report.stage, {})["images_per_s"] = report.metrics["images_per_s"]
     return figures
 
@@ -186,7 +187,7 @@ class PlainImages(Dataset):
 
 
 def plain_rate(store: Store, config: TrainConfig, device: torch.device, workers: int) -> float:
-    """Images/s of one epoch of a plain fine-tuning loop of the student's backbone."""
+    """Images/s of the second epoch of a plain fine-tuning loop of the student's backbone."""
     import torchvision
 
     matrix = store.tags.label_matrix("train")
@@ -202,7 +203,14 @@ def plain_rate(store: Store, config: TrainConfig, device: torch.device, workers:
                         multiprocessing_context="spawn" if workers else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    started, seen = time.perf_counter(), 0
+    for _ in range(2):
+        seconds = _plain_epoch(model, loader, optimizer, loss_fn, device)
+    return len(loader.dataset) / seconds
+
+
+def _plain_epoch(model, loader, optimizer, loss_fn, device: torch.device) -> float:  # noqa: ANN001
+    cuda = device.type == "cuda"
+    started = time.perf_counter()
     for images, labels in loader:
         images = images.to(device, non_blocking=cuda).float().div_(255.0)
         if cuda:
@@ -212,10 +220,9 @@ def plain_rate(store: Store, config: TrainConfig, device: torch.device, workers:
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        seen += len(images)
     if cuda:
         torch.cuda.synchronize()
-    return seen / (time.perf_counter() - started)
+    return time.perf_counter() - started
 
 
 # ------------------------------------------------------------------------------- (4)
@@ -253,8 +260,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=200, help="images to decode and tag")
     parser.add_argument("--train-images", type=int, default=48,
                         help="demo images of the training project (70 %% land in split train)")
-    parser.add_argument("--epochs", type=int, default=2, help="per stage (>= 2: the second "
-                                                               "counts host syncs)")
+    parser.add_argument("--epochs", type=int, default=3, help="per stage (3: the second is "
+                        "timed, the third counts host syncs)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--student-size", type=int, default=defaults.student_image_size)
@@ -276,7 +283,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def print_training(figures: dict[str, dict], plain: float, device: torch.device) -> None:
-    print("\n(3) training, first epoch (images/s)      " + ("busy" if device.type == "cuda"
+    print("\n(3) training, second epoch (images/s)     " + ("busy" if device.type == "cuda"
                                                              else ""))
     for stage in ("teacher", "student"):
         stage_figures = figures.get(stage, {})
@@ -287,7 +294,7 @@ def print_training(figures: dict[str, dict], plain: float, device: torch.device)
     student = figures.get("student", {}).get("images_per_s")
     if student:
         print(f"    plain / student: {plain / student:.2f}x (target <= 1.5x)")
-    print("\n(5) host syncs per training step (second epoch)")
+    print("\n(5) host syncs per training step (third epoch)")
     for stage in ("teacher", "student"):
         stage_figures = figures.get(stage, {})
         print(f"    {stage:<36}{stage_figures.get('syncs_per_step', float('nan')):>8.2f}   "
