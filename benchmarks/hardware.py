@@ -340,7 +340,9 @@ def main() -> None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         name = torch.cuda.get_device_name(0) if device.type == "cuda" else (
             platform.processor() or platform.machine())
-        print(f"{device.type} ({name}), {cores} CPU cores, torch {torch.__version__}; student "
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(f"{device.type} ({name}), {cores} CPU cores (load average {load:.1f} at the "
+              f"start), torch {torch.__version__}; student "
               f"{config.student_backbone} at {config.student_image_size} px, teacher "
               f"{config.backbone} at {config.image_size} px with {config.max_proposals} "
               f"{config.proposals} proposals, batch {config.batch_size}")
