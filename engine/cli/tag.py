@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--raw-csv", action="store_true",
                         help="write names starting with = + - @ as they are (by default they get "
                              "a leading ' so spreadsheets do not run them as formulas)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images per batch (default: 256 on a GPU, 64 on the CPU)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument("--model", metavar="VERSION", help="student model version (default: active)")
     parser.add_argument("--workers", type=int, default=None,
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     folder = existing_folder(args.folder)
     out = output_file(args.out)
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"Batch size must be at least 1, not {args.batch_size}.")
     if args.workers is not None and args.workers < 0:
         raise UserError(f"Workers must be 0 or more, not {args.workers}.")

@@ -25,7 +25,7 @@ import torch
 
 from engine.files import atomic_output
 from engine.inference.tagging import predict_files, save_suggestions
-from engine.models.registry import load_checkpoint_of, load_model, resolve_run
+from engine.models.registry import load_model, load_weights_of, resolve_run
 from engine.progress import Progress, ShouldStop
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def ensure_embeddings(store: Store, version: str, image_ids: Sequence[int] | Non
 def classifier_of(store: Store, version: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """(weight (K, C), bias (K,), class names) of a student version's classifier."""
     run = resolve_run(store, "student", version)
-    state = load_checkpoint_of(store, run)["model"]
+    state = load_weights_of(store, run)["model"]
     return state["classifier.weight"].float(), state["classifier.bias"].float(), \
         list(run.class_names or [])
 

@@ -130,13 +130,19 @@ def _collate(items: list[tuple[int, torch.Tensor, str]]) -> tuple[torch.Tensor, 
 
 def default_num_workers(device: torch.device, n_images: int, batch_size: int) -> int:
     """Loader processes: on the CPU the model needs the cores too, so leave it at least one; on
-    CUDA decoding is the bottleneck, so use up to 8. No workers for a single small batch."""
+    CUDA decoding is the bottleneck, so use every core. No workers for a single small batch."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if n_images <= min(batch_size, 16):
         return 0
     if device.type == "cuda":
-        return max(1, min(8, cores))
+        return max(1, cores)
     return max(1, min(4, cores - 1))
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Images per batch: large on a GPU (it runs a batch of 256 small images in one go), 64 on
+    the CPU (larger batches gain nothing there and delay the first progress)."""
+    return 256 if device.type == "cuda" else 64
 
 
 def _worker_context() -> str | None:
@@ -191,7 +197,8 @@ def inference_model(model: torch.nn.Module, device: torch.device,
 
 
 def predict_files(model: torch.nn.Module, paths: Sequence[Path], image_size: int,
-                  device: torch.device, batch_size: int = 64, num_workers: int | None = None,
+                  device: torch.device, batch_size: int | None = None,
+                  num_workers: int | None = None,
                   sizes: Sequence[tuple[int, int] | None] | None = None,
                   progress: Progress = None, should_stop: ShouldStop = None,
                   precision: str = "auto", embed: bool = False,
@@ -202,44 +209,101 @@ def predict_files(model: torch.nn.Module, paths: Sequence[Path], image_size: int
     `reasons[i]` is '' for a decoded file, else why it was skipped (its row is then NaN). Rows of
     files not reached before a cancel are NaN with the reason 'cancelled'. `sizes[i]`: the original
     (width, height) of file i when known (lets the decoder pick the smallest sufficient size).
+    `batch_size` None: `default_batch_size(device)`. The device runs one batch ahead: a batch's
+    results are read back only once the next batch is queued, so the device never waits for them.
     """
     n = len(paths)
+    batch_size = default_batch_size(device) if batch_size is None else batch_size
     if batch_size < 1:
         raise UserError(f"Batch size must be at least 1, not {batch_size}.")
-    workers = default_num_workers(device, n, batch_size) if num_workers is None else num_workers
-    loader = DataLoader(
-        _ImageFiles(paths, image_size, sizes), batch_size=batch_size, shuffle=False,
-        num_workers=workers, collate_fn=_collate, pin_memory=device.type == "cuda",
-        prefetch_factor=4 if workers > 0 else None,
-        multiprocessing_context=_worker_context() if workers > 0 else None)
+    loader = image_loader(paths, image_size, device, batch_size, num_workers, sizes)
     fast = inference_model(model, device, embed=embed)
     width = fast.model.classifier.in_features if embed else getattr(model, "num_classes", 0)
-    outputs = np.full((n, width), np.nan, dtype=np.float32)
-    reasons = ["cancelled"] * n
-    done = 0
+    outputs = _Outputs(np.full((n, width), np.nan, dtype=np.float32), ["cancelled"] * n,
+                       progress)
     dtype = autocast_dtype(device, precision)
+    pending = None
     with torch.inference_mode():
         for indices, batch, batch_reasons in loader:
             if should_stop is not None and should_stop():
-                return outputs, reasons, True
+                outputs.collect(pending)
+                return outputs.values, outputs.reasons, True
             batch = batch.to(device, non_blocking=device.type == "cuda")
             with torch.autocast(device_type=device.type, dtype=dtype or torch.float32,
                                 enabled=dtype is not None):
                 raw = fast(batch.contiguous(memory_format=torch.channels_last).float().div_(255.0))
-            index_array = indices.numpy()
-            outputs[index_array] = (raw.float() if embed else torch.sigmoid(raw.float())).cpu().numpy()
-            for i, reason in zip(index_array.tolist(), batch_reasons):
-                reasons[i] = reason
-                if reason:
-                    outputs[i] = np.nan
-            done += len(index_array)
-            if progress is not None:
-                progress(done, n)
-    return outputs, reasons, False
+            result = (raw.float() if embed else torch.sigmoid(raw.float())).to(
+                "cpu", non_blocking=device.type == "cuda")
+            outputs.collect(pending)
+            pending = _Pending(indices.numpy(), batch_reasons, result, _event(device))
+            if pending.event is None:                  # off CUDA the results are there now
+                outputs.collect(pending)
+                pending = None
+    outputs.collect(pending)
+    return outputs.values, outputs.reasons, False
+
+
+def image_loader(paths: Sequence[Path], image_size: int, device: torch.device, batch_size: int,
+                 num_workers: int | None = None,
+                 sizes: Sequence[tuple[int, int] | None] | None = None) -> DataLoader:
+    """Batches `(indices, uint8 images (B, 3, S, S), reasons)` of the files, decoded at reduced
+    size in `num_workers` processes (None: `default_num_workers`), pinned for CUDA: what
+    `predict_files` runs the model on (and `benchmarks/hardware.py` times alone)."""
+    workers = (default_num_workers(device, len(paths), batch_size) if num_workers is None
+               else num_workers)
+    return DataLoader(
+        _ImageFiles(paths, image_size, sizes), batch_size=batch_size, shuffle=False,
+        num_workers=workers, collate_fn=_collate, pin_memory=device.type == "cuda",
+        prefetch_factor=4 if workers > 0 else None,
+        multiprocessing_context=_worker_context() if workers > 0 else None)
+
+
+def _event(device: torch.device) -> torch.cuda.Event | None:
+    """A CUDA event recorded after the work queued so far (None off CUDA: results are ready)."""
+    if device.type != "cuda":
+        return None
+    event = torch.cuda.Event()
+    event.record()
+    return event
+
+
+@dataclass
+class _Pending:
+    """A batch whose results are on their way back to the host (ready once `event` is)."""
+
+    indices: np.ndarray
+    reasons: list[str]
+    result: torch.Tensor
+    event: torch.cuda.Event | None
+
+
+@dataclass
+class _Outputs:
+    """`predict_files`' results: a row and a reason per file, filled batch by batch."""
+
+    values: np.ndarray
+    reasons: list[str]
+    progress: Progress
+    done: int = 0
+
+    def collect(self, pending: _Pending | None) -> None:
+        """Wait for a pending batch (only for it, not for the batch queued after it) and keep it."""
+        if pending is None:
+            return
+        if pending.event is not None:
+            pending.event.synchronize()
+        self.values[pending.indices] = pending.result.numpy()
+        for i, reason in zip(pending.indices.tolist(), pending.reasons):
+            self.reasons[i] = reason
+            if reason:
+                self.values[i] = np.nan
+        self.done += len(pending.indices)
+        if self.progress is not None:
+            self.progress(self.done, len(self.reasons))
 
 
 def tag_images(store: Store, image_ids: Sequence[int], model_version: str | None = None,
-               batch_size: int = 64, device: str | torch.device = "auto",
+               batch_size: int | None = None, device: str | torch.device = "auto",
                progress: Progress = None, should_stop: ShouldStop = None,
                num_workers: int | None = None, precision: str = "auto") -> TaggingResult:
     """Run the student (`model_version`, default the active one) on project images and store the
@@ -299,7 +363,7 @@ def tag_folder(store: Store, folder: Path | str, model_version: str | None = Non
 
 
 def tag_paths(store: Store, paths: Sequence[Path | str], model_version: str | None = None,
-              batch_size: int = 64, device: str | torch.device = "auto",
+              batch_size: int | None = None, device: str | torch.device = "auto",
               progress: Progress = None, should_stop: ShouldStop = None,
               num_workers: int | None = None, precision: str = "auto",
               store_suggestions: bool = True) -> TaggingResult:
@@ -317,7 +381,8 @@ def tag_paths(store: Store, paths: Sequence[Path | str], model_version: str | No
 
 
 def _tag_files(store: Store, files: list[Path], image_ids: list[int | None],
-               sizes: list[tuple[int, int] | None], model_version: str | None, batch_size: int,
+               sizes: list[tuple[int, int] | None], model_version: str | None,
+               batch_size: int | None,
                device: str | torch.device, progress: Progress, should_stop: ShouldStop,
                num_workers: int | None, precision: str) -> TaggingResult:
     """The student on `files`: a `TaggingResult` of the readable ones, nothing stored."""

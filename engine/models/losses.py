@@ -129,18 +129,24 @@ def prediction_distillation_loss(logits: Tensor, soft_targets: Tensor,
 
 
 def feature_distillation_loss(student_features: Tensor, teacher_features: Tensor,
-                              projection: nn.Module | None = None, normalize: bool = False) -> Tensor:
+                              projection: nn.Module | None = None, normalize: bool = False,
+                              mask: Tensor | None = None) -> Tensor:
     """L_f = 1 / (2 N R) sum_r ||f_r - P(g_r)||^2 (the paper's Euclidean feature loss).
 
     student_features g: (N, R, Ds) or (M, Ds) with M = N R boxes in all;
     teacher_features f: (N, R, Dt) or (M, Dt), treated as constants (detached);
     projection P: a module mapping Ds -> Dt, required when Ds != Dt.
     normalize: L2-normalise each region feature of both sides first (scale-free variant).
+    mask: None, or bool of the boxes' shape ((N, R) or (M,)): only True boxes count, N R being
+    their number (padded boxes stay in the tensors, so nothing waits for the device to count).
     """
     g, f = student_features, teacher_features.detach()
     if g.shape[:-1] != f.shape[:-1] or g.dim() not in (2, 3):
         raise ValueError(f"feature_distillation_loss: student {tuple(g.shape)} and teacher "
                          f"{tuple(f.shape)} must be (N, R, D) or (M, D) over the same boxes")
+    if mask is not None and mask.shape != g.shape[:-1]:
+        raise ValueError(f"feature_distillation_loss: mask {tuple(mask.shape)} does not match "
+                         f"the boxes {tuple(g.shape[:-1])}")
     if projection is not None:
         g = projection(g)
     if g.shape[-1] != f.shape[-1]:
@@ -149,10 +155,13 @@ def feature_distillation_loss(student_features: Tensor, teacher_features: Tensor
     if normalize:
         g = F.normalize(g, dim=-1)
         f = F.normalize(f, dim=-1)
+    squared = (f - g).pow(2).sum(dim=-1)
+    if mask is not None:
+        return torch.where(mask, squared, 0.0).sum() / (2.0 * mask.sum().clamp(min=1))
     boxes = g.shape[0] * g.shape[1] if g.dim() == 3 else g.shape[0]
     if boxes == 0:
         return g.sum() * 0.0
-    return (f - g).pow(2).sum() / (2.0 * boxes)
+    return squared.sum() / (2.0 * boxes)
 
 
 class FeatureProjection(nn.Linear):

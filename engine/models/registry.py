@@ -74,6 +74,22 @@ def load_checkpoint_of(store: Store, run: TrainingRun, device: Any = "cpu") -> d
     return load_checkpoint(path, map_location=device)
 
 
+def load_weights_of(store: Store, run: TrainingRun, device: Any = "cpu") -> dict[str, Any]:
+    """What inference needs of a run (model, model_config, meta, class_names, config): its
+    inference copy when one is at least as new as the checkpoint, else the whole checkpoint."""
+    from engine.models.checkpoint import load_checkpoint, weights_path
+
+    path = checkpoint_path(store, run)
+    weights = weights_path(path)
+    try:
+        fresh = path.exists() and weights.stat().st_mtime_ns >= path.stat().st_mtime_ns
+    except OSError:
+        fresh = False
+    if fresh:
+        return load_checkpoint(weights, map_location=device)
+    return load_checkpoint_of(store, run, device)
+
+
 def load_model(store: Store, stage: str, model_version: str | None = None,
                device: Any = "auto") -> tuple[torch.nn.Module, TrainingRun]:
     """Rebuild a trained model: `(module in eval mode on device, its TrainingRun)`.
@@ -86,7 +102,7 @@ def load_model(store: Store, stage: str, model_version: str | None = None,
     run = resolve_run(store, stage, model_version)
     loader = _model_loader(stage)
     torch_device = resolve_device(device)
-    checkpoint = load_checkpoint_of(store, run, device="cpu")
+    checkpoint = load_weights_of(store, run, device="cpu")
     _check_classes(run, checkpoint)
     try:
         model = loader(checkpoint, run, torch_device)

@@ -34,12 +34,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import box_iou, roi_align, roi_pool
+from torch.nn.utils.rnn import pad_sequence
+from torchvision.ops import roi_align, roi_pool
 
 from engine.models.backbones import build_backbone
 
 __all__ = ["WSDDN", "RegionOutputs", "build_teacher", "load_teacher", "oicr_loss",
-           "oicr_pseudo_labels", "roi_align_separable", "wsddn_loss", "wsddn_scores"]
+           "oicr_pseudo_labels", "padded_pseudo_labels", "padded_wsddn_scores",
+           "roi_align_separable", "wsddn_loss", "wsddn_scores"]
 
 SCORE_EPS = 1e-4
 
@@ -72,10 +74,54 @@ def wsddn_loss(image_scores: Tensor, labels: Tensor) -> Tensor:
         raise ValueError(f"wsddn_loss: scores {tuple(image_scores.shape)} vs labels "
                          f"{tuple(labels.shape)}")
     p = image_scores.float().clamp(SCORE_EPS, 1.0 - SCORE_EPS)
-    return F.binary_cross_entropy(p, labels.float())
+    y = labels.float()
+    # written out: F.binary_cross_entropy checks p's range, an assert on the device that a NaN
+    # (which the training loop reports in its own words) would trip
+    return -(y * p.log() + (1.0 - y) * (1.0 - p).log()).mean()
+
+
+def padded_wsddn_scores(class_logits: Tensor, det_logits: Tensor, valid: Tensor) -> Tensor:
+    """`wsddn_scores`' region scores S for a padded batch: logits (N, R, K), valid (N, R) bool
+    (False: padding). (N, R, K) float32, 0 on padded regions; S.sum(1) is the image scores p."""
+    mask = valid.unsqueeze(-1)
+    det = det_logits.float().masked_fill(~mask, float("-inf"))
+    over_regions = torch.softmax(det, dim=1).masked_fill(~mask, 0.0)   # 0/0 of no region -> 0
+    return torch.softmax(class_logits.float(), dim=-1) * over_regions
+
+
+def _pairwise_iou(boxes: Tensor, others: Tensor) -> Tensor:
+    """IoU of every box with every other box of the same image: (N, R, 4) x (N, P, 4) xyxy ->
+    (N, R, P), torchvision's `box_iou` per image."""
+    area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    other_area = (others[..., 2] - others[..., 0]) * (others[..., 3] - others[..., 1])
+    top_left = torch.maximum(boxes[:, :, None, :2], others[:, None, :, :2])
+    bottom_right = torch.minimum(boxes[:, :, None, 2:], others[:, None, :, 2:])
+    size = (bottom_right - top_left).clamp(min=0)
+    inter = size[..., 0] * size[..., 1]
+    return inter / (area[:, :, None] + other_area[:, None, :] - inter)
 
 
 @torch.no_grad()
+def padded_pseudo_labels(scores: Tensor, boxes: Tensor, labels: Tensor, valid: Tensor,
+                         fg_iou: float = 0.5, ignore_iou: float = 0.1) -> tuple[Tensor, Tensor]:
+    """OICR supervision for a padded batch, on the device without host synchronisation.
+
+    scores: (N, R, K) foreground scores of the previous branch; boxes: (N, R, 4) xyxy; labels:
+    (N, K) 0/1; valid: (N, R) bool. Returns `(targets, weights)`, (N, R) each, as
+    `oicr_pseudo_labels` per image (padded regions: target 0, weight 0).
+    """
+    ranked = scores.float().masked_fill(~valid.unsqueeze(-1), -1.0)
+    top_score, top_index = ranked.max(dim=1)                              # (N, K)
+    top_boxes = boxes.float().gather(1, top_index.unsqueeze(-1).expand(-1, -1, 4))
+    overlaps = _pairwise_iou(boxes.float(), top_boxes)                    # (N, R, K)
+    overlaps = overlaps.masked_fill(~(labels > 0.5).unsqueeze(1), -1.0)   # absent classes
+    best_iou, best = overlaps.max(dim=2)                                  # (N, R)
+    targets = torch.where(best_iou >= fg_iou, best + 1, torch.zeros_like(best))
+    weights = top_score.gather(1, best)
+    weights = torch.where(valid & (best_iou >= ignore_iou), weights, torch.zeros_like(weights))
+    return targets, weights
+
+
 def oicr_pseudo_labels(scores: Tensor, boxes: Tensor, labels: Tensor, fg_iou: float = 0.5,
                        ignore_iou: float = 0.1) -> tuple[Tensor, Tensor]:
     """OICR supervision for one image from the previous branch's region scores.
@@ -83,36 +129,34 @@ def oicr_pseudo_labels(scores: Tensor, boxes: Tensor, labels: Tensor, fg_iou: fl
     scores: (R, K) foreground scores of the previous branch (WSDDN's S, or a refinement
     branch's softmax without its background column); boxes: (R, 4) xyxy; labels: (K,) 0/1.
     Returns `(targets, weights)`: targets (R,) long in [0, K] (0 = background, k + 1 = class k)
-    and weights (R,) float: the score of the pseudo ground-truth box each region was matched to;
-    0 for regions whose best IoU is below `ignore_iou`, and for all regions of an image with no
-    positive label.
+    and weights (R,) float: the score of the pseudo ground-truth box each region was matched to
+    (the top-scoring box of a positive class; regions with IoU >= `fg_iou` to it take its
+    class, the others are background); 0 for regions whose best IoU is below `ignore_iou`, and
+    for all regions of an image with no positive label.
     """
-    num_regions = scores.shape[0]
-    targets = torch.zeros(num_regions, dtype=torch.long, device=scores.device)
-    weights = torch.zeros(num_regions, dtype=torch.float32, device=scores.device)
-    positive = torch.nonzero(labels > 0.5).flatten()
-    if positive.numel() == 0 or num_regions == 0:
-        return targets, weights
-    class_scores = scores[:, positive].float()                      # (R, P)
-    top_score, top_index = class_scores.max(dim=0)                  # (P,)
-    overlaps = box_iou(boxes.float(), boxes[top_index].float())     # (R, P)
-    best_iou, best = overlaps.max(dim=1)                            # (R,)
-    weights = top_score[best]
-    foreground = best_iou >= fg_iou
-    targets[foreground] = positive[best[foreground]] + 1
-    weights = torch.where(best_iou < ignore_iou, torch.zeros_like(weights), weights)
-    return targets, weights
+    valid = torch.ones(1, scores.shape[0], dtype=torch.bool, device=scores.device)
+    targets, weights = padded_pseudo_labels(scores[None], boxes[None], labels[None], valid,
+                                            fg_iou, ignore_iou)
+    return targets[0], weights[0]
 
 
-def oicr_loss(logits: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
+def oicr_loss(logits: Tensor, targets: Tensor, weights: Tensor,
+              counts: Tensor | None = None) -> Tensor:
     """Weighted cross-entropy over K + 1 classes: -(1/R) sum_r w_r log softmax(logits_r)[t_r].
 
-    logits (R, K + 1), targets (R,) long, weights (R,). Float32 scalar (0 when R = 0)."""
-    if logits.shape[0] == 0:
+    One image: logits (R, K + 1), targets (R,) long, weights (R,). A padded batch: (N, R, K + 1),
+    (N, R), (N, R) with weight 0 on padding and `counts` (N,) each image's own number of regions
+    (default R), averaged over the images. Float32 scalar (0 without regions)."""
+    if logits.dim() == 2:
+        return oicr_loss(logits[None], targets[None], weights[None], counts)
+    if logits.shape[0] == 0 or logits.shape[1] == 0:
         return logits.sum() * 0.0
-    log_probs = F.log_softmax(logits.float(), dim=1)
-    picked = log_probs.gather(1, targets.view(-1, 1)).squeeze(1)
-    return -(weights * picked).sum() / logits.shape[0]
+    log_probs = F.log_softmax(logits.float(), dim=-1)
+    picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)       # (N, R)
+    per_image = -(weights * picked).sum(dim=1)
+    if counts is not None:
+        return (per_image / counts.clamp(min=1)).mean()
+    return per_image.mean() / logits.shape[1]
 
 
 # ---------------------------------------------------------------------------------- RoIAlign
@@ -296,21 +340,27 @@ class WSDDN(nn.Module):
 
     def losses(self, outputs: RegionOutputs, labels: Tensor) -> dict[str, Tensor]:
         """Training losses for a batch: {"wsddn": BCE, "refine": sum of OICR branch losses
-        (averaged over images), "loss": their sum}. labels: (N, K) 0/1."""
-        image_scores = torch.stack([outputs.image_scores(i) for i in range(len(outputs.boxes))])
-        losses = {"wsddn": wsddn_loss(image_scores, labels)}
-        if self.refiners:
-            total = image_scores.new_zeros(())
-            for i, boxes in enumerate(outputs.boxes):
-                previous = outputs.region_scores(i).detach()
-                for logits in outputs.refine_logits[i]:
-                    targets, weights = oicr_pseudo_labels(previous, boxes, labels[i])
-                    total = total + oicr_loss(logits, targets, weights)
-                    previous = torch.softmax(logits.detach().float(), dim=1)[:, 1:]
-            losses["refine"] = total / len(outputs.boxes)
-            losses["loss"] = losses["wsddn"] + losses["refine"]
-        else:
+        (averaged over images), "loss": their sum}. labels: (N, K) 0/1. The images' regions are
+        padded to one (N, R, ...) batch, so nothing waits on the host (no per-image loop)."""
+        valid = pad_sequence([torch.ones(len(b), dtype=torch.bool, device=b.device)
+                              for b in outputs.boxes], batch_first=True)
+        region = padded_wsddn_scores(pad_sequence(outputs.class_logits, batch_first=True),
+                                     pad_sequence(outputs.det_logits, batch_first=True), valid)
+        losses = {"wsddn": wsddn_loss(region.sum(dim=1), labels)}
+        if not self.refiners:
             losses["loss"] = losses["wsddn"]
+            return losses
+        boxes = pad_sequence(list(outputs.boxes), batch_first=True)
+        counts = valid.sum(dim=1)
+        previous, total = region.detach(), region.new_zeros(())
+        for branch in range(len(self.refiners)):
+            logits = pad_sequence([per_image[branch] for per_image in outputs.refine_logits],
+                                  batch_first=True)
+            targets, weights = padded_pseudo_labels(previous, boxes, labels, valid)
+            total = total + oicr_loss(logits, targets, weights, counts)
+            previous = torch.softmax(logits.detach().float(), dim=-1)[..., 1:]
+        losses["refine"] = total
+        losses["loss"] = losses["wsddn"] + losses["refine"]
         return losses
 
     def forward(self, images: Tensor, boxes: list[Tensor], box_scores: list[Tensor] | None = None,

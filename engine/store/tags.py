@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 
 from engine.errors import UserError
 from engine.store.database import Sessions, chunked, insert_missing, lock_for_writing
-from engine.store.tag_writer import TagWriter
 from engine.store.schema import (
     TAG_SOURCES,
     Image,
@@ -26,8 +25,8 @@ from engine.store.schema import (
     Tag,
     TagChange,
     TagClass,
-    utcnow,
 )
+from engine.store.tag_writer import TagWriter
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
            "#ff9da7", "#9c755f", "#bab0ac", "#1f77b4", "#d62728", "#2ca02c", "#9467bd")

@@ -31,6 +31,9 @@ PROPOSAL_SOURCES = ("sliding", "edgeboxes", "selective_search")
 # What people get from the command line and the GUI: the source that localised best on the demo
 # data (docs/teacher.md). `TrainConfig.proposals` stays "sliding", the dependency-free fallback.
 RECOMMENDED_PROPOSALS = "selective_search"
+# `mlic train --fast-proposals`: the same source on images reduced to 256 px instead of 384, about
+# 2.5x less CPU per image on photographs (benchmarks/proposals.py --photos; README).
+FAST_PROPOSALS: tuple[str, dict[str, Any]] = ("selective_search", {"max_side": 256})
 
 
 @dataclass

@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from engine import distributed
-from engine.models.registry import load_checkpoint_of, resolve_run
+from engine.models.registry import load_weights_of, resolve_run
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -69,6 +69,13 @@ def param_groups(model: nn.Module, weight_decay: float,
             {"params": no_decay, "weight_decay": 0.0}]
 
 
+def adamw(groups: list[dict[str, Any]], lr: float) -> torch.optim.AdamW:
+    """The stages' optimizer: AdamW, fused when the parameters are on CUDA (one kernel, step
+    counters on the device, so a step never waits for the host)."""
+    on_cuda = any(p.is_cuda for group in groups for p in group["params"])
+    return torch.optim.AdamW(groups, lr=lr, fused=on_cuda or None)
+
+
 def restore_optimizer(optimizer: torch.optim.Optimizer, scheduler: Any,
                       checkpoint: dict[str, Any] | None) -> None:
     """Resume: the optimizer's and the scheduler's state from the checkpoint (if any)."""
@@ -113,7 +120,7 @@ def warm_start(store: Store, model: nn.Module, stage: str, version: str,
     """Initialise from another run's weights of the same stage: every tensor of the same shape,
     the class-dependent layers (names starting with `class_layers`) only when the classes match."""
     run = resolve_run(store, stage, version)
-    state = load_checkpoint_of(store, run)["model"]
+    state = load_weights_of(store, run)["model"]
     own = model.state_dict()
     same_classes = list(run.class_names) == class_names
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape

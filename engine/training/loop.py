@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import math
 import random
 import time
 from collections.abc import Callable, Iterable, Sized
@@ -38,7 +37,7 @@ from torch import nn
 from engine import distributed
 from engine.device import amp_dtype
 from engine.errors import UserError
-from engine.models.checkpoint import load_checkpoint, save_checkpoint
+from engine.models.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from engine.training.api import EpochReport, TrainCallbacks, TrainConfig
 from engine.training.ddp import distributed_step
 
@@ -157,6 +156,7 @@ class LoopSetup:
     batch_size: Callable[[Any], int] = lambda batch: len(batch["labels"])
     grad_accum: int = 1
     amp: bool = True                                   # only used on CUDA
+    check_every: int = 16                              # batches between reads of the loss
     clip_grad_norm: float | None = 10.0
     start_epoch: int = 0                               # completed epochs (resume)
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -200,6 +200,10 @@ def run_stage(store: Store, run: TrainingRun, setup: LoopSetup,
     main = distributed.is_main()
     try:
         status = _loop(store, run, setup, callbacks, checkpoint_rel)
+        if status == "completed" and main:      # the inference copy (engine.models.checkpoint)
+            save_weights(setup.checkpoint_path, {**setup.checkpoint_extra, "stage": setup.stage,
+                                                 "model": setup.model.state_dict(),
+                                                 "run_id": run.id})
     except BaseException:
         if main:
             store.runs.update(run.id, status="failed", finished=True)
@@ -214,19 +218,40 @@ def run_stage(store: Store, run: TrainingRun, setup: LoopSetup,
 
 @dataclass
 class _EpochTally:
-    """Running sums of one epoch: losses (kept on the device, read once at the end), batches,
-    images."""
+    """Running sums of one epoch: losses and the first batch whose loss was not finite, both kept
+    on the device and read only every `LoopSetup.check_every` batches (a read waits for the
+    device), batches, images."""
 
     sums: dict[str, torch.Tensor] = field(default_factory=dict)
     batches: int = 0
     images: int = 0
+    first_bad: torch.Tensor | None = None      # (batch index or -1, its loss)
 
     def add(self, losses: dict[str, torch.Tensor], images: int) -> None:
         for name, tensor in losses.items():
             value = tensor.detach().float()
             self.sums[name] = self.sums[name] + value if name in self.sums else value
+        loss = losses["loss"].detach().float()
+        mark = torch.stack([torch.full_like(loss, self.batches), loss])
+        if self.first_bad is None:
+            self.first_bad = torch.where(torch.isfinite(loss), torch.full_like(mark, -1), mark)
+        else:
+            new = (self.first_bad[0] < 0) & ~torch.isfinite(loss)
+            self.first_bad = torch.where(new, mark, self.first_bad)
         self.batches += 1
         self.images += images
+
+    def check_finite(self, epoch: int) -> None:
+        """Raise NonFiniteLossError when a loss so far was not finite (reads one number)."""
+        mine = (-1, 0.0) if self.first_bad is None else (int(self.first_bad[0]),
+                                                           float(self.first_bad[1]))
+        bad = [found for found in distributed.gather(mine) if found[0] >= 0]   # every rank alike
+        if bad:
+            index, value = min(bad)
+            raise NonFiniteLossError(
+                f"Training stopped at epoch {epoch + 1}, batch {index + 1}: the loss became "
+                f"{value}. Lower the learning rate (--lr) or check the data; the last good "
+                f"checkpoint is kept.")
 
     def means(self) -> dict[str, float]:
         return {name: float(total) / self.batches for name, total in self.sums.items()}
@@ -267,7 +292,9 @@ def _loop(store: Store, run: TrainingRun, setup: LoopSetup, callbacks: TrainCall
 
 def _train_epoch(setup: LoopSetup, epoch: int, dtype: torch.dtype | None,
                  scaler: torch.amp.GradScaler, callbacks: TrainCallbacks) -> _EpochTally | None:
-    """One pass over the loader; None when cancelled. Raises NonFiniteLossError."""
+    """One pass over the loader; None when cancelled. Nothing in a step waits for the device:
+    the losses stay there and are checked every `check_every` batches and at the end. Raises
+    NonFiniteLossError."""
     if setup.set_epoch is not None:
         setup.set_epoch(epoch)
     setup.model.train()
@@ -278,28 +305,26 @@ def _train_epoch(setup: LoopSetup, epoch: int, dtype: torch.dtype | None,
     for index, batch in enumerate(setup.loader):
         if callbacks.stopped():
             return None
-        autocast = (torch.autocast(device_type="cuda", dtype=dtype) if dtype is not None
-                    else contextlib.nullcontext())
-        with autocast:
+        with autocast(setup.device, dtype):
             losses = setup.step(setup.model, batch)
-        _check_finite(losses["loss"], epoch, index)
         scaler.scale(losses["loss"] / accum).backward()
+        tally.add(losses, setup.batch_size(batch))
+        if (index + 1) % setup.check_every == 0:
+            tally.check_finite(epoch)
         if (index + 1) % accum == 0 or index + 1 == steps:
             _optimizer_step(setup, scaler)
-        tally.add(losses, setup.batch_size(batch))
         callbacks.step(setup.stage, epoch * steps + index + 1, steps * setup.epochs)
     if tally.batches == 0:
         raise UserError(f"The {setup.stage} has no training batches.")
+    tally.check_finite(epoch)
     return tally
 
 
-def _check_finite(loss: torch.Tensor, epoch: int, index: int) -> None:
-    """Raises NonFiniteLossError on every rank alike (the mean loss over the ranks)."""
-    value = distributed.mean({"loss": float(loss.detach())})["loss"]
-    if not math.isfinite(value):
-        raise NonFiniteLossError(
-            f"Training stopped at epoch {epoch + 1}, batch {index + 1}: the loss became {value}. "
-            f"Lower the learning rate (--lr) or check the data; the last good checkpoint is kept.")
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Mixed precision in `dtype` on `device` (CUDA in training; any device in tests), or none."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _optimizer_step(setup: LoopSetup, scaler: torch.amp.GradScaler) -> None:

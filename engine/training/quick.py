@@ -29,7 +29,7 @@ from engine.inference.embeddings import (
 )
 from engine.metrics import mean_average_precision
 from engine.models.checkpoint import save_checkpoint
-from engine.models.registry import load_checkpoint_of, resolve_run
+from engine.models.registry import load_weights_of, resolve_run
 from engine.store.versions import set_active
 from engine.training.api import TrainCallbacks, TrainConfig
 from engine.training.loop import relative_to_project
@@ -99,7 +99,7 @@ def _fit(store: Store, parent: TrainingRun, embeddings: Embeddings, matrix: Any,
 def _start(store: Store, parent: TrainingRun, class_names: list[str],
            width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The parent's head for the classes it knows, zeros for classes added since."""
-    state = load_checkpoint_of(store, parent)["model"]
+    state = load_weights_of(store, parent)["model"]
     old = {name: k for k, name in enumerate(parent.class_names or [])}
     weight = torch.zeros(len(class_names), width)
     bias = torch.zeros(len(class_names))
@@ -151,7 +151,7 @@ def _save_version(store: Store, run: TrainingRun, backbone: str, weight: torch.T
                   bias: torch.Tensor, class_names: list[str], report: dict[str, float],
                   seconds: float) -> None:
     """The new version's checkpoint: the backbone's weights, the new head, no optimizer state."""
-    base = load_checkpoint_of(store, resolve_run(store, "student", backbone))
+    base = load_weights_of(store, resolve_run(store, "student", backbone))
     state = dict(base["model"])
     state["classifier.weight"], state["classifier.bias"] = weight, bias
     old_inv = state.get("temperature.inv_temperature")

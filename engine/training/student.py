@@ -68,6 +68,7 @@ from engine.models.student import Student
 from engine.store.versions import active_run
 from engine.training.api import TrainCallbacks, TrainConfig
 from engine.training.common import (
+    adamw,
     end_cancelled,
     make_loader,
     open_run,
@@ -78,6 +79,7 @@ from engine.training.common import (
     staged_lr,
     warm_start,
 )
+from engine.training.ddp import shard_batches, sharded
 from engine.training.distill import (
     OnlineTeacher,
     TeacherPass,
@@ -85,7 +87,6 @@ from engine.training.distill import (
     compute_teacher_targets,
     content_digests,
 )
-from engine.training.ddp import shard_batches, sharded
 from engine.training.loop import LoopSetup, StageStart, run_stage, start_stage
 from engine.training.student_options import (
     NoUsableTeacherError,
@@ -226,10 +227,10 @@ def _optimizer(model: Student, config: TrainConfig, options: StudentOptions,
     """AdamW; the temperature learns `temperature_lr_mult` times faster and without weight decay,
     as in the authors' prototxt (lr_mult 10, decay_mult 0 on the scale layer that holds 1/t)."""
     temperature = list(model.temperature.parameters())
-    optimizer = torch.optim.AdamW(
+    optimizer = adamw(
         [*param_groups(model, config.weight_decay, apart=temperature),
          {"params": temperature, "weight_decay": 0.0,
-          "lr": options.lr * options.temperature_lr_mult}], lr=options.lr)
+          "lr": options.lr * options.temperature_lr_mult}], options.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, staged_lr(options.epochs, steps_per_epoch, options.feature_epochs))
     return optimizer, scheduler
@@ -258,7 +259,7 @@ def _loop_setup(store: Store, start: StageStart, options: StudentOptions, run: T
     setup = LoopSetup(
         stage=STAGE, model=model, optimizer=optimizer,
         loader=make_loader(train_set, shard_batches(sampler), collate_student, device,
-                           config.num_workers or 0),
+                           config.num_workers),
         step=step, epochs=options.epochs, device=device,
         checkpoint_path=store.paths.models_dir / f"{run.model_version}.pt",
         checkpoint_extra={"model_config": dict(model.config), "meta": meta,
@@ -343,12 +344,13 @@ class DistillationStep:
                       teacher: dict[str, torch.Tensor]) -> torch.Tensor:
         valid = teacher["valid"]                                           # (B, R)
         boxes = teacher["boxes"] * self.size                               # (B, R, 4)
-        box_list = [boxes[b][valid[b]] for b in range(boxes.shape[0])]
-        g = net.region_features(feature_map, box_list).float()
-        f = teacher["features"][valid].float()
+        g = net.region_features(feature_map, list(boxes.unbind(0))).float()
+        g = g.view(*valid.shape, -1)
+        f = teacher["features"].float()                                    # (B, R, D)
         if self.options.feature_norm == "scale":
             g, f = g / self.feature_scale, f / self.feature_scale
-        return feature_distillation_loss(g, f, normalize=self.options.feature_norm == "l2")
+        return feature_distillation_loss(g, f, normalize=self.options.feature_norm == "l2",
+                                         mask=valid)
 
 
 def _validator(store: Store, class_names: list[str], config: TrainConfig,

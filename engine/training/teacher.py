@@ -39,6 +39,7 @@ from engine.models.wsddn import WSDDN
 from engine.proposals import ProposalSource, get_source
 from engine.training.api import TrainCallbacks, TrainConfig
 from engine.training.common import (
+    adamw,
     end_cancelled,
     make_loader,
     open_run,
@@ -141,7 +142,7 @@ def _loop_setup(store: Store, start: StageStart, run: TrainingRun, train_set: Re
     channels_last = place_model(model, device)
     sampler = ScaleBatchSampler(len(train_set), config.batch_size, model.meta["scales"],
                                 flip=config.flip, seed=config.seed)
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
+    optimizer = adamw(param_groups(model, config.weight_decay), config.lr)
     steps = math.ceil(len(sampler) / max(1, config.grad_accum)) * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(steps, warmup_steps=min(steps // 5, 200)))

@@ -120,3 +120,24 @@ def test_the_command_line_starts_without_torch():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_add_folder_loads_no_model_stack(tmp_path):
+    """`mlic add-folder` only reads headers: it must not load torch, torchvision, OpenCV or the
+    review stack (cleanlab, scikit-learn, scipy), which take seconds to import (issue 16), nor
+    Alembic when the project's schema is already the newest."""
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (8, 8), "red").save(folder / "a.jpg")
+    code = ("import sys; from engine.cli.main import main; "
+            f"code = main(['--project', {str(tmp_path / 'p')!r}, 'add-folder', {str(folder)!r}]); "
+            "heavy = ('torch', 'torchvision', 'cv2', 'cleanlab', 'sklearn', 'scipy', 'PySide6', "
+            "'alembic'); "
+            "print(code, sorted(m for m in heavy if m in sys.modules))")
+    subprocess.run([sys.executable, "-m", "engine", "--project", str(tmp_path / "p"), "init"],
+                   cwd=ROOT, capture_output=True, check=True)
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "0 []"

@@ -112,6 +112,7 @@ def test_classes_add_with_parent(tmp_path, capsys):
     (["classes", "--add", "a,b"], "Invalid class name"),
     (["classes", "--parent", "x"], "--parent needs --add"),
     (["demo", "/tmp/x", "--images", "1"], "at least 3"),
+    (["train", "--workers", "-1"], "Workers must be 0 or more"),
 ])
 def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
     code, out, err = mlic(capsys, tmp_path / "p", *argv)
@@ -142,3 +143,17 @@ def test_python_dash_m_engine(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert result.stderr.startswith("mlic: error: Folder")
+
+
+def test_fast_proposals_preset_reaches_the_training_config():
+    from engine.cli.main import build_parser
+    from engine.cli.train import config_from_args
+    from engine.proposals import get_source
+
+    parser = build_parser()
+    fast = config_from_args(parser.parse_args(["train", "--fast-proposals"]))
+    source = get_source(fast.proposals, **fast.proposal_params)
+    default = config_from_args(parser.parse_args(["train"]))
+    plain = get_source(default.proposals, **default.proposal_params)
+    assert source.name == plain.name == "selective_search"
+    assert source.max_side < plain.max_side and source.cache_key() != plain.cache_key()

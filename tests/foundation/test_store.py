@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from engine.errors import UserError
 from engine.store import BoxRow, Store, TagEdit
-from engine.store.database import alembic_config
+from engine.store.database import alembic_config, head_revision
 
 
 def _images(store: Store, tmp_path, count: int) -> list[int]:
@@ -28,6 +28,7 @@ def test_new_project_is_at_alembic_head_with_sqlite_settings(tmp_path):
     assert (tmp_path / "p" / "project.sqlite").is_file()
     assert store.paths.models_dir.is_dir() and store.paths.thumbnails_cache.is_dir()
     head = ScriptDirectory.from_config(alembic_config(store.url)).get_current_head()
+    assert head_revision() == head            # what opening a project at head compares with
     with store.engine.connect() as connection:
         assert connection.execute(text("select version_num from alembic_version")).scalar() == head
         assert connection.execute(text("pragma journal_mode")).scalar() == "wal"

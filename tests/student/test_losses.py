@@ -153,3 +153,14 @@ def test_temperature_gets_gradients_and_moves():
     # the optimum of class 2 is sigmoid(4 / t) = 0.55, i.e. 1/t = logit(0.55) / 4 = 0.0502
     assert moved[1].item() == pytest.approx(math.log(0.55 / 0.45) / 4, abs=1e-3)
     assert temperature.temperature[1] > 5.0
+
+
+def test_feature_loss_with_a_mask_counts_only_the_real_boxes():
+    """Padded boxes (mask False) change neither the sum nor the count of boxes."""
+    torch.manual_seed(0)
+    g, f = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    expected = feature_distillation_loss(g[mask], f[mask])
+    assert feature_distillation_loss(g, f, mask=mask).item() == pytest.approx(expected.item())
+    nothing = torch.zeros(2, 3, dtype=torch.bool)
+    assert feature_distillation_loss(g, f, mask=nothing).item() == 0.0

@@ -175,7 +175,11 @@ def test_targets_on_the_fly_equal_the_cached_ones(tmp_path):
     targets as the pass writes to disk (up to float16 storage)."""
     from engine.datasets.student import collate_student
     from engine.training.api import TrainCallbacks
-    from engine.training.distill import OnlineTeacher, TeacherPass, compute_teacher_targets
+    from engine.training.distill import (
+        OnlineTeacher,
+        TeacherPass,
+        compute_teacher_targets,
+    )
 
     teacher, paths, store = _tiny_setup(tmp_path)
     cpu = torch.device("cpu")

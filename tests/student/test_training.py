@@ -141,6 +141,19 @@ def test_no_kd_needs_no_teacher(trained, monkeypatch):
     assert runs[0].status == "completed" and runs[0].parent_run_id is None
 
 
+def test_images_loaded_in_a_worker_process_train_the_same(trained):
+    """`--workers 1`: the student's images are loaded in a worker process, batch for batch the
+    same as in the main process (the same losses)."""
+    store, _, _ = trained
+    losses = []
+    for workers in (0, 1):
+        reports = []
+        train(store, TrainConfig(stage="student", kd="none", num_workers=workers, **TINY),
+              TrainCallbacks(on_epoch=reports.append))
+        losses.append(reports[-1].losses["loss"])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+
+
 def test_bad_student_options_are_user_errors(trained):
     store, _, _ = trained
     for change in ({"kd": "logits"}, {"schedule": "alternating"}, {"loss": "focal"}):

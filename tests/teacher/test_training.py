@@ -4,13 +4,14 @@ non-finite loss, and the model registry."""
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
 
 from engine.errors import UserError
 from engine.models import registry
-from engine.models.checkpoint import load_checkpoint
+from engine.models.checkpoint import TRAINING_ONLY, load_checkpoint, weights_path
 from engine.models.wsddn import WSDDN
 from engine.store import versions
 from engine.training import TrainCallbacks, train
@@ -41,6 +42,27 @@ def test_one_epoch_records_the_run(demo_project):
     assert checkpoint["epoch"] == 1 and checkpoint["config"]["stage"] == "teacher"
     assert {"model", "optimizer", "scheduler", "scaler", "model_config", "meta"} <= set(checkpoint)
     assert versions.active_run(demo_project, "teacher").id == run.id
+    # the inference copy beside it: the same weights, no optimizer state
+    weights = load_checkpoint(weights_path(path))
+    assert not set(TRAINING_ONLY) & set(weights) and weights["meta"] == checkpoint["meta"]
+    assert all(torch.equal(weights["model"][k], v) for k, v in checkpoint["model"].items())
+    assert weights_path(path).stat().st_size < path.stat().st_size / 2
+
+
+def test_models_load_from_the_inference_copy_while_it_is_fresh(demo_project, monkeypatch):
+    run = train(demo_project, tiny_config())[0]
+    real = registry.load_checkpoint_of
+    monkeypatch.setattr(registry, "load_checkpoint_of", lambda *a, **k: pytest.fail("full read"))
+    model, loaded = registry.load_model(demo_project, "teacher", device="cpu")
+    assert loaded.id == run.id and isinstance(model, WSDDN)
+    path = demo_project.paths.root / run.checkpoint
+    newer = weights_path(path).stat().st_mtime_ns + 1_000_000_000
+    os.utime(path, ns=(newer, newer))                # a checkpoint written after the copy
+    read = []
+    monkeypatch.setattr(registry, "load_checkpoint_of",
+                        lambda *a, **k: read.append(1) or real(*a, **k))
+    registry.load_model(demo_project, "teacher", device="cpu")
+    assert read == [1]
 
 
 def test_cancel_then_resume_continues_the_same_run(demo_project):

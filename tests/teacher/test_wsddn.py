@@ -157,3 +157,17 @@ def test_bad_inputs_are_rejected(model):
         model(torch.rand(1, 3, 64, 64), [torch.zeros(1, 4), torch.zeros(1, 4)])
     with pytest.raises(ValueError):
         wsddn_scores(torch.zeros(2, 3), torch.zeros(3, 2))
+
+
+def test_a_padded_batch_loses_what_its_images_lose_alone(model):
+    """The batch's losses (regions padded to one tensor) are the mean of each image's own: the
+    padding changes nothing, whatever the images' numbers of regions."""
+    images, boxes, labels = _batch()
+    model.eval()                               # no dropout: the same features both ways
+    with torch.no_grad():
+        together = model.losses(model.region_outputs(images, boxes), labels)
+        alone = [model.losses(model.region_outputs(images[i:i + 1], boxes[i:i + 1]),
+                              labels[i:i + 1]) for i in range(2)]
+    for name in ("wsddn", "refine", "loss"):
+        expected = (alone[0][name] + alone[1][name]) / 2
+        assert together[name].item() == pytest.approx(expected.item(), rel=1e-5)
