@@ -243,8 +243,8 @@ class _EpochTally:
 
     def check_finite(self, epoch: int) -> None:
         """Raise NonFiniteLossError when a loss so far was not finite (reads one number)."""
-        mine = (-1, 0.0) if self.first_bad is None else (int(self.first_bad[0]),
-                                                           float(self.first_bad[1]))
+        index = -1 if self.first_bad is None else int(self.first_bad[0])
+        mine = (index, float(self.first_bad[1]) if index >= 0 else 0.0)   # one read when finite
         bad = [found for found in distributed.gather(mine) if found[0] >= 0]   # every rank alike
         if bad:
             index, value = min(bad)
