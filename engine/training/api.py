@@ -107,6 +107,8 @@ class TrainConfig:
     kd: str = "both"                         # none | feature | prediction | both (student)
     schedule: str = "joint"                  # joint (measured better) | staged (paper) (student)
     loss: str = "bce"                        # bce | asl (student)
+    untagged_as_negative: bool = False       # an untagged (unknown) pair is a negative, as before
+    unknown_weight: float = 0.2              # an unknown pair is a negative of this weight (0: ignored)
     init_from: str | None = None             # model version to warm-start from
     teacher_version: str | None = None       # teacher the student distils from (None: active)
     resume: bool = False                     # continue the latest unfinished run of the stage
@@ -131,6 +133,8 @@ class TrainConfig:
                                 f"not {getattr(self, name)}.")
         if self.image_size < 64:
             raise UserError(f"Image size must be at least 64 pixels, not {self.image_size}.")
+        if not 0.0 <= float(self.unknown_weight) <= 1.0:
+            raise UserError(f"Unknown weight must be between 0 and 1, not {self.unknown_weight}.")
         if self.roi_op not in ("align", "pool"):
             raise UserError(f"Unknown RoI operation {self.roi_op!r}; use align or pool.")
         if self.scales is not None:
