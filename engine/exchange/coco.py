@@ -1,6 +1,6 @@
 """COCO import and export (read through pycocotools).
 
-Import (`import_coco(store, json_path, images_dir, split=None)`):
+Import (`import_coco(store, json_path, images_dir, split=None, partial=False)`):
 
 - `categories` become classes (by name). Our own optional category field `"parent"` (a category
   name) restores a class hierarchy; plain COCO's `supercategory` is ignored.
@@ -10,6 +10,11 @@ Import (`import_coco(store, json_path, images_dir, split=None)`):
   values are stored only as evaluation ground truth (`store.boxes`), never used for training.
   Re-importing replaces the ground-truth boxes of those images (idempotent).
 - The image-level labels field below is read when present, so images without boxes keep their tags.
+- COCO is exhaustive: every category of the file that an image does not carry becomes a
+  **negative** tag of that image (docs/label-states.md), unless `partial=True`
+  (`mlic import-coco --partial`: such categories stay unknown) or the image carries our
+  `negative_labels` field, which then lists its negatives exactly (so an export round-trips its
+  unknown pairs).
 - The split comes from `split=`, else from our optional image field `"split"`.
 
 Image-level labels field (plain COCO has none). Each entry of `images` may carry:
@@ -189,8 +194,10 @@ def _is_id(value: object) -> bool:
 
 @atomic_import
 def import_coco(store: Store, json_path: Path | str, images_dir: Path | str,
-                split: str | None = None, progress: Progress = None) -> ImportSummary:
-    """Import a COCO file (see the module docstring). Returns what was done."""
+                split: str | None = None, progress: Progress = None,
+                partial: bool = False) -> ImportSummary:
+    """Import a COCO file (see the module docstring): exhaustive, unless `partial`. Returns what
+    was done."""
     if split is not None and split not in SPLITS:
         raise UserError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
     coco = load_coco(json_path)
@@ -205,7 +212,7 @@ def import_coco(store: Store, json_path: Path | str, images_dir: Path | str,
     image_row = _register_images(store, dataset["images"], found, images_root, split, progress,
                                  summary)
     summary.images = len(image_row)
-    decisions, boxes = _tags_and_boxes(coco, image_row, class_of)
+    decisions, boxes = _tags_and_boxes(coco, image_row, class_of, exhaustive=not partial)
     apply_import_tags(store, decisions, summary)
     store.boxes.replace_for_images(list(decisions), boxes)
     summary.boxes = len(boxes)
@@ -254,10 +261,12 @@ def _register_images(store: Store, images: list[dict[str, Any]], found: dict[int
     return image_row
 
 
-def _tags_and_boxes(coco: Any, image_row: dict[int, int], class_of: dict[int, int]
+def _tags_and_boxes(coco: Any, image_row: dict[int, int], class_of: dict[int, int],
+                    exhaustive: bool = True
                     ) -> tuple[dict[int, tuple[set[int], set[int]]], list[BoxRow]]:
     """Per registered image its (positive, negative) class ids, from the labels fields and the
-    annotations; and the annotations' non-empty boxes as ground truth."""
+    annotations (`exhaustive`: every other category of the file is a negative, unless the image
+    lists its negatives); and the annotations' non-empty boxes as ground truth."""
     from engine.store import BoxRow
 
     decisions: dict[int, tuple[set[int], set[int]]] = {}
@@ -274,6 +283,8 @@ def _tags_and_boxes(coco: Any, image_row: dict[int, int], class_of: dict[int, in
             bbox = annotation.get("bbox")
             if bbox is not None and bbox[2] > 0 and bbox[3] > 0:
                 boxes.append(BoxRow(row_id, class_id, *(float(v) for v in bbox)))
+        if exhaustive and NEGATIVE_LABELS_FIELD not in image:
+            negatives = set(class_of.values()) - positives
         decisions[row_id] = (positives, negatives)
     return decisions, boxes
 
