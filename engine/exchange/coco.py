@@ -10,8 +10,8 @@ Import (`import_coco(store, json_path, images_dir, split=None, partial=False)`):
   values are stored only as evaluation ground truth (`store.boxes`), never used for training.
   Re-importing replaces the ground-truth boxes of those images (idempotent).
 - The image-level labels field below is read when present, so images without boxes keep their tags.
-- COCO is exhaustive: every category of the file that an image does not carry becomes a
-  **negative** tag of that image (docs/label-states.md), unless `partial=True`
+- COCO is exhaustive: every category of the file that an image does not carry (nor a descendant
+  of it) becomes a **negative** tag of that image (docs/label-states.md), unless `partial=True`
   (`mlic import-coco --partial`: such categories stay unknown) or the image carries our
   `negative_labels` field, which then lists its negatives exactly (so an export round-trips its
   unknown pairs).
@@ -212,7 +212,10 @@ def import_coco(store: Store, json_path: Path | str, images_dir: Path | str,
     image_row = _register_images(store, dataset["images"], found, images_root, split, progress,
                                  summary)
     summary.images = len(image_row)
-    decisions, boxes = _tags_and_boxes(coco, image_row, class_of, exhaustive=not partial)
+    decisions, boxes = _tags_and_boxes(coco, image_row, class_of)
+    if not partial:
+        _add_exhaustive_negatives(store, coco.dataset["images"], image_row, decisions,
+                                  set(class_of.values()))
     apply_import_tags(store, decisions, summary)
     store.boxes.replace_for_images(list(decisions), boxes)
     summary.boxes = len(boxes)
@@ -261,12 +264,29 @@ def _register_images(store: Store, images: list[dict[str, Any]], found: dict[int
     return image_row
 
 
-def _tags_and_boxes(coco: Any, image_row: dict[int, int], class_of: dict[int, int],
-                    exhaustive: bool = True
+def _add_exhaustive_negatives(store: Store, images: list[dict[str, Any]], image_row: dict[int, int],
+                              decisions: dict[int, tuple[set[int], set[int]]],
+                              file_classes: set[int]) -> None:
+    """An exhaustive file: every class of the file an image lacks is a negative of it, except the
+    ancestors of its positives (a kitten is a cat) and images that list their own negatives."""
+    parent = {c.id: c.parent_id for c in store.classes.list()}
+    for image in images:
+        row_id = image_row.get(image["id"])
+        if row_id is None or NEGATIVE_LABELS_FIELD in image:
+            continue
+        positives, negatives = decisions[row_id]
+        present = set(positives)
+        for class_id in positives:
+            while parent.get(class_id) is not None and parent[class_id] not in present:
+                class_id = parent[class_id]
+                present.add(class_id)
+        negatives |= file_classes - present
+
+
+def _tags_and_boxes(coco: Any, image_row: dict[int, int], class_of: dict[int, int]
                     ) -> tuple[dict[int, tuple[set[int], set[int]]], list[BoxRow]]:
     """Per registered image its (positive, negative) class ids, from the labels fields and the
-    annotations (`exhaustive`: every other category of the file is a negative, unless the image
-    lists its negatives); and the annotations' non-empty boxes as ground truth."""
+    annotations; and the annotations' non-empty boxes as ground truth."""
     from engine.store import BoxRow
 
     decisions: dict[int, tuple[set[int], set[int]]] = {}
@@ -283,8 +303,6 @@ def _tags_and_boxes(coco: Any, image_row: dict[int, int], class_of: dict[int, in
             bbox = annotation.get("bbox")
             if bbox is not None and bbox[2] > 0 and bbox[3] > 0:
                 boxes.append(BoxRow(row_id, class_id, *(float(v) for v in bbox)))
-        if exhaustive and NEGATIVE_LABELS_FIELD not in image:
-            negatives = set(class_of.values()) - positives
         decisions[row_id] = (positives, negatives)
     return decisions, boxes
 
