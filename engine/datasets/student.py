@@ -54,7 +54,7 @@ class StudentImages(Dataset):
 
     A sample: "image" uint8 (3, S, S): view 0 is the whole image stretched to the square exactly
     as batch tagging prepares it (`engine.datasets.student.student_input`); view v > 0 is the crop
-    `view_crop(digest, v)` stretched to the square; mirrored when flip. Also "labels" (K,),
+    `view_crop(digest, v)` stretched to the square; mirrored when flip. Also "labels" (K,: 1, 0, UNKNOWN -1),
     "index", "view", "flip". Decoded images are kept in memory up to `cache_bytes`.
     """
 
