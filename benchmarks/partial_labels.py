@@ -1,6 +1,6 @@
-"""Partial labels on the demo: unknown-aware training against untagged-as-negative, with and without KD.
+"""Partial labels on the demo: unknown-aware training against untagged-as-negative, +/- KD.
 
-    .venv/bin/python benchmarks/partial_labels.py [--images N] [--seeds 0 1] [--threads T] [--keep DIR]
+    .venv/bin/python benchmarks/partial_labels.py [--images N] [--seeds 0 1] [--keep DIR]
 
 Generates the demo data (seed 0; every tag known, as the demo's COCO import is exhaustive) and then
 makes its train and val splits partial, as a photo library is: every negative tag is removed and

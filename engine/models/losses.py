@@ -16,8 +16,9 @@ Free, typed functions plus thin modules where a loss owns parameters:
 Reductions: classification terms average over every (image, class) pair (PyTorch's default mean),
 so the tag term and the prediction-distillation term are on the same scale and the paper's weights
 1 and 1 keep their meaning (undecided pairs weigh `unknown_weight` in that sum; distillation covers
-every pair, decided or not: the teacher's soft target is what a partially tagged image lacks). The feature term follows the paper's normalisation 1 / (2 N R) with N the
-number of images and R the boxes per image (for ragged boxes, N R is the total number of boxes).
+every pair, decided or not: the teacher's soft target is what a partially tagged image lacks).
+The feature term follows the paper's normalisation 1 / (2 N R) with N the number of images and R
+the boxes per image (for ragged boxes, N R is the total number of boxes).
 """
 
 from __future__ import annotations

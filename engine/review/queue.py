@@ -2,8 +2,9 @@
 
 `review_queue(store, order)` returns the images in that order, each with a short reason. Images a
 person has reviewed are left out unless `include_reviewed=True` ('unreviewed first' keeps them,
-last; 'unknown' keeps them while they have an undecided class, and ranks the rest last). The 'mistakes' order needs out-of-fold predictions (`engine.review.label_issues`). Each
-order has a pure NumPy priority (tested on hand-made cases) and a thin store wrapper.
+last; 'unknown' keeps them too and ranks those without an undecided class last). The 'mistakes'
+order needs out-of-fold predictions (`engine.review.label_issues`). Each order has a pure NumPy
+priority (tested on hand-made cases) and a thin store wrapper.
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ class TrainConfig:
     schedule: str = "joint"                  # joint (measured better) | staged (paper) (student)
     loss: str = "bce"                        # bce | asl (student)
     untagged_as_negative: bool = False       # an untagged (unknown) pair is a negative, as before
-    unknown_weight: float = 0.2              # an unknown pair is a negative of this weight (0: ignored)
+    unknown_weight: float = 0.2              # an unknown pair's weight as a negative (0: ignored)
     init_from: str | None = None             # model version to warm-start from
     teacher_version: str | None = None       # teacher the student distils from (None: active)
     resume: bool = False                     # continue the latest unfinished run of the stage
