@@ -147,7 +147,8 @@ def _loop_setup(store: Store, start: StageStart, run: TrainingRun, train_set: Re
     return LoopSetup(
         stage=STAGE, model=model, optimizer=optimizer,
         loader=make_loader(train_set, sampler, collate_regions, device, config.num_workers),
-        step=RegionStep(device, channels_last, uses_scores, float(config.unknown_weight)), epochs=config.epochs, device=device,
+        step=RegionStep(device, channels_last, uses_scores, float(config.unknown_weight)),
+        epochs=config.epochs, device=device,
         checkpoint_path=store.paths.models_dir / f"{run.model_version}.pt",
         checkpoint_extra={"model_config": model.config, "meta": model.meta,
                           "class_names": start.class_names, "config": config.to_dict()},

@@ -28,7 +28,7 @@ TARGETS = np.array([[1, 0], [U, 1], [0, U], [U, U]])
 
 def test_ap_counts_only_decided_images():
     assert per_class_average_precision(SCORES, TARGETS).tolist() == [1.0, 1.0]
-    flipped = np.array([[0.3], [0.9], [0.2]])                  # an unknown scored above the positive
+    flipped = np.array([[0.3], [0.9], [0.2]])         # an unknown scored above the positive
     assert per_class_average_precision(flipped, [[1], [U], [0]]).tolist() == [1.0]
     assert per_class_average_precision(flipped, [[1], [0], [0]]).tolist() == [0.5]
     assert np.isnan(per_class_average_precision(flipped, [[U], [U], [0]])[0])   # no positive
