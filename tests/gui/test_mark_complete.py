@@ -1,5 +1,6 @@
 """Review > Mark Image Complete (Ctrl+Return): every class the image has no tag for becomes a
-"not", the tag panel shows it, Ctrl+Z puts the unknowns back, and a restart shows what was left."""
+"not", the tag panel shows it, Ctrl+Z puts the unknowns back, and a restart shows what was left;
+the COCO import dialog's "Partial labels" box keeps the categories an image lacks unknown."""
 
 from __future__ import annotations
 
@@ -49,4 +50,40 @@ def test_mark_complete_undo_and_restart(qtbot, window, project, settings, errors
     qtbot.waitUntil(lambda: chip_texts(again) == ["cat", "not car", "not dog", "not tree"],
                     timeout=20000)
     again.close()
+    assert errors == []
+
+
+def test_coco_import_dialog_partial_box(qtbot, tmp_path, settings, errors):
+    import json
+
+    from engine.intake import scan_folder
+    from engine.store import Store
+    from tests.gui.projects import write_images
+
+    folder = tmp_path / "coco"
+    write_images(folder, 2)
+    (tmp_path / "c.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "img_000.jpg"}, {"id": 2, "file_name": "img_001.jpg"}],
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 9, 9]}]}))
+    store = Store.open(tmp_path / "project")
+    scan_folder(store, folder)
+    store.close()
+    window = open_window(qtbot, tmp_path / "project", settings)
+    qtbot.waitUntil(lambda: window.model.rowCount() == 2, timeout=30000)   # the project is open
+    file_menu = window.menuBar().actions()[0].menu()
+    next(a for a in file_menu.actions() if a.text() == "Import COCO…").trigger()
+    dialog = window._exchange_dialogs["import-coco"]
+    assert not dialog.partial.isChecked() and dialog.partial.isVisible()
+    dialog.path.setText(str(tmp_path / "c.json"))
+    dialog.images.setText(str(folder))
+    dialog.partial.setChecked(True)
+    qtbot.mouseClick(dialog.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dialog.last_result is not None and not dialog.jobs.busy,
+                    timeout=30000)
+    store = Store.open(tmp_path / "project")
+    matrix = store.tags.label_matrix()
+    assert matrix.known.tolist() == [[True, False]]       # the cat only: dog stays unknown
+    store.close()
+    window.close()
     assert errors == []
