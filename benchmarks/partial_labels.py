@@ -2,11 +2,13 @@
 
     .venv/bin/python benchmarks/partial_labels.py [--images N] [--seeds 0 1] [--keep DIR]
 
-Generates the demo data (seed 0; every tag known, as the demo's COCO import is exhaustive) and then
-makes its train and val splits partial, as a photo library is: every negative tag is removed and
-half of the positive tags (a fixed random half) are dropped, so a missing tag is no "no". The test
-split keeps every tag: it is the ground truth every model is measured on (`engine.inference.
-evaluation`, only decided pairs count, and the test split has no undecided pair).
+Generates the demo data (seed 0; every tag known, as the demo's COCO import is exhaustive), keeps
+`--train-images` of its train split for training and moves the rest to the test split (a large
+test split keeps the figures steady while the training budget stays small), and then makes the
+train and val splits partial, as a photo library is: every negative tag is removed and half of the
+positive tags (a fixed random half) are dropped, so a missing tag is no "no". The test split keeps
+every tag: it is the ground truth every model is measured on (`engine.inference.evaluation`; only
+decided pairs count, and the test split has no undecided pair).
 
 For every training seed, with the same budget and data (paired):
 
@@ -71,6 +73,11 @@ def make_partial(store: Store, splits: tuple[str, ...] = ("train", "val"), seed:
              if not t.positive or (t.image_id, t.class_id) in dropped]
     store.tags.apply(edits, source="import", reviewed=False)
     return len(positives) - len(dropped), len(dropped)
+
+
+def move_to_test(store: Store, train_images: int) -> None:
+    """Keep the first `train_images` train images (by id) for training; the rest go to test."""
+    store.images.set_split(store.images.ids(split="train")[train_images:], "test")
 
 
 def variants(args: argparse.Namespace) -> list[Variant]:
@@ -146,7 +153,9 @@ def print_table(results: dict[str, dict[int, dict[str, float]]], seeds: list[int
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=160, help="demo images (default 160)")
+    parser.add_argument("--images", type=int, default=300, help="demo images (default 300)")
+    parser.add_argument("--train-images", type=int, default=120,
+                        help="train images kept; the rest of the train split is test (default 120)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--unknown-weights", type=float, nargs="+", default=[0.0, 0.2],
                         help="unknown-aware students without KD, one per weight")
@@ -174,10 +183,13 @@ def main(argv: list[str] | None = None) -> None:
         store = Store.open(work / "project")
         if not store.images.count():
             import_demo(store, work / "demo")
+            move_to_test(store, args.train_images)
             kept, dropped = make_partial(store)
             print(f"partial train/val labels: {kept} positives kept, {dropped} dropped, "
                   f"no negatives; test split fully tagged", flush=True)
-        print(f"demo {args.images} images; EfficientNet-Lite0 (ImageNet) students at "
+        counts = store.images.counts_by_split()
+        print(f"demo {args.images} images (train {counts.get('train', 0)}, val "
+              f"{counts.get('val', 0)}, test {counts.get('test', 0)}); EfficientNet-Lite0 (ImageNet) students at "
               f"{args.student_size} px, {args.student_epochs} epochs, batch {args.batch_size}; "
               f"teachers {args.teacher_epochs} epochs at {args.teacher_size} px, "
               f"{args.max_proposals} proposals; {args.device}, {args.threads} thread(s), load "
