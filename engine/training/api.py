@@ -152,9 +152,12 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Inverse of `to_dict`; unknown keys (from a newer version) are ignored, and the untyped
-        `extra` dict of earlier versions is read into `student` and `proposal_params`."""
+        `extra` dict of earlier versions is read into `student` and `proposal_params`. A config
+        stored before three label states resumes as it began: untagged pairs as negatives."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
+        if data and "untagged_as_negative" not in data:
+            values["untagged_as_negative"] = True
         legacy = dict(data.get("extra") or {})
         if legacy:
             values.setdefault("proposal_params", legacy.pop("proposal_params", {}))

@@ -157,3 +157,12 @@ def test_targets_are_float32_with_unknown(empty_project, folder):
     empty_project.tags.set(a, cat, "positive")
     targets = empty_project.tags.label_matrix().targets()
     assert targets.dtype == np.float32 and targets.tolist() == [[1.0, UNKNOWN]]
+
+
+def test_a_config_stored_before_label_states_resumes_untagged_as_negative():
+    from engine.training.api import TrainConfig
+
+    stored = TrainConfig(stage="student").to_dict()
+    assert not TrainConfig.from_dict(stored).untagged_as_negative
+    stored.pop("untagged_as_negative"), stored.pop("unknown_weight")
+    assert TrainConfig.from_dict(stored).untagged_as_negative
