@@ -54,8 +54,8 @@ class StudentImages(Dataset):
 
     A sample: "image" uint8 (3, S, S): view 0 is the whole image stretched to the square exactly
     as batch tagging prepares it (`engine.datasets.student.student_input`); view v > 0 is the crop
-    `view_crop(digest, v)` stretched to the square; mirrored when flip. Also "labels" (K,; 1, 0
-    or UNKNOWN -1), "index", "view", "flip". Decoded images are kept in memory up to `cache_bytes`.
+    `view_crop(digest, v)` stretched to the square; mirrored when flip. Also "labels" (K,),
+    "index", "view", "flip". Decoded images are kept in memory up to `cache_bytes`.
     """
 
     def __init__(self, paths: Sequence[Path], labels: np.ndarray, size: int,
