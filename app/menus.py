@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QMenu
 from app.actions import new_action
 from app.icons import icon
 from app.style import THEMES, switch_theme
+from app.undo import mark_complete
 
 
 class WindowActions:
@@ -139,6 +140,9 @@ def _review_menu(window, menu: QMenu, acts: WindowActions) -> dict:
                             "Accept every suggestion listed for this image")
     reject = new_action(window, "Reject Suggestion", window.reject_current, "Delete",
                         "Reject the outlined suggestion (records a negative tag)")
+    complete = new_action(window, "Mark Image &Complete", partial(_mark_complete, window),
+                          ["Ctrl+Return", "Ctrl+Enter"], "Every class the image (or each "
+                          "selected image) has no tag for becomes a 'no': the image is complete")
     outline_next = new_action(window, "Outline Next Suggestion", partial(window.move_outline, 1),
                               ["]", "Alt+Down"], "Move the outline to the next suggestion")
     outline_previous = new_action(window, "Outline Previous Suggestion",
@@ -161,15 +165,20 @@ def _review_menu(window, menu: QMenu, acts: WindowActions) -> dict:
                          "Re-run the gallery query and reload the models' output")
     submenu = menu.addMenu("Accept Suggestion")
     submenu.addActions(accept)
-    menu.addActions([accept_all, reject, outline_next, outline_previous, auto_advance])
+    menu.addActions([accept_all, reject, complete, outline_next, outline_previous, auto_advance])
     menu.addSeparator()
     menu.addActions([next_image, previous_image, add_tag_field, search, refresh])
-    acts.group("Review", accept_all, reject, outline_next, outline_previous, next_image,
+    acts.group("Review", accept_all, reject, complete, outline_next, outline_previous, next_image,
                previous_image, add_tag_field, search, refresh)
     acts.accept_actions = accept
     acts.auto_advance = auto_advance
     return {"previous": previous_image, "next": next_image, "accept-all": accept_all,
-            "reject": reject, "refresh": refresh}
+            "reject": reject, "refresh": refresh, "complete": complete}
+
+
+def _mark_complete(window) -> None:
+    current = window.gallery.current_image_id()
+    mark_complete(window.state, window.gallery.selected_ids() or ([current] if current else []))
 
 
 def _view_menu(window, menu: QMenu, acts: WindowActions) -> dict:

@@ -158,6 +158,17 @@ def toggle_plan(image_ids: Sequence[int], class_id: int) -> EditPlanner:
     return plan
 
 
+def mark_complete(state: ProjectState, image_ids: Sequence[int]) -> None:
+    """Review > Mark Image Complete: every class the images have no tag for becomes a negative
+    (`store.tags.completion`, decided on the database thread), as one undoable step."""
+    ids = list(image_ids)
+    if not ids:
+        return
+    text = "Mark image complete" if len(ids) == 1 else f"Mark {len(ids):,} images complete"
+    state.undo_stack.push(TagEditCommand(state, text, lambda store: store.tags.completion(ids),
+                                         ids))
+
+
 # ----------------------------------------------------------------------- auto-accept rule
 
 

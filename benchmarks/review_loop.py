@@ -95,7 +95,8 @@ def inject_noise(store: Store, truth: Truth, rate: float, seed: int) -> None:
                 if absent and rng.random() < rate:
                     wrong = int(rng.choice(absent))
                     absent.remove(wrong)
-                    edits += [TagEdit(image_id, class_id, None), TagEdit(image_id, wrong, "positive")]
+                    edits += [TagEdit(image_id, class_id, "negative"),   # the demo is exhaustive:
+                              TagEdit(image_id, wrong, "positive")]      # a wrong "no", a wrong "yes"
                     truth.wrong |= {(image_id, class_id), (image_id, wrong)}
     store.tags.apply(edits, source="import", reviewed=False)
 

@@ -7,7 +7,8 @@ Image-level classification (standard multi-label protocol, e.g. Chen et al. ML-G
 ------------------------------------------------------------------------------------------------
 Inputs are `scores` (N images x K classes, any real values, higher = more confident; probabilities
 for the threshold figures) and `targets` (N x K, 1 = positive, 0 = negative; anything > 0.5 counts
-as positive).
+as positive; a negative value, the store's UNKNOWN = -1, is an undecided pair: it is left out of
+every figure, so only decided pairs count).
 
 - AP of a class: non-interpolated average precision of the ranking by score,
   ``AP = sum_n (R_n - R_{n-1}) * P_n`` over the distinct score values taken as thresholds (highest
@@ -75,8 +76,8 @@ NAN = float("nan")
 # --------------------------------------------------------------------------- input checks
 
 
-def _as_scores_targets(scores: Any, targets: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Check and convert to 2-D float64 scores and boolean targets of the same shape."""
+def _as_scores_targets(scores: Any, targets: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Check and convert to 2-D float64 scores, boolean targets and the decided (known) mask."""
     s = np.asarray(scores, dtype=np.float64)
     t = np.asarray(targets)
     if s.ndim == 1:
@@ -89,7 +90,8 @@ def _as_scores_targets(scores: Any, targets: Any) -> tuple[np.ndarray, np.ndarra
     if not np.all(np.isfinite(s)):
         bad = s[~np.isfinite(s)][0]
         raise ValueError(f"scores must be finite, found {bad}")
-    return s, t.astype(np.float64) > 0.5
+    t = t.astype(np.float64)
+    return s, t > 0.5, t >= 0
 
 
 # --------------------------------------------------------------------------- average precision
@@ -113,9 +115,10 @@ def _ap_1d(scores: np.ndarray, positive: np.ndarray) -> float:
 
 
 def per_class_average_precision(scores: Any, targets: Any) -> np.ndarray:
-    """AP of every class, shape (K,); NaN for a class without positives."""
-    s, t = _as_scores_targets(scores, targets)
-    return np.array([_ap_1d(s[:, k], t[:, k]) for k in range(s.shape[1])], dtype=np.float64)
+    """AP of every class over its decided images, shape (K,); NaN for a class without positives."""
+    s, t, known = _as_scores_targets(scores, targets)
+    return np.array([_ap_1d(s[known[:, k], k], t[known[:, k], k]) for k in range(s.shape[1])],
+                    dtype=np.float64)
 
 
 def average_precision(scores: Any, targets: Any) -> float | np.ndarray:
@@ -168,11 +171,11 @@ def _f1(precision: float, recall: float) -> float:
 
 
 def threshold_figures(predicted: Any, targets: Any) -> dict[str, float]:
-    """CP, CR, CF1, OP, OR, OF1 of a boolean (N, K) prediction matrix against the targets."""
+    """CP, CR, CF1, OP, OR, OF1 of a boolean (N, K) prediction matrix against the targets
+    (a predicted label on an undecided pair counts nowhere)."""
     pred = np.asarray(predicted, dtype=bool)
-    _, t = _as_scores_targets(pred.astype(np.float64), targets)
-    if pred.ndim == 1:
-        pred = pred[:, None]
+    _, t, known = _as_scores_targets(pred.astype(np.float64), targets)
+    pred = (pred[:, None] if pred.ndim == 1 else pred) & known
     tp = np.sum(pred & t, axis=0).astype(np.float64)
     n_pred = np.sum(pred, axis=0).astype(np.float64)
     n_gt = np.sum(t, axis=0).astype(np.float64)
@@ -242,7 +245,8 @@ def multilabel_report(scores: Any, targets: Any, threshold: float | Sequence[flo
                       class_names: Sequence[str] | None = None, top_k: int = 3) -> MultilabelReport:
     """mAP, CP/CR/CF1, OP/OR/OF1 at `threshold` (a number or one per class), their top-3 variants
     and the per-class AP of `scores` (N, K) against `targets` (N, K). See the module docstring."""
-    s, t = _as_scores_targets(scores, targets)
+    s, t, known = _as_scores_targets(scores, targets)
+    t = np.where(known, t, -1.0)
     n, k = s.shape
     if class_names is not None and len(class_names) != k:
         raise ValueError(f"{len(class_names)} class names for {k} score columns")
@@ -279,19 +283,19 @@ class MultilabelEvaluator:
         self._targets: list[np.ndarray] = []
 
     def update(self, scores: Any, targets: Any) -> None:
-        s, t = _as_scores_targets(scores, targets)
+        s, t, known = _as_scores_targets(scores, targets)
         self._scores.append(s)
-        self._targets.append(t)
+        self._targets.append(np.where(known, t, -1.0))
 
     @property
     def n_images(self) -> int:
         return sum(len(s) for s in self._scores)
 
     def accumulate(self) -> tuple[np.ndarray, np.ndarray]:
-        """All scores and targets seen so far, (N, K) each."""
+        """All scores and targets (1, 0, -1 undecided) seen so far, (N, K) each."""
         if not self._scores:
             k = len(self.class_names) if self.class_names else 0
-            return np.zeros((0, k)), np.zeros((0, k), dtype=bool)
+            return np.zeros((0, k)), np.zeros((0, k))
         return np.concatenate(self._scores), np.concatenate(self._targets)
 
     def summarize(self, threshold: float | Sequence[float] | np.ndarray = 0.5) -> MultilabelReport:

@@ -19,7 +19,8 @@ a predicted label being ``score >= threshold`` of its class,
   class's true positives; a row divided by the class's positives (``rates``) gives, on the diagonal,
   the class's recall and off it how often images of i get j predicted. ``rates`` is NaN in the row of
   a class without positives.
-- ``mistaken[i, j]``: of those, the images not tagged j either (j is a false positive there), which
+- ``mistaken[i, j]``: of those, the images tagged negative for j (j is a false positive there; an
+  undecided j is not counted), which
   separates a confusion (i taken for j) from j genuinely being in the picture too.
 - ``cooccurrence[i, j]``: images tagged both i and j (the ground truth alone; the diagonal is each
   class's positives). Reading ``counts`` next to it tells whether the model learned a correlation
@@ -62,11 +63,14 @@ class PRCurve:
 
 def precision_recall_curve(scores: Any, positive: Any) -> PRCurve:
     """The precision-recall curve and AP of one class from its scores (N,) and labels (N,; > 0.5
-    counts as positive). Scores must be finite (see the module docstring)."""
+    counts as positive, below 0 is undecided and left out). Scores must be finite (see the module
+    docstring)."""
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    y = np.asarray(positive, dtype=np.float64).reshape(-1) > 0.5
-    if s.shape != y.shape:
-        raise ValueError(f"scores and labels must have the same length, got {s.size} and {y.size}")
+    labels = np.asarray(positive, dtype=np.float64).reshape(-1)
+    if s.shape != labels.shape:
+        raise ValueError(f"scores and labels must have the same length, got {s.size} and "
+                         f"{labels.size}")
+    s, y = s[labels >= 0], labels[labels >= 0] > 0.5
     if not np.all(np.isfinite(s)):
         raise ValueError("scores must be finite")
     n_pos = int(y.sum())
@@ -118,9 +122,10 @@ def prediction_matrix(scores: Any, targets: Any,
                       threshold: float | Sequence[float] | np.ndarray = 0.5,
                       class_names: Sequence[str] | None = None) -> PredictionMatrix:
     """The prediction and co-occurrence matrices of scores (N, K) against targets (N, K) at
-    `threshold` (one number, or one per class)."""
+    `threshold` (one number, or one per class). A target below 0 is undecided: never a mistake."""
     s = np.asarray(scores, dtype=np.float64)
-    t = np.asarray(targets, dtype=np.float64) > 0.5
+    decided = np.asarray(targets, dtype=np.float64)
+    t, negative = decided > 0.5, (decided >= 0) & (decided <= 0.5)
     if s.ndim != 2 or s.shape != t.shape:
         raise ValueError(f"scores and targets must both be (N, K) arrays of the same shape, "
                          f"got {s.shape} and {t.shape}")
@@ -133,7 +138,7 @@ def prediction_matrix(scores: Any, targets: Any,
     predicted = (s >= thr).astype(np.int64)
     tagged = t.astype(np.int64)
     counts = tagged.T @ predicted
-    mistaken = tagged.T @ (predicted * (1 - tagged))
+    mistaken = tagged.T @ (predicted * negative.astype(np.int64))
     cooccurrence = tagged.T @ tagged
     positives = tagged.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):

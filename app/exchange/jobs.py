@@ -31,9 +31,9 @@ def keywords_undo(store, *, progress, should_stop) -> str:
     return f"Put back {count} files from {folder}"
 
 
-def table_import(store, kind: str, path: str, images: str | None, split: str | None, *,
-                 progress, should_stop):
-    """Import a CSV or COCO file (`engine.exchange.csv_tags` / `coco`)."""
+def table_import(store, kind: str, path: str, images: str | None, split: str | None,
+                 partial: bool = False, *, progress, should_stop):
+    """Import a CSV or COCO file (`engine.exchange.csv_tags` / `coco`; `partial`: COCO only)."""
     if kind == "csv":
         from engine.exchange.csv_tags import import_csv
 
@@ -41,7 +41,7 @@ def table_import(store, kind: str, path: str, images: str | None, split: str | N
     from engine.exchange.coco import import_coco
 
     return import_coco(store, Path(path), Path(images or "."), split=split or None,
-                       progress=progress)
+                       progress=progress, partial=partial)
 
 
 def table_export(store, kind: str, path: str, *, progress, should_stop):

@@ -3,7 +3,14 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QComboBox, QFileDialog, QLineEdit, QPushButton, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QLineEdit,
+    QPushButton,
+    QWidget,
+)
 
 from app.exchange import jobs
 from app.exchange.base import ExchangeDialog
@@ -32,9 +39,14 @@ class TableImportDialog(ExchangeDialog):
         self.images = QLineEdit(self)
         self.split = QComboBox(self)
         self.split.addItems(["(keep)", *SPLITS])
+        self.partial = QCheckBox("Partial labels", self)
+        self.partial.setToolTip("The file does not list every class of its images: a category an "
+                                "image does not carry stays unknown instead of becoming a "
+                                "negative tag")
         if kind == "coco":
             self.form.addRow("Images folder", _path_row(self, self.images, self.choose_images))
             self.form.addRow("Split", self.split)
+            self.form.addRow("", self.partial)
 
     def choose_file(self) -> None:
         pattern = "CSV files (*.csv)" if self.kind == "csv" else "COCO JSON (*.json)"
@@ -61,7 +73,7 @@ class TableImportDialog(ExchangeDialog):
         split = self.split.currentText() if self.split.currentIndex() > 0 else None
         self.start(f"Importing {self.kind.upper()}", jobs.table_import, self.kind,
                    self.path.text().strip(), self.images.text().strip(), split,
-                   on_done=self.imported)
+                   self.partial.isChecked(), on_done=self.imported)
 
     def imported(self, summary) -> None:
         self.last_result = summary

@@ -55,10 +55,14 @@ def _add_import_coco(subparsers: argparse._SubParsersAction) -> None:
         "import-coco", help="import a COCO file: classes, image-level tags, ground-truth boxes",
         description="Categories become classes, instances become image-level positive tags "
                     "(source 'import'); boxes are kept as evaluation ground truth only. Images "
-                    "are found by file_name under --images.")
+                    "are found by file_name under --images. COCO is exhaustive: a category an "
+                    "image does not carry becomes a negative tag, unless --partial.")
     parser.add_argument("json", metavar="JSON")
     parser.add_argument("--images", required=True, metavar="DIR", help="folder of the images")
     parser.add_argument("--split", choices=SPLITS, help="split of the imported images")
+    parser.add_argument("--partial", action="store_true",
+                        help="the file's labels are partial: a category an image does not carry "
+                             "stays unknown instead of becoming a negative tag")
     parser.set_defaults(handler=run_import_coco)
 
 
@@ -210,7 +214,8 @@ def run_import_coco(args: argparse.Namespace) -> int:
     from engine.exchange.coco import import_coco
 
     return _import(args, "importing", lambda store, progress: import_coco(
-        store, args.json, args.images, split=args.split, progress=progress), Path(args.json))
+        store, args.json, args.images, split=args.split, progress=progress,
+        partial=args.partial), Path(args.json))
 
 
 def run_import_csv(args: argparse.Namespace) -> int:

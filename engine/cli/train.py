@@ -25,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_start_options(parser)
     _add_student_options(parser)
     add_launch_options(parser)
+    _add_label_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -136,6 +137,19 @@ def _add_student_options(parser: argparse.ArgumentParser) -> None:
                              f"all (default {own.kd_boxes})")
 
 
+def _add_label_options(parser: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig()
+    parser.add_argument("--untagged-as-negative", action="store_true",
+                        help="count every class an image has no tag for as a negative at full "
+                             "weight (the behaviour before three label states; default: an "
+                             "untagged class is unknown, see docs/label-states.md)")
+    parser.add_argument("--unknown-weight", type=float, default=defaults.unknown_weight,
+                        metavar="W", help=f"weight of an unknown (untagged) class as a negative "
+                                          f"in the tag loss, 0 to ignore it; distillation "
+                                          f"covers it in any case (default "
+                                          f"{defaults.unknown_weight})")
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.config:
         try:
@@ -156,6 +170,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         pretrained=bool(args.pretrained), weights=args.weights, refine=not args.no_refine,
         resume=args.resume, kd="none" if args.no_kd else args.kd, schedule=args.schedule,
         loss=args.loss, init_from=args.init_from,
+        untagged_as_negative=args.untagged_as_negative, unknown_weight=args.unknown_weight,
         student=StudentSettings(epochs=args.student_epochs, lr=args.student_lr,
                                 batch_size=args.student_batch_size, views=args.views,
                                 kd_boxes=args.kd_boxes))

@@ -6,7 +6,7 @@
     sample["image"]      float32 (3, H, W) RGB in [0, 1], longest side = scale
     sample["boxes"]      float32 (R, 4) xyxy in input pixels (flipped with the image)
     sample["box_scores"] float32 (R,) proposal scores / their per-image max, or None
-    sample["labels"]     float32 (K,) 0/1
+    sample["labels"]     float32 (K,) 1, 0 or UNKNOWN -1 (an undecided pair, engine.store)
     sample["index"]      int, the image's position in the dataset
     sample["to_original"] float32 (4,) multipliers (sx, sy, sx, sy) from input to original pixels
                          (for unflipped samples)

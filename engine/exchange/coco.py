@@ -1,6 +1,6 @@
 """COCO import and export (read through pycocotools).
 
-Import (`import_coco(store, json_path, images_dir, split=None)`):
+Import (`import_coco(store, json_path, images_dir, split=None, partial=False)`):
 
 - `categories` become classes (by name). Our own optional category field `"parent"` (a category
   name) restores a class hierarchy; plain COCO's `supercategory` is ignored.
@@ -10,6 +10,11 @@ Import (`import_coco(store, json_path, images_dir, split=None)`):
   values are stored only as evaluation ground truth (`store.boxes`), never used for training.
   Re-importing replaces the ground-truth boxes of those images (idempotent).
 - The image-level labels field below is read when present, so images without boxes keep their tags.
+- COCO is exhaustive: every category of the file that an image does not carry (nor a descendant
+  of it) becomes a **negative** tag of that image (docs/label-states.md), unless `partial=True`
+  (`mlic import-coco --partial`: such categories stay unknown) or the image carries our
+  `negative_labels` field, which then lists its negatives exactly (so an export round-trips its
+  unknown pairs).
 - The split comes from `split=`, else from our optional image field `"split"`.
 
 Image-level labels field (plain COCO has none). Each entry of `images` may carry:
@@ -189,8 +194,10 @@ def _is_id(value: object) -> bool:
 
 @atomic_import
 def import_coco(store: Store, json_path: Path | str, images_dir: Path | str,
-                split: str | None = None, progress: Progress = None) -> ImportSummary:
-    """Import a COCO file (see the module docstring). Returns what was done."""
+                split: str | None = None, progress: Progress = None,
+                partial: bool = False) -> ImportSummary:
+    """Import a COCO file (see the module docstring): exhaustive, unless `partial`. Returns what
+    was done."""
     if split is not None and split not in SPLITS:
         raise UserError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
     coco = load_coco(json_path)
@@ -206,6 +213,9 @@ def import_coco(store: Store, json_path: Path | str, images_dir: Path | str,
                                  summary)
     summary.images = len(image_row)
     decisions, boxes = _tags_and_boxes(coco, image_row, class_of)
+    if not partial:
+        _add_exhaustive_negatives(store, coco.dataset["images"], image_row, decisions,
+                                  set(class_of.values()))
     apply_import_tags(store, decisions, summary)
     store.boxes.replace_for_images(list(decisions), boxes)
     summary.boxes = len(boxes)
@@ -252,6 +262,25 @@ def _register_images(store: Store, images: list[dict[str, Any]], found: dict[int
         for coco_id in coco_ids:
             image_row[coco_id] = report.image_ids[found[coco_id]]
     return image_row
+
+
+def _add_exhaustive_negatives(store: Store, images: list[dict[str, Any]], image_row: dict[int, int],
+                              decisions: dict[int, tuple[set[int], set[int]]],
+                              file_classes: set[int]) -> None:
+    """An exhaustive file: every class of the file an image lacks is a negative of it, except the
+    ancestors of its positives (a kitten is a cat) and images that list their own negatives."""
+    parent = {c.id: c.parent_id for c in store.classes.list()}
+    for image in images:
+        row_id = image_row.get(image["id"])
+        if row_id is None or NEGATIVE_LABELS_FIELD in image:
+            continue
+        positives, negatives = decisions[row_id]
+        present = set(positives)
+        for class_id in positives:
+            while parent.get(class_id) is not None and parent[class_id] not in present:
+                class_id = parent[class_id]
+                present.add(class_id)
+        negatives |= file_classes - present
 
 
 def _tags_and_boxes(coco: Any, image_row: dict[int, int], class_of: dict[int, int]

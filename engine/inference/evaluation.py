@@ -115,7 +115,8 @@ def evaluate_predictions(
 ) -> EvaluationReport:
     """The evaluation report from predictions (arrays in, figures out; no model, no store).
 
-    - `targets` (N, K): image-level labels, columns in the order of `class_names`.
+    - `targets` (N, K): image-level labels (1, 0, UNKNOWN -1: undecided, left out), columns in the
+      order of `class_names`.
     - `*_scores` (N, K_model): a model's image-level probabilities, columns in the order of
       `*_classes` (default `class_names`); they are scored in the order of `class_names`, columns
       of classes not in `class_names` are dropped.
@@ -225,7 +226,7 @@ def evaluate(store, split: str = "test", teacher_version: str | None = None,
     ground_truth = _ground_truth(store, matrix.image_ids)
     predictions = _predictions(store, runs, matrix.paths, sizes, device, batch_size, progress,
                                should_stop)
-    return evaluate_predictions(matrix.class_names, matrix.labels, split=split,
+    return evaluate_predictions(matrix.class_names, matrix.targets(), split=split,
                                 ground_truth=ground_truth, image_sizes=sizes, threshold=threshold,
                                 **predictions)
 

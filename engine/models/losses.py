@@ -2,7 +2,9 @@
 
 Free, typed functions plus thin modules where a loss owns parameters:
 
-- `bce_with_tags(z, y)`: binary cross-entropy of sigmoid(z) with the image-level tags.
+- `bce_with_tags(z, y, unknown_weight)`: binary cross-entropy of sigmoid(z) with the image-level
+  tags; an UNKNOWN (-1) target is an undecided pair, a negative of weight `unknown_weight` (0:
+  ignored; `tag_weights`).
 - `asymmetric_loss(z, y, ...)`: ASL (Ridnik et al., ICCV 2021), an option in place of BCE.
 - `teacher_soft_targets(M_c, M_d, temperature=0.5)`: the teacher's soft image-level target
   q_k = sum_r softmax_k(M^c / T)_rk * softmax_r(M^d / T)_rk.
@@ -13,8 +15,10 @@ Free, typed functions plus thin modules where a loss owns parameters:
 
 Reductions: classification terms average over every (image, class) pair (PyTorch's default mean),
 so the tag term and the prediction-distillation term are on the same scale and the paper's weights
-1 and 1 keep their meaning. The feature term follows the paper's normalisation 1 / (2 N R) with N the
-number of images and R the boxes per image (for ragged boxes, N R is the total number of boxes).
+1 and 1 keep their meaning (undecided pairs weigh `unknown_weight` in that sum; distillation covers
+every pair, decided or not: the teacher's soft target is what a partially tagged image lacks).
+The feature term follows the paper's normalisation 1 / (2 N R) with N the number of images and R
+the boxes per image (for ragged boxes, N R is the total number of boxes).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from engine.store import UNKNOWN
 
 __all__ = [
     "FeatureProjection",
@@ -31,6 +37,7 @@ __all__ = [
     "classification_loss",
     "feature_distillation_loss",
     "prediction_distillation_loss",
+    "tag_weights",
     "teacher_soft_targets",
 ]
 
@@ -46,30 +53,44 @@ def _check_pair(name: str, logits: Tensor, targets: Tensor) -> None:
                          f"{tuple(logits.shape)}")
 
 
-def bce_with_tags(logits: Tensor, targets: Tensor) -> Tensor:
-    """Mean binary cross-entropy of sigmoid(logits) with {0, 1} (or soft) targets.
+def tag_weights(targets: Tensor, unknown_weight: float = 0.0) -> tuple[Tensor, Tensor]:
+    """(targets with UNKNOWN pairs as 0, per-pair weights: 1 where decided, `unknown_weight` where
+    UNKNOWN). Every weight is 1 when nothing is unknown, so the losses are the plain means then."""
+    if not 0.0 <= unknown_weight <= 1.0:
+        raise ValueError(f"unknown_weight must be in [0, 1], got {unknown_weight}")
+    unknown = targets <= UNKNOWN / 2
+    weights = torch.where(unknown, torch.full_like(targets, float(unknown_weight)),
+                          torch.ones_like(targets))
+    return targets.masked_fill(unknown, 0.0), weights
 
-    logits, targets: (N, K) float. Returns a scalar (mean over N * K).
+
+def bce_with_tags(logits: Tensor, targets: Tensor, unknown_weight: float = 0.0) -> Tensor:
+    """Mean binary cross-entropy of sigmoid(logits) with {0, 1} (or soft) targets, UNKNOWN pairs
+    weighted by `unknown_weight` (as negatives).
+
+    logits, targets: (N, K) float. Returns a scalar (the weighted sum over N * K, divided by N * K).
     """
     _check_pair("bce_with_tags", logits, targets)
-    return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype))
+    y, weights = tag_weights(targets.to(logits.dtype), unknown_weight)
+    return F.binary_cross_entropy_with_logits(logits, y, weight=weights)
 
 
 def asymmetric_loss(logits: Tensor, targets: Tensor, gamma_neg: float = 4.0, gamma_pos: float = 0.0,
-                    clip: float = 0.05, eps: float = 1e-8) -> Tensor:
+                    clip: float = 0.05, eps: float = 1e-8, unknown_weight: float = 0.0) -> Tensor:
     """Asymmetric loss (Ridnik et al., "Asymmetric Loss For Multi-Label Classification", ICCV 2021).
 
     With p = sigmoid(z) and the shifted negative probability p_m = max(p - clip, 0):
         L+ = (1 - p)^gamma_pos * log(p)          for y = 1
         L- = p_m^gamma_neg * log(1 - p_m)          for y = 0
     Returns -mean over N * K of (y L+ + (1 - y) L-). The defaults (4, 0, 0.05) are the
-    paper's recommended COCO setting. logits, targets: (N, K).
+    paper's recommended COCO setting. logits, targets: (N, K); UNKNOWN pairs weigh
+    `unknown_weight` (`tag_weights`).
     """
     _check_pair("asymmetric_loss", logits, targets)
     if gamma_neg < 0 or gamma_pos < 0 or not 0 <= clip < 1:
         raise ValueError(f"asymmetric_loss: bad parameters gamma_neg={gamma_neg}, "
                          f"gamma_pos={gamma_pos}, clip={clip}")
-    y = targets.to(logits.dtype)
+    y, weights = tag_weights(targets.to(logits.dtype), unknown_weight)
     p = torch.sigmoid(logits)
     p_neg = 1.0 - p
     if clip > 0:
@@ -77,15 +98,16 @@ def asymmetric_loss(logits: Tensor, targets: Tensor, gamma_neg: float = 4.0, gam
     log_pos = torch.log(p.clamp(min=eps))
     log_neg = torch.log(p_neg.clamp(min=eps))
     loss = y * log_pos * (1.0 - p).pow(gamma_pos) + (1.0 - y) * log_neg * (1.0 - p_neg).pow(gamma_neg)
-    return -loss.mean()
+    return -(weights * loss).mean()
 
 
-def classification_loss(name: str, logits: Tensor, targets: Tensor) -> Tensor:
-    """The tag loss selected by name: 'bce' or 'asl'."""
+def classification_loss(name: str, logits: Tensor, targets: Tensor,
+                        unknown_weight: float = 0.0) -> Tensor:
+    """The tag loss selected by name: 'bce' or 'asl'; UNKNOWN pairs weigh `unknown_weight`."""
     if name == "bce":
-        return bce_with_tags(logits, targets)
+        return bce_with_tags(logits, targets, unknown_weight)
     if name == "asl":
-        return asymmetric_loss(logits, targets)
+        return asymmetric_loss(logits, targets, unknown_weight=unknown_weight)
     raise ValueError(f"unknown classification loss {name!r} (expected 'bce' or 'asl')")
 
 

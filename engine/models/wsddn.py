@@ -38,6 +38,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torchvision.ops import roi_align, roi_pool
 
 from engine.models.backbones import build_backbone
+from engine.models.losses import tag_weights
 
 __all__ = ["WSDDN", "RegionOutputs", "build_teacher", "load_teacher", "oicr_loss",
            "oicr_pseudo_labels", "padded_pseudo_labels", "padded_wsddn_scores",
@@ -67,17 +68,18 @@ def wsddn_scores(class_logits: Tensor, det_logits: Tensor,
     return region, region.sum(dim=0)
 
 
-def wsddn_loss(image_scores: Tensor, labels: Tensor) -> Tensor:
+def wsddn_loss(image_scores: Tensor, labels: Tensor, unknown_weight: float = 0.0) -> Tensor:
     """Binary cross-entropy of image scores p (N, K) in [0, 1] with 0/1 labels (N, K), p clamped
-    to [1e-4, 1 - 1e-4]; mean over images and classes. Float32."""
+    to [1e-4, 1 - 1e-4]; mean over images and classes. Float32. An UNKNOWN (-1) label is an
+    undecided pair: a negative of weight `unknown_weight` (`engine.models.losses.tag_weights`)."""
     if image_scores.shape != labels.shape:
         raise ValueError(f"wsddn_loss: scores {tuple(image_scores.shape)} vs labels "
                          f"{tuple(labels.shape)}")
     p = image_scores.float().clamp(SCORE_EPS, 1.0 - SCORE_EPS)
-    y = labels.float()
+    y, weights = tag_weights(labels.float(), unknown_weight)
     # written out: F.binary_cross_entropy checks p's range, an assert on the device that a NaN
     # (which the training loop reports in its own words) would trip
-    return -(y * p.log() + (1.0 - y) * (1.0 - p).log()).mean()
+    return -(weights * (y * p.log() + (1.0 - y) * (1.0 - p).log())).mean()
 
 
 def padded_wsddn_scores(class_logits: Tensor, det_logits: Tensor, valid: Tensor) -> Tensor:
@@ -338,15 +340,17 @@ class WSDDN(nn.Module):
 
     # -- training and inference -----------------------------------------------------------------
 
-    def losses(self, outputs: RegionOutputs, labels: Tensor) -> dict[str, Tensor]:
+    def losses(self, outputs: RegionOutputs, labels: Tensor,
+               unknown_weight: float = 0.0) -> dict[str, Tensor]:
         """Training losses for a batch: {"wsddn": BCE, "refine": sum of OICR branch losses
-        (averaged over images), "loss": their sum}. labels: (N, K) 0/1. The images' regions are
-        padded to one (N, R, ...) batch, so nothing waits on the host (no per-image loop)."""
+        (averaged over images), "loss": their sum}. labels: (N, K) 1, 0 or UNKNOWN -1 (an
+        undecided pair weighs `unknown_weight` in the BCE and gives OICR no pseudo-box). The
+        images' regions are padded to one (N, R, ...) batch, so nothing waits on the host."""
         valid = pad_sequence([torch.ones(len(b), dtype=torch.bool, device=b.device)
                               for b in outputs.boxes], batch_first=True)
         region = padded_wsddn_scores(pad_sequence(outputs.class_logits, batch_first=True),
                                      pad_sequence(outputs.det_logits, batch_first=True), valid)
-        losses = {"wsddn": wsddn_loss(region.sum(dim=1), labels)}
+        losses = {"wsddn": wsddn_loss(region.sum(dim=1), labels, unknown_weight)}
         if not self.refiners:
             losses["loss"] = losses["wsddn"]
             return losses
@@ -364,13 +368,14 @@ class WSDDN(nn.Module):
         return losses
 
     def forward(self, images: Tensor, boxes: list[Tensor], box_scores: list[Tensor] | None = None,
-                labels: Tensor | None = None) -> dict[str, Tensor] | list[dict[str, Tensor]]:
-        """With `labels` (N, K): the dict of losses. Without: per image a dict with
+                labels: Tensor | None = None, unknown_weight: float = 0.0
+                ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        """With `labels` (N, K): the dict of losses (`losses`). Without: per image a dict with
         "image_scores" (K,) = p, "region_scores" (R_i, K) = detection scores (refined when the
         model has refinement branches), "boxes" (R_i, 4) as given."""
         outputs = self.region_outputs(images, boxes, box_scores)
         if labels is not None:
-            return self.losses(outputs, labels)
+            return self.losses(outputs, labels, unknown_weight)
         return [{"image_scores": outputs.image_scores(i), "region_scores": outputs.detection_scores(i),
                  "boxes": outputs.boxes[i]} for i in range(len(boxes))]
 

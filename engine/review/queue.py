@@ -2,8 +2,9 @@
 
 `review_queue(store, order)` returns the images in that order, each with a short reason. Images a
 person has reviewed are left out unless `include_reviewed=True` ('unreviewed first' keeps them,
-last). The 'mistakes' order needs out-of-fold predictions (`engine.review.label_issues`). Each
-order has a pure NumPy priority (tested on hand-made cases) and a thin store wrapper.
+last; 'unknown' keeps them too and ranks those without an undecided class last). The 'mistakes'
+order needs out-of-fold predictions (`engine.review.label_issues`). Each order has a pure NumPy
+priority (tested on hand-made cases) and a thin store wrapper.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ QUEUE_ORDERS: tuple[QueueOrder, ...] = (
     QueueOrder("mistakes", "Likely label mistakes first",
                "Tags that models trained without that image contradict with high confidence "
                "first (out-of-fold predictions ranked with cleanlab): likely wrong or missing tags."),
+    QueueOrder("unknown", "Unknown tags that matter first",
+               "Images with classes nobody has decided yet (no tag, no rejection) first, where an "
+               "answer helps most: the model is unsure about the class and the class is "
+               "frequent. Each answer turns an unknown into a yes or a no; Review > Mark Image "
+               "Complete turns every remaining unknown of the image into a no."),
     QueueOrder("unreviewed", "Unreviewed first",
                "Images nobody has reviewed yet first, oldest first; reviewed images come last."),
     QueueOrder("random", "Random order",
@@ -91,6 +97,26 @@ def uncertainty_priority(scores: np.ndarray, thresholds: Sequence[float]) -> tup
     _, best = _best_per_row(entropy)
     scored = ~np.isnan(entropy).all(axis=1)
     total = np.where(scored, np.nansum(entropy, axis=1), -np.inf)
+    return total, best
+
+
+def unknown_priority(scores: np.ndarray, thresholds: Sequence[float], unknown: np.ndarray,
+                     positives: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(priority, class) per image over its unknown (undecided) pairs only: each pair's
+    uncertainty (`uncertainty_priority`'s entropy, 1 bit at the threshold) times its class's
+    frequency ((positives + 1) / (most positives + 1)), summed per image; the class is the pair
+    of highest value. Rows without an unknown scored pair get -inf."""
+    scores = np.asarray(scores, dtype=np.float64)
+    unknown = np.asarray(unknown, dtype=bool)
+    counts = np.asarray(positives, dtype=np.float64)
+    frequency = (counts + 1.0) / (counts.max(initial=0.0) + 1.0)
+    value = np.full(scores.shape, np.nan)
+    for k in range(scores.shape[1]):
+        entropy = uncertainty_priority(scores[:, k:k + 1], [thresholds[k]])[0]
+        value[:, k] = np.where(np.isfinite(entropy), entropy * frequency[k], np.nan)
+    value = np.where(unknown, value, np.nan)
+    priority, best = _best_per_row(value)
+    total = np.where(np.isfinite(priority), np.nansum(value, axis=1), -np.inf)
     return total, best
 
 
@@ -216,7 +242,7 @@ def review_queue(store: Store, order: str, image_ids: Sequence[int] | None = Non
     queue_order(order)
     ids = list(store.images.ids() if image_ids is None else image_ids)
     reviewed = reviewed_images(store, ids)
-    if not include_reviewed and order != "unreviewed":
+    if not include_reviewed and order not in ("unreviewed", "unknown"):
         ids = [image_id for image_id in ids if image_id not in reviewed]
     if not ids:
         return ReviewQueue(order, [], note="Nothing to review.")
@@ -278,6 +304,8 @@ def _rank(order: str, scoring: _Scoring, reviewed: set[int], teacher_version: st
                         ["reviewed" if i in reviewed else "not reviewed yet" for i in ids])
     if order == "uncertain":
         return _uncertain_ranking(scoring)
+    if order == "unknown":
+        return _unknown_ranking(scoring)
     if order == "disagreement":
         return _disagreement_ranking(scoring, teacher_version)
     return _mistakes_ranking(scoring, out_of_fold)
@@ -292,6 +320,26 @@ def _uncertain_ranking(scoring: _Scoring) -> _Ranking:
     for n, (p, k) in enumerate(zip(priority, best)):
         if np.isfinite(p):
             reasons[n] = f"{names[k]}: {table.scores[n, k]:.2f} vs threshold {thresholds[k]:.2f}"
+    return _Ranking(priority, reasons)
+
+
+def _unknown_ranking(scoring: _Scoring) -> _Ranking:
+    table = scoring.student_table()
+    column = {class_id: k for k, class_id in enumerate(table.class_ids)}
+    unknown = np.ones(table.scores.shape, dtype=bool)
+    tags = tags_by_image(scoring.store, scoring.ids)
+    for n, image_id in enumerate(scoring.ids):
+        for tag in tags[image_id]:
+            if tag.class_id in column:
+                unknown[n, column[tag.class_id]] = False
+    counts = scoring.store.tags.counts_by_class()
+    positives = [counts.get(name, 0) for name in table.class_names]
+    thresholds = [c.threshold for c in scoring.classes]
+    priority, best = unknown_priority(table.scores, thresholds, unknown, positives)
+    reasons = [f"{int(unknown[n].sum())} unknown; {table.class_names[k]}: "
+               f"{table.scores[n, k]:.2f} vs threshold {thresholds[k]:.2f}"
+               if np.isfinite(p) else ("every class decided" if not unknown[n].any() else "")
+               for n, (p, k) in enumerate(zip(priority, best))]
     return _Ranking(priority, reasons)
 
 

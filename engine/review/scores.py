@@ -107,8 +107,9 @@ def ensure_suggestions(store: Store, image_ids: Sequence[int], model_version: st
 def validation_scores(store: Store, model_version: str | None = None, split: str = "val",
                       device: str = "auto", progress: Progress = None,
                       should_stop: ShouldStop = None) -> tuple[ScoreTable, np.ndarray]:
-    """(scores of the tagged `split` images, their labels (N, K)) for `model_version` (default: the
-    active student), tagging the images that have no suggestions of that version yet."""
+    """(scores of the tagged `split` images, their targets (N, K): 1, 0 or UNKNOWN -1 for an
+    undecided pair) for `model_version` (default: the active student), tagging the images that
+    have no suggestions of that version yet."""
     version = model_version or active_version(store, "student")
     if version is None:
         raise UserError("This project has no trained student yet; train one first.")
@@ -117,4 +118,4 @@ def validation_scores(store: Store, model_version: str | None = None, split: str
         raise UserError(f"The {split} split has no tagged images to calibrate on; "
                         "assign a validation split first.")
     ensure_suggestions(store, matrix.image_ids, version, device, progress, should_stop)
-    return score_table(store, matrix.image_ids, version), matrix.labels
+    return score_table(store, matrix.image_ids, version), matrix.targets()

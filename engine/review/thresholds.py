@@ -104,9 +104,10 @@ def choose_threshold(scores: Sequence[float], labels: Sequence[bool], mode: str 
 def choose_thresholds(scores: np.ndarray, labels: np.ndarray, mode: str = "f1",
                       precision_target: float | Sequence[float] = 0.9) -> list[ThresholdChoice]:
     """`choose_threshold` for every column of (N, K) scores and labels; `precision_target` is one
-    value or one per class."""
-    scores = np.asarray(scores, dtype=np.float64)
-    labels = np.asarray(labels) > 0.5
+    value or one per class. A label below 0 (UNKNOWN) is an undecided pair: left out."""
+    labels = np.asarray(labels, dtype=np.float64)
+    scores = np.where(labels >= 0, np.asarray(scores, dtype=np.float64), np.nan)
+    labels = labels > 0.5
     targets = np.broadcast_to(np.asarray(precision_target, dtype=np.float64), (scores.shape[1],))
     return [choose_threshold(scores[:, k], labels[:, k], mode, float(targets[k]))
             for k in range(scores.shape[1])]

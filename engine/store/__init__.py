@@ -41,9 +41,15 @@ from engine.store.results import (
     SettingRepository,
 )
 from engine.store.scores import SuggestionRepository
-from engine.store.tags import ClassRepository, LabelMatrix, TagEdit, TagRepository
+from engine.store.tags import (
+    UNKNOWN,
+    ClassRepository,
+    LabelMatrix,
+    TagEdit,
+    TagRepository,
+)
 
-__all__ = ["BoxRow", "LabelMatrix", "Store", "TagEdit"]
+__all__ = ["UNKNOWN", "BoxRow", "LabelMatrix", "Store", "TagEdit"]
 log = logging.getLogger(__name__)
 
 

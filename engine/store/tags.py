@@ -2,6 +2,12 @@
 
 A tag is a person's (or an import's) decision; every change is logged in `tag_history` with its old
 and new state, so any change can be reverted. States are 'positive', 'negative' or None (no tag).
+
+Three label states per (image, class) (docs/label-states.md): a positive tag, a negative tag, or no
+tag = unknown. A missing keyword is not a "no": a negative is written only when a person rejected
+the class, marked the whole image complete (`TagRepository.completion`: every undecided class
+negative) or an import declared itself exhaustive. Training and metrics read the states from
+`LabelMatrix.known` / `LabelMatrix.targets()`.
 """
 
 from __future__ import annotations
@@ -47,14 +53,26 @@ class TagEdit:
     state: str | None
 
 
+UNKNOWN = -1.0   # the target value of an undecided (image, class) pair in `LabelMatrix.targets()`
+
+
 @dataclass(frozen=True)
 class LabelMatrix:
-    """Image-level labels for training/evaluation: labels[i, k] = 1 for a positive tag."""
+    """Image-level labels for training/evaluation: labels[i, k] = 1 for a positive tag;
+    known[i, k] when the pair is decided (a positive or a negative tag), else it is unknown."""
 
     image_ids: list[int]
     paths: list[Path]
     class_names: list[str]
     labels: np.ndarray  # (N, K) float32 in {0, 1}
+    known: np.ndarray   # (N, K) bool
+
+    def targets(self, untagged_as_negative: bool = False) -> np.ndarray:
+        """(N, K) float32: 1 positive, 0 negative, `UNKNOWN` (-1) undecided; with
+        `untagged_as_negative` every undecided pair is a 0 (the behaviour before three states)."""
+        if untagged_as_negative:
+            return self.labels.copy()
+        return np.where(self.known, self.labels, np.float32(UNKNOWN)).astype(np.float32)
 
 
 class ClassRepository:
@@ -220,40 +238,49 @@ class TagRepository:
     def label_matrix(self, split: str | None = None, image_ids: Sequence[int] | None = None,
                      as_of_change: int | None = None,
                      class_names: Sequence[str] | None = None) -> LabelMatrix:
-        """Labels of tagged, readable images (an image with at least one tag counts as tagged;
-        classes it has no positive tag for are negatives). `as_of_change` replays the history up
-        to that change id instead of reading the current tags; `class_names` fixes the columns
-        (a round's class list when it started: classes added since are left out)."""
+        """Labels of tagged, readable images (an image with at least one tag, positive or negative,
+        counts as tagged; a class it has no tag for is unknown: `known` is False there).
+        `as_of_change` replays the history up to that change id instead of reading the current
+        tags; `class_names` fixes the columns (a round's class list when it started: classes added
+        since are left out, a class deleted since is an unknown column)."""
         with self._sessions() as session:
             classes = list(session.scalars(select(TagClass).order_by(TagClass.id)))
             if class_names is not None:
                 by_name = {c.name: c for c in classes}
                 classes = [by_name[name] for name in class_names if name in by_name]
-            column = {c.id: k for k, c in enumerate(classes)}
             if as_of_change is not None and as_of_change >= (
                     session.scalar(select(func.max(TagChange.id))) or 0):
                 as_of_change = None          # nothing changed since: the current tags are it
-            positives = _tag_states(session, as_of_change, split)
+            states = _tag_states(session, as_of_change, split)
             query = (select(Image.id, Root.path, Image.rel_path).join(Root, Root.id == Image.root_id)
                      .where(Image.present.is_(True), Image.status == "readable").order_by(Image.id))
             if split is not None:
                 query = query.where(Image.split == split)
             if image_ids is not None:
                 query = query.where(Image.id.in_(list(image_ids)))
-            rows = [row for row in session.execute(query) if row.id in positives]
-        labels = np.zeros((len(rows), len(classes)), dtype=np.float32)
-        for i, row in enumerate(rows):
-            for class_id, positive in positives[row.id].items():
-                if positive and class_id in column:
-                    labels[i, column[class_id]] = 1.0
+            rows = [row for row in session.execute(query) if row.id in states]
         names = list(class_names) if class_names is not None else [c.name for c in classes]
-        if class_names is not None and len(classes) != len(names):   # a class deleted since
-            kept = [names.index(c.name) for c in classes]
-            full = np.zeros((len(rows), len(names)), dtype=np.float32)
-            full[:, kept] = labels
-            labels = full
+        column = {c.id: names.index(c.name) for c in classes}
+        labels = np.zeros((len(rows), len(names)), dtype=np.float32)
+        known = np.zeros((len(rows), len(names)), dtype=bool)
+        for i, row in enumerate(rows):
+            for class_id, positive in states[row.id].items():
+                if class_id in column:
+                    known[i, column[class_id]] = True
+                    labels[i, column[class_id]] = float(positive)
         return LabelMatrix([r.id for r in rows], [Path(r.path) / r.rel_path for r in rows],
-                           names, labels)
+                           names, labels, known)
+
+    def completion(self, image_ids: Iterable[int]) -> list[TagEdit]:
+        """The edits that mark these images complete: a negative for every class an image has no
+        tag for (its tags stay as they are). Applied with `apply`, so undo reverts the batch."""
+        ids = list(image_ids)
+        with self._sessions() as session:
+            class_ids = list(session.scalars(select(TagClass.id).order_by(TagClass.id)))
+        tagged = {image_id: {tag.class_id for tag in tags}
+                  for image_id, tags in self.for_images(ids).items()}
+        return [TagEdit(image_id, class_id, "negative") for image_id in ids
+                for class_id in class_ids if class_id not in tagged[image_id]]
 
     def counts_by_class(self) -> dict[str, int]:
         query = (select(TagClass.name, func.count(Tag.id)).join(Tag, Tag.class_id == TagClass.id)

@@ -111,6 +111,8 @@ class TrainConfig:
     kd: str = "both"                         # none | feature | prediction | both (student)
     schedule: str = "joint"                  # joint (measured better) | staged (paper) (student)
     loss: str = "bce"                        # bce | asl (student)
+    untagged_as_negative: bool = False       # an untagged (unknown) pair is a negative, as before
+    unknown_weight: float = 0.2              # an unknown pair's weight as a negative (0: ignored)
     init_from: str | None = None             # model version to warm-start from
     teacher_version: str | None = None       # teacher the student distils from (None: active)
     resume: bool = False                     # continue the latest unfinished run of the stage
@@ -135,6 +137,8 @@ class TrainConfig:
                                 f"not {getattr(self, name)}.")
         if self.image_size < 64:
             raise UserError(f"Image size must be at least 64 pixels, not {self.image_size}.")
+        if not 0.0 <= float(self.unknown_weight) <= 1.0:
+            raise UserError(f"Unknown weight must be between 0 and 1, not {self.unknown_weight}.")
         if self.roi_op not in ("align", "pool"):
             raise UserError(f"Unknown RoI operation {self.roi_op!r}; use align or pool.")
         if self.scales is not None:
@@ -152,9 +156,12 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Inverse of `to_dict`; unknown keys (from a newer version) are ignored, and the untyped
-        `extra` dict of earlier versions is read into `student` and `proposal_params`."""
+        `extra` dict of earlier versions is read into `student` and `proposal_params`. A config
+        stored before three label states resumes as it began: untagged pairs as negatives."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
+        if data and "untagged_as_negative" not in data:
+            values["untagged_as_negative"] = True
         legacy = dict(data.get("extra") or {})
         if legacy:
             values.setdefault("proposal_params", legacy.pop("proposal_params", {}))

@@ -29,6 +29,7 @@ from engine.inference.embeddings import (
 )
 from engine.metrics import mean_average_precision
 from engine.models.checkpoint import save_checkpoint
+from engine.models.losses import bce_with_tags
 from engine.models.registry import load_weights_of, resolve_run
 from engine.store.versions import set_active
 from engine.training.api import TrainCallbacks, TrainConfig
@@ -87,9 +88,9 @@ def _fit(store: Store, parent: TrainingRun, embeddings: Embeddings, matrix: Any,
     if not known.any():
         raise UserError("No training image could be read for the quick round.")
     features = torch.from_numpy(np.asarray(embeddings.features[rows[known]], dtype=np.float32))
-    labels = torch.from_numpy(matrix.labels[known])
+    labels = torch.from_numpy(matrix.targets(config.untagged_as_negative)[known])
     weight, bias = _start(store, parent, list(matrix.class_names), features.shape[1])
-    weight, bias = fit_head(features, labels, weight, bias)
+    weight, bias = fit_head(features, labels, weight, bias, unknown_weight=config.unknown_weight)
     report = {"images": float(known.sum()), "train_mAP": float(mean_average_precision(
         score_embeddings(features.numpy(), weight, bias), labels.numpy()))}
     report.update(_validation(store, embeddings, config, list(matrix.class_names), weight, bias))
@@ -111,10 +112,11 @@ def _start(store: Store, parent: TrainingRun, class_names: list[str],
 
 
 def fit_head(features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor,
-             bias: torch.Tensor, l2: float = L2,
-             iterations: int = MAX_ITERATIONS) -> tuple[torch.Tensor, torch.Tensor]:
+             bias: torch.Tensor, l2: float = L2, iterations: int = MAX_ITERATIONS,
+             unknown_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Logistic regression per class: minimise mean BCE(sigmoid(X W^T + b), Y) + l2 |W|^2 by
-    L-BFGS from (weight, bias). X (N, C) float32, Y (N, K) in {0, 1}."""
+    L-BFGS from (weight, bias). X (N, C) float32, Y (N, K) in {0, 1} or UNKNOWN -1 (a negative of
+    weight `unknown_weight`, `engine.models.losses.bce_with_tags`)."""
     weight = weight.clone().requires_grad_(True)
     bias = bias.clone().requires_grad_(True)
     optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=iterations,
@@ -123,7 +125,7 @@ def fit_head(features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor,
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
         logits = features @ weight.T + bias
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
+        loss = bce_with_tags(logits, labels, unknown_weight)
         loss = loss + l2 * weight.pow(2).sum() / max(1, labels.shape[1])
         loss.backward()
         return loss
@@ -144,7 +146,7 @@ def _validation(store: Store, embeddings: Embeddings, config: TrainConfig,
     if not known.any():
         return {}
     scores = score_embeddings(np.asarray(embeddings.features[rows[known]]), weight, bias)
-    return {"val_mAP": float(mean_average_precision(scores, matrix.labels[known]))}
+    return {"val_mAP": float(mean_average_precision(scores, matrix.targets()[known]))}
 
 
 def _save_version(store: Store, run: TrainingRun, backbone: str, weight: torch.Tensor,

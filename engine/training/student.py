@@ -193,7 +193,8 @@ def _training_images(store: Store, start: StageStart, options: StudentOptions,
     paths = [matrix.paths[i] for i in keep]
     ids = [matrix.image_ids[i] for i in keep]
     digests = content_digests(store, ids, paths)
-    images = StudentImages(paths, matrix.labels[keep], int(start.config.student_image_size),
+    labels = matrix.targets(start.config.untagged_as_negative)[keep]   # UNKNOWN -1 where undecided
+    images = StudentImages(paths, labels, int(start.config.student_image_size),
                            original_sizes(store, ids), digests=digests, views=options.views,
                            targets=targets, teacher_views=None if online is None
                            else online.views_of(paths, digests, store.paths.proposals_cache))
@@ -252,7 +253,7 @@ def _loop_setup(store: Store, start: StageStart, options: StudentOptions, run: T
                                       math.ceil(len(sampler) / max(1, config.grad_accum)))
     restore_optimizer(optimizer, scheduler, start.checkpoint)
     step = DistillationStep(options, int(config.student_image_size), device, channels_last,
-                            targets, online)
+                            targets, online, unknown_weight=float(config.unknown_weight))
     meta = {"class_names": start.class_names, "image_size": int(config.student_image_size),
             "teacher_version": teacher_run.model_version if teacher_run else None,
             "feature_scale": step.feature_scale, "options": dataclasses.asdict(options)}
@@ -287,6 +288,7 @@ class DistillationStep:
     targets: TeacherTargets | None
     online: OnlineTeacher | None = None
     epoch: int = 0
+    unknown_weight: float = 0.0      # the tag loss's weight of an undecided pair (KD covers all)
 
     def __post_init__(self) -> None:
         self.feature_scale = 1.0
@@ -332,7 +334,7 @@ class DistillationStep:
                     teacher: dict[str, torch.Tensor], losses: dict[str, torch.Tensor]
                     ) -> torch.Tensor:
         logits = net.classify(feature_map).float()
-        losses["tags"] = classification_loss(self.options.loss, logits, labels)
+        losses["tags"] = classification_loss(self.options.loss, logits, labels, self.unknown_weight)
         total = losses["tags"]
         if self.options.uses_prediction and teacher:
             losses["prediction"] = prediction_distillation_loss(logits, teacher["soft"],
@@ -361,7 +363,7 @@ def _validator(store: Store, class_names: list[str], config: TrainConfig,
                                      class_names=config.class_names)
     if not matrix.image_ids or list(matrix.class_names) != class_names:
         return None
-    images = StudentImages(matrix.paths, matrix.labels, int(config.student_image_size),
+    images = StudentImages(matrix.paths, matrix.targets(), int(config.student_image_size),
                            original_sizes(store, matrix.image_ids))
     readable: list[torch.Tensor] = []
     rows: list[int] = []
@@ -373,7 +375,7 @@ def _validator(store: Store, class_names: list[str], config: TrainConfig,
             log.warning("Leaving %s out of validation: %s", images.paths[i], exc)
     if not readable:
         return None
-    stacked, labels = torch.stack(readable), matrix.labels[rows]
+    stacked, labels = torch.stack(readable), matrix.targets()[rows]   # decided pairs count
     chunk = max(options.batch_size, 32)
 
     def validate(model: Student) -> dict[str, float]:

@@ -106,7 +106,7 @@ def _training_images(store: Store, start: StageStart, source: ProposalSource,
     if not keep:
         raise UserError("None of the training images could be read.")
     return RegionDataset([matrix.paths[i] for i in keep], [proposals[i] for i in keep],
-                         matrix.labels[keep], config.max_proposals,
+                         matrix.targets(config.untagged_as_negative)[keep], config.max_proposals,
                          box_scores=config.box_scores, train=True, seed=config.seed)
 
 
@@ -151,7 +151,8 @@ def _loop_setup(store: Store, start: StageStart, run: TrainingRun, train_set: Re
         stage=STAGE, model=model, optimizer=optimizer,
         loader=make_loader(train_set, shard_batches(sampler), collate_regions, device,
                            config.num_workers),
-        step=RegionStep(device, channels_last, uses_scores), epochs=config.epochs, device=device,
+        step=RegionStep(device, channels_last, uses_scores, float(config.unknown_weight)),
+        epochs=config.epochs, device=device,
         checkpoint_path=store.paths.models_dir / f"{run.model_version}.pt",
         checkpoint_extra={"model_config": model.config, "meta": model.meta,
                           "class_names": start.class_names, "config": config.to_dict()},
@@ -167,6 +168,7 @@ class RegionStep:
     device: torch.device
     channels_last: bool
     uses_scores: bool
+    unknown_weight: float = 0.0      # the WSDDN loss's weight of an undecided pair
 
     def __call__(self, net: WSDDN, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         images = batch["images"].to(self.device, non_blocking=True)
@@ -176,7 +178,8 @@ class RegionStep:
         scores = (None if batch["box_scores"] is None or not self.uses_scores
                   else [s.to(self.device, non_blocking=True) for s in batch["box_scores"]])
         return net(images, boxes, scores,
-                   labels=batch["labels"].to(self.device, non_blocking=True))
+                   labels=batch["labels"].to(self.device, non_blocking=True),
+                   unknown_weight=self.unknown_weight)
 
 
 def _validator(store: Store, start: StageStart, source: ProposalSource, device: torch.device,
@@ -195,11 +198,11 @@ def _validator(store: Store, start: StageStart, source: ProposalSource, device: 
     if not keep:
         return None
     val_set = RegionDataset([matrix.paths[i] for i in keep], [proposals[i] for i in keep],
-                            matrix.labels[keep], config.max_proposals,
+                            matrix.targets()[keep], config.max_proposals,
                             box_scores=config.box_scores)
 
     def validate(model: WSDDN) -> dict[str, float]:
-        scores = np.zeros_like(val_set.labels)
+        scores = np.zeros_like(val_set.labels)         # labels: 1, 0, UNKNOWN -1 (left out)
         for item in predict_regions(model, val_set, device, batch_size=config.batch_size,
                                     keep_regions=False):
             scores[item.index] = item.image_scores

@@ -130,7 +130,8 @@ def test_coco_missing_files_and_labels_field(backend_project, tmp_path):
     assert summary.images == 2 and summary.boxes == 1
     state = tag_state(backend_project)
     a, b = str((images / "a.jpg").resolve()), str((images / "b.jpg").resolve())
-    assert state == {(a, "dog"): True, (a, "cat"): False, (b, "kitten"): True}
+    # a lists its negatives; b's file is exhaustive: dog is a negative, cat (kitten's parent) not
+    assert state == {(a, "dog"): True, (a, "cat"): False, (b, "kitten"): True, (b, "dog"): False}
     assert splits(backend_project) == {a: "unassigned", b: "val"}
     kitten = backend_project.classes.get("kitten")
     assert kitten.parent_id == backend_project.classes.get("cat").id
@@ -230,8 +231,9 @@ def test_xmp_hierarchy_written(varied_project, tmp_path):
     root = ET.parse(sidecar).getroot()
     hierarchical = [li.text for li in root.iter(f"{{{NS['rdf']}}}li")]
     assert "shapes|star" in hierarchical
-    negatives = root.find(f".//{{{NS['mlic']}}}negative")
-    assert negatives is None
+    negatives = root.find(f".//{{{NS['mlic']}}}negative")   # the demo's exhaustive negatives
+    rejected = [li.text for li in negatives.iter(f"{{{NS['rdf']}}}li")]
+    assert rejected and "star" not in rejected
 
 
 FOREIGN = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>

@@ -55,7 +55,8 @@ def trained_project_dir(tmp_path_factory, demo_data) -> Path:
     store = Store.open(root)
     train_round(store, tiny_config())
     image = store.images.ids(split="train")[0]
-    store.tags.apply([TagEdit(image, store.classes.list()[0].id, "negative")], source="person")
+    positive = next(t.class_id for t in store.tags.for_image(image) if t.positive)
+    store.tags.apply([TagEdit(image, positive, "negative")], source="person")   # a real change
     train_round(store, tiny_config())
     store.close()
     _BUILT["trained"] = root

@@ -7,6 +7,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from engine.review.queue import QUEUE_ORDERS
+from engine.store import TagEdit
 from tests.gui.loop_projects import (  # noqa: F401 - fixtures
     copy_project,
     loop_state,
@@ -72,6 +73,10 @@ def test_calibrate_edit_by_hand_and_auto_accept_with_one_step_undo(qtbot, panel)
     assert store.classes.list()[0].threshold == pytest.approx(0.42)
     qtbot.waitUntil(lambda: panel.threshold_table.item(0, 6).text() == "hand", timeout=10000)
 
+    train = store.tags.for_images(store.images.ids(split="train"))
+    store.tags.apply([TagEdit(t.image_id, t.class_id, None) for rows in train.values()
+                      for t in rows if not t.positive and t.source == "import"], source="import",
+                     reviewed=False)     # a partially tagged library: the rule fills unknowns
     before = {(t.image_id, t.class_id, t.positive, t.source)
               for rows in store.tags.for_images(store.images.ids()).values() for t in rows}
     panel.accept_target.setValue(0.5)

@@ -19,16 +19,11 @@ def add_images(store: Store, count: int, split: str = "unassigned", prefix: str 
 
 def tag(store: Store, image_ids, class_ids, labels, source: str = "import",
         reviewed: bool = False) -> str:
-    """Tag images from a 0/1 label matrix (rows: images, columns: classes). Positives become
-    positive tags; an image without any positive gets explicit negative tags (so it counts as
-    tagged, as after a person said "none of these")."""
-    edits = []
-    for image_id, row in zip(image_ids, labels):
-        if any(row):
-            edits += [TagEdit(image_id, class_id, "positive")
-                      for class_id, value in zip(class_ids, row) if value]
-        else:
-            edits += [TagEdit(image_id, class_id, "negative") for class_id in class_ids]
+    """Tag images from a 0/1 label matrix (rows: images, columns: classes), taken as exhaustive:
+    a 1 becomes a positive tag, a 0 a negative tag (every pair decided, as after an exhaustive
+    import; an untagged pair would be unknown)."""
+    edits = [TagEdit(image_id, class_id, "positive" if value else "negative")
+             for image_id, row in zip(image_ids, labels) for class_id, value in zip(class_ids, row)]
     return store.tags.apply(edits, source=source, reviewed=reviewed)
 
 

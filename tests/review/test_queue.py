@@ -22,7 +22,8 @@ from .helpers import add_images, completed_run, suggest, tag
 
 
 def test_every_order_has_a_label_and_a_one_line_tooltip():
-    assert set(QUEUE_ORDER_KEYS) == {"uncertain", "disagreement", "mistakes", "unreviewed", "random"}
+    assert set(QUEUE_ORDER_KEYS) == {"uncertain", "disagreement", "mistakes", "unknown",
+                                     "unreviewed", "random"}
     for order in QUEUE_ORDERS:
         assert order.label and order.tooltip and "\n" not in order.tooltip
 

@@ -93,8 +93,8 @@ def test_cancel_then_resume_continues_the_same_run(demo_project):
 def test_non_finite_loss_stops_with_a_clear_error(demo_project, monkeypatch):
     original = WSDDN.losses
 
-    def broken(self, outputs, labels):
-        losses = original(self, outputs, labels)
+    def broken(self, outputs, labels, unknown_weight=0.0):
+        losses = original(self, outputs, labels, unknown_weight)
         losses["loss"] = losses["loss"] * float("nan")
         return losses
 
