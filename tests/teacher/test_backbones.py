@@ -28,7 +28,7 @@ def test_offline_download_failure_is_a_user_error(monkeypatch):
         raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
 
     monkeypatch.setattr(torchvision.models, "resnet18", offline)
-    with pytest.raises(UserError, match="--weights PATH.*--no-pretrained"):
+    with pytest.raises(UserError, match="efficientnet_lite0.*bundled.*--weights PATH.*--no-pretrained"):
         build_backbone("resnet18", pretrained=True)
 
 
