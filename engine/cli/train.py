@@ -63,11 +63,18 @@ def _add_budget_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=defaults.epochs, metavar="N",
                         help=f"epochs (default {defaults.epochs})")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, metavar="N",
-                        help=f"images per batch (default {defaults.batch_size})")
+                        help=f"teacher: images per batch (default {defaults.batch_size})")
     parser.add_argument("--grad-accum", type=int, default=defaults.grad_accum, metavar="N",
                         help="batches per optimizer step, for small GPUs (default 1)")
     parser.add_argument("--lr", type=float, default=defaults.lr,
-                        help=f"learning rate (default {defaults.lr})")
+                        help=f"learning rate of the heads (default {defaults.lr})")
+    parser.add_argument("--backbone-lr-mult", type=float, default=defaults.backbone_lr_mult,
+                        metavar="X", help=f"the pretrained backbones learn at --lr times X "
+                                          f"(default {defaults.backbone_lr_mult:g})")
+    parser.add_argument("--frozen-bn", action=argparse.BooleanOptionalAction,
+                        default=defaults.frozen_bn,
+                        help="teacher: keep the backbone's BatchNorm statistics fixed, as "
+                             "detectors do with batches of a few images (default on)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--seed", type=int, default=defaults.seed, metavar="S",
                         help="random seed (default 0)")
@@ -108,8 +115,8 @@ def _add_student_options(parser: argparse.ArgumentParser) -> None:
                         help="student: epochs (default: --epochs)")
     parser.add_argument("--student-lr", type=float, metavar="LR",
                         help="student: learning rate (default: --lr)")
-    parser.add_argument("--student-batch-size", type=int, metavar="N",
-                        help="student: images per batch (default: --batch-size)")
+    parser.add_argument("--student-batch-size", type=int, default=own.batch_size, metavar="N",
+                        help=f"student: images per batch (default {own.batch_size})")
     parser.add_argument("--views", type=int, default=own.views, metavar="N",
                         help=f"student: views per image, the whole image and N - 1 random crops "
                              f"(default {own.views})")
@@ -123,7 +130,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         stage=args.stage, backbone=args.backbone, student_backbone=args.student_backbone,
         image_size=args.image_size, student_image_size=args.student_image_size,
         teacher_version=args.teacher_version, epochs=args.epochs, batch_size=args.batch_size,
-        grad_accum=args.grad_accum, lr=args.lr, device=args.device, seed=args.seed,
+        grad_accum=args.grad_accum, lr=args.lr, backbone_lr_mult=args.backbone_lr_mult,
+        frozen_bn=args.frozen_bn, device=args.device, seed=args.seed,
         proposals=args.proposals, max_proposals=args.max_proposals,
         pretrained=not args.no_pretrained, weights=args.weights, refine=not args.no_refine,
         resume=args.resume, kd="none" if args.no_kd else args.kd, schedule=args.schedule,

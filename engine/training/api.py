@@ -41,7 +41,7 @@ class StudentSettings:
 
     epochs: int | None = None                # default: TrainConfig.epochs
     lr: float | None = None                  # default: TrainConfig.lr
-    batch_size: int | None = None            # default: TrainConfig.batch_size
+    batch_size: int | None = 32              # None: TrainConfig.batch_size (the teacher's)
     pretrained: bool | None = None           # default: TrainConfig.pretrained
     kd_boxes: int = 48                       # teacher boxes per view for feature KD (0: all)
     feature_weight: float = 1.0
@@ -87,6 +87,8 @@ class TrainConfig:
     epochs: int = 12
     batch_size: int = 4
     lr: float = 1e-3
+    backbone_lr_mult: float = 1.0            # the backbone learns at lr * this (heads at lr)
+    frozen_bn: bool = True                   # teacher: BatchNorm statistics kept (small batches)
     weight_decay: float = 5e-4
     grad_accum: int = 1                      # optimizer step every `grad_accum` batches
     device: str = "auto"                     # auto | cpu | cuda
@@ -130,6 +132,9 @@ class TrainConfig:
             if int(getattr(self, name)) < 1:
                 raise UserError(f"{name.replace('_', ' ').capitalize()} must be at least 1, "
                                 f"not {getattr(self, name)}.")
+        if not float(self.backbone_lr_mult) > 0:
+            raise UserError(f"The backbone's learning-rate multiplier must be positive, not "
+                            f"{self.backbone_lr_mult}.")
         if self.image_size < 64:
             raise UserError(f"Image size must be at least 64 pixels, not {self.image_size}.")
         if self.roi_op not in ("align", "pool"):
@@ -138,6 +143,11 @@ class TrainConfig:
             self.scales = tuple(int(s) for s in self.scales)
         if isinstance(self.student, dict):
             self.student = StudentSettings.from_dict(self.student)
+
+    @property
+    def backbone_lr(self) -> float | None:
+        """The backbone's own learning rate; None when it learns at the heads' rate."""
+        return None if self.backbone_lr_mult == 1 else self.lr * self.backbone_lr_mult
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (stored with the run and in checkpoints)."""

@@ -40,6 +40,7 @@ from engine.proposals.project import proposals_for_images
 from engine.training.api import TrainCallbacks, TrainConfig
 from engine.training.common import (
     end_cancelled,
+    freeze_batchnorm,
     make_loader,
     open_run,
     param_groups,
@@ -139,7 +140,9 @@ def _loop_setup(store: Store, start: StageStart, run: TrainingRun, train_set: Re
     channels_last = place_model(model, device)
     sampler = ScaleBatchSampler(len(train_set), config.batch_size, model.meta["scales"],
                                 flip=config.flip, seed=config.seed)
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, config.weight_decay, backbone=model.backbone,
+                     backbone_lr=config.backbone_lr), lr=config.lr)
     steps = math.ceil(len(sampler) / max(1, config.grad_accum)) * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(steps, warmup_steps=min(steps // 5, 200)))
@@ -147,7 +150,8 @@ def _loop_setup(store: Store, start: StageStart, run: TrainingRun, train_set: Re
     return LoopSetup(
         stage=STAGE, model=model, optimizer=optimizer,
         loader=make_loader(train_set, sampler, collate_regions, device, config.num_workers),
-        step=RegionStep(device, channels_last, uses_scores), epochs=config.epochs, device=device,
+        step=RegionStep(device, channels_last, uses_scores, config.frozen_bn),
+        epochs=config.epochs, device=device,
         checkpoint_path=store.paths.models_dir / f"{run.model_version}.pt",
         checkpoint_extra={"model_config": model.config, "meta": model.meta,
                           "class_names": start.class_names, "config": config.to_dict()},
@@ -158,13 +162,17 @@ def _loop_setup(store: Store, start: StageStart, run: TrainingRun, train_set: Re
 
 @dataclass
 class RegionStep:
-    """One teacher batch -> its losses (WSDDN + OICR, computed by the model's forward)."""
+    """One teacher batch -> its losses (WSDDN + OICR, computed by the model's forward); with
+    `frozen_bn` the backbone's BatchNorm layers run in eval mode (batches of a few images)."""
 
     device: torch.device
     channels_last: bool
     uses_scores: bool
+    frozen_bn: bool = False
 
     def __call__(self, net: WSDDN, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        if self.frozen_bn:
+            freeze_batchnorm(net)
         images = batch["images"].to(self.device, non_blocking=True)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
