@@ -42,6 +42,7 @@ from photo_data import BACKGROUND_DIR, generate_photos  # noqa: E402
 from plain_finetune import plain_finetune  # noqa: E402
 
 from engine.demo import import_demo  # noqa: E402
+from engine.errors import UserError  # noqa: E402
 from engine.inference.evaluation import evaluate  # noqa: E402
 from engine.store import Store  # noqa: E402
 from engine.training import TrainConfig, train  # noqa: E402
@@ -154,7 +155,11 @@ def main() -> None:
         work = args.keep or Path(tmp)
         data = work / f"photos-{args.images}"
         if not (data / "test.json").exists():
-            dataset = generate_photos(data, args.images, seed=0, backgrounds_dir=args.backgrounds)
+            try:
+                dataset = generate_photos(data, args.images, seed=0,
+                                          backgrounds_dir=args.backgrounds)
+            except UserError as exc:
+                sys.exit(f"photos.py: error: {exc}")
         else:
             from photo_data import CLASS_NAMES, PhotoDataset
 
