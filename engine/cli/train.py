@@ -54,6 +54,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         "sliding (no OpenCV needed; weakest)")
     parser.add_argument("--max-proposals", type=int, default=defaults.max_proposals, metavar="N",
                         help=f"proposals per image (default {defaults.max_proposals})")
+    parser.add_argument("--region-head", choices=("fc", "trunk"), default=defaults.region_head,
+                        help="teacher: fc (two thin fc layers, random init; the default, "
+                             "cheapest) or trunk (the backbone's own last stage with its "
+                             "ImageNet weights, as torchvision's detectors; several times the "
+                             "CPU cost per proposal)")
     parser.add_argument("--no-refine", action="store_true",
                         help="plain WSDDN, without the OICR refinement branches")
 
@@ -132,7 +137,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         teacher_version=args.teacher_version, epochs=args.epochs, batch_size=args.batch_size,
         grad_accum=args.grad_accum, lr=args.lr, backbone_lr_mult=args.backbone_lr_mult,
         frozen_bn=args.frozen_bn, device=args.device, seed=args.seed,
-        proposals=args.proposals, max_proposals=args.max_proposals,
+        proposals=args.proposals, max_proposals=args.max_proposals, region_head=args.region_head,
         pretrained=not args.no_pretrained, weights=args.weights, refine=not args.no_refine,
         resume=args.resume, kd="none" if args.no_kd else args.kd, schedule=args.schedule,
         loss=args.loss, init_from=args.init_from,

@@ -101,6 +101,7 @@ class TrainConfig:
     refine: bool = True                      # OICR refinement branches (teacher)
     refine_branches: int = 3
     hidden: int = 512                        # fc6/fc7 width of the teacher's region head
+    region_head: str = "fc"                  # fc (thin, random) | trunk (pretrained last stage)
     roi_op: str = "align"                    # align (RoIAlign) | pool (RoIPool, as the paper)
     box_scores: bool = True                  # multiply pooled features by proposal scores e_r
     scales: tuple[int, ...] | None = None    # training scales (longest side); None: derived
@@ -137,6 +138,8 @@ class TrainConfig:
                             f"{self.backbone_lr_mult}.")
         if self.image_size < 64:
             raise UserError(f"Image size must be at least 64 pixels, not {self.image_size}.")
+        if self.region_head not in ("fc", "trunk"):
+            raise UserError(f"Unknown region head {self.region_head!r}; use fc or trunk.")
         if self.roi_op not in ("align", "pool"):
             raise UserError(f"Unknown RoI operation {self.roi_op!r}; use align or pool.")
         if self.scales is not None:

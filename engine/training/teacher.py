@@ -115,7 +115,7 @@ def _build_teacher(store: Store, start: StageStart, source: ProposalSource,
     fresh = checkpoint is None and not config.init_from
     model = WSDDN(len(start.class_names), config.backbone, pretrained=config.pretrained and fresh,
                   weights=config.weights if fresh else None, hidden=config.hidden,
-                  roi_op=config.roi_op,
+                  roi_op=config.roi_op, region_head=config.region_head,
                   refine_branches=config.refine_branches if config.refine else 0)
     model.meta = {
         "class_names": start.class_names, "image_size": config.image_size,
