@@ -66,12 +66,14 @@ def parse_sets(pairs: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         target, holder, name = ((student, own, key[8:]) if key.startswith("student.")
                                 else (config, defaults, key))
         current = getattr(holder, name)
-        if isinstance(current, bool):
+        if text == "None":
+            target[name] = None
+        elif isinstance(current, bool):
             target[name] = text.lower() in ("1", "true", "yes")
         elif isinstance(current, (int, float)):
             target[name] = type(current)(text)
         else:
-            target[name] = None if text == "None" else text
+            target[name] = text
     return config, student
 
 
