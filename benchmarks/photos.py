@@ -81,9 +81,9 @@ def mlic_config(args: argparse.Namespace, seed: int, **fields: Any) -> TrainConf
     """The budget (epochs, sizes, seed, device) plus `--set` choices; everything else default."""
     config, student = parse_sets(args.set)
     settings = dataclasses.replace(StudentSettings(), **student)
-    return TrainConfig(epochs=args.epochs, image_size=args.teacher_size,
-                       student_image_size=args.size, seed=seed, device=args.device,
-                       proposals=RECOMMENDED_PROPOSALS, student=settings, **{**config, **fields})
+    budget = dict(epochs=args.epochs, image_size=args.teacher_size, student_image_size=args.size,
+                  seed=seed, device=args.device, proposals=RECOMMENDED_PROPOSALS)
+    return TrainConfig(student=settings, **{**budget, **config, **fields})
 
 
 def run_seed(store: Store, args: argparse.Namespace, seed: int) -> dict[str, tuple[float, float]]:
