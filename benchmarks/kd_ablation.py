@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
                     student_backbone=args.student_backbone, student_image_size=args.student_size,
                     epochs=args.student_epochs, batch_size=args.batch_size, lr=args.student_lr,
                     device=args.device, seed=seed, teacher_version=teacher.model_version,
-                    student=StudentSettings(batch_size=None,
+                    student=StudentSettings(
                         kd_boxes=args.kd_boxes, stride=args.student_stride,
                         region_layers=args.region_layers, views=args.views,
                         feature_norm=args.feature_norm, pretrained=False))

@@ -96,7 +96,7 @@ def run_seed(store: Store, args: argparse.Namespace, seed: int) -> dict[str, tup
         out[ROWS[0]] = (figure, time.perf_counter() - started)
         print(f"seed {seed}: {ROWS[0]:18s} test mAP {pct(figure)} ({out[ROWS[0]][1]:.0f} s)",
               flush=True)
-    teacher = None
+    teacher = args.teachers[args.seeds.index(seed)] if args.teachers else None
     for row, stage, kd in ((ROWS[1], "student", "none"), (ROWS[3], "teacher", "both"),
                            (ROWS[2], "student", "both")):
         if MODELS[row] not in args.only:
@@ -148,6 +148,9 @@ def main() -> None:
                         default=["plain", "nokd", "teacher", "kd"],
                         help="comma-separated models to train: plain,nokd,teacher,kd (kd needs "
                              "teacher; default all)")
+    parser.add_argument("--teachers", nargs="+", metavar="VERSION",
+                        help="with --only kd: distil from these teachers of the kept project, "
+                             "one per seed (their targets are cached)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="a TrainConfig field, or student.FIELD, for every mlic model")
     args = parser.parse_args()

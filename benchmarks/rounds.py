@@ -42,7 +42,6 @@ from engine.models.student import Student  # noqa: E402
 from engine.review.rounds import evaluate_round, train_round  # noqa: E402
 from engine.store import Store, TagEdit  # noqa: E402
 from engine.training import TrainConfig  # noqa: E402
-from engine.training.api import StudentSettings  # noqa: E402
 
 CLASSES = 20
 DIM = 512
@@ -132,8 +131,7 @@ def accuracy(images: int, epochs: int, size: int) -> float:
         dropped = _drop_positives(store, 0.25)
         config = TrainConfig(stage="student", kd="none", student_backbone="efficientnet_lite0",
                              pretrained=True, student_image_size=size, epochs=epochs,
-                             batch_size=16, lr=2e-3, device="cpu",
-                             student=StudentSettings(batch_size=None))
+                             batch_size=16, lr=2e-3, device="cpu")
         first, wall, _ = timed(lambda: train_round(store, config))
         version = first.runs[0].model_version
         deep_map = evaluate_round(store, version, split="test").mAP
@@ -210,8 +208,7 @@ def latency(images: int, epochs: int, size: int) -> None:
         panel = window.loop_docks.training
         panel.start(TrainConfig(stage="student", kd="none", student_backbone="resnet18",
                                 pretrained=False, student_image_size=size,
-                                epochs=epochs, batch_size=16, device="cpu",
-                                student=StudentSettings(batch_size=None)))
+                                epochs=epochs, batch_size=16, device="cpu"))
         busy = []
         while panel.running and len(busy) < 400:
             busy.append(press())

@@ -68,7 +68,7 @@ def _add_budget_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=defaults.epochs, metavar="N",
                         help=f"epochs (default {defaults.epochs})")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, metavar="N",
-                        help=f"teacher: images per batch (default {defaults.batch_size})")
+                        help=f"images per batch (default {defaults.batch_size})")
     parser.add_argument("--grad-accum", type=int, default=defaults.grad_accum, metavar="N",
                         help="batches per optimizer step, for small GPUs (default 1)")
     parser.add_argument("--lr", type=float, default=defaults.lr,
@@ -120,8 +120,8 @@ def _add_student_options(parser: argparse.ArgumentParser) -> None:
                         help="student: epochs (default: --epochs)")
     parser.add_argument("--student-lr", type=float, metavar="LR",
                         help="student: learning rate (default: --lr)")
-    parser.add_argument("--student-batch-size", type=int, default=own.batch_size, metavar="N",
-                        help=f"student: images per batch (default {own.batch_size})")
+    parser.add_argument("--student-batch-size", type=int, metavar="N",
+                        help="student: images per batch (default: --batch-size)")
     parser.add_argument("--views", type=int, default=own.views, metavar="N",
                         help=f"student: views per image, the whole image and N - 1 random crops "
                              f"(default {own.views})")

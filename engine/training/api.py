@@ -41,7 +41,7 @@ class StudentSettings:
 
     epochs: int | None = None                # default: TrainConfig.epochs
     lr: float | None = None                  # default: TrainConfig.lr
-    batch_size: int | None = 32              # None: TrainConfig.batch_size (the teacher's)
+    batch_size: int | None = None            # default: TrainConfig.batch_size
     pretrained: bool | None = None           # default: TrainConfig.pretrained
     kd_boxes: int = 48                       # teacher boxes per view for feature KD (0: all)
     feature_weight: float = 1.0

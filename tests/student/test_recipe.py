@@ -1,5 +1,5 @@
 """The fine-tuning recipe's switches: the defaults are the recommended recipe (pretrained
-EfficientNet-Lite0, the student's own batch), the command line sets each switch, the backbone
+EfficientNet-Lite0, frozen BatchNorm in the teacher), the command line sets each switch, the backbone
 learns at its own rate, and the teacher's BatchNorm statistics stay fixed while it trains."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def test_only_epochs_and_sizes_give_the_recommended_recipe():
     options = student_options(config)
     assert config.pretrained and config.frozen_bn and config.region_head == "fc"
     assert config.backbone == config.student_backbone == "efficientnet_lite0"
-    assert (config.batch_size, options.batch_size, options.epochs) == (4, 32, 3)
+    assert (config.batch_size, options.batch_size, options.epochs) == (4, 4, 3)
 
 
 def test_each_switch_reaches_the_config():
