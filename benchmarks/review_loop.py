@@ -146,6 +146,7 @@ def train(store: Store, args, warm: bool) -> None:
     from engine.training import TrainConfig
 
     config = TrainConfig(stage="student", kd="none", student_backbone="resnet18",
+                         pretrained=False,
                          student_image_size=args.size, epochs=args.epochs, batch_size=32,
                          device=args.device, seed=args.seed)
     outcome = train_round(store, config, warm_start=warm, evaluate=False,

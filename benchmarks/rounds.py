@@ -209,7 +209,8 @@ def latency(images: int, epochs: int, size: int) -> None:
         window.gallery.select_row(0)
         idle = [press() for _ in range(20)]
         panel = window.loop_docks.training
-        panel.start(TrainConfig(stage="student", kd="none", student_image_size=size,
+        panel.start(TrainConfig(stage="student", kd="none", student_backbone="resnet18",
+                                pretrained=False, student_image_size=size,
                                 epochs=epochs, batch_size=16, device="cpu"))
         busy = []
         while panel.running and len(busy) < 400:

@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--proposals", default="selective_search")
     parser.add_argument("--max-proposals", type=int, default=150)
-    parser.add_argument("--backbone", default=defaults.backbone)
+    parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--hidden", type=int, default=256)
@@ -89,7 +89,7 @@ def main() -> None:
                 epochs=args.epochs, image_size=args.image_size, proposals=args.proposals,
                 max_proposals=args.max_proposals, backbone=args.backbone,
                 batch_size=args.batch_size, lr=args.lr, hidden=args.hidden, roi_op=args.roi_op,
-                device=args.device, seed=args.seed, refine=refine)
+                device=args.device, seed=args.seed, refine=refine, pretrained=False)
             started, cpu_started = time.perf_counter(), time.process_time()
             epochs = []
 

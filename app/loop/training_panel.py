@@ -181,9 +181,11 @@ class TrainingPanel(QWidget):
                                          "Which model to train.")
         self.stage_combo.setCurrentIndex(STAGES.index("all"))
         self.stage_combo.currentIndexChanged.connect(self._stage_changed)
-        self.teacher_backbone = self._backbone_combo("Backbone of the teacher (detector).")
-        self.student_backbone = self._backbone_combo("Backbone of the student (tagger).")
         defaults = TrainConfig()
+        self.teacher_backbone = self._backbone_combo("Backbone of the teacher (detector).",
+                                                     defaults.backbone)
+        self.student_backbone = self._backbone_combo("Backbone of the student (tagger).",
+                                                     defaults.student_backbone)
         self.epochs = self._spin(1, 500, defaults.epochs, "Passes over the training images.")
         self.image_size = self._spin(64, 2048, defaults.image_size,
                                      "Teacher: longest image side in pixels.", step=32)
@@ -200,8 +202,9 @@ class TrainingPanel(QWidget):
         self.device.addItems(["auto", "cpu", "cuda"])
         self.device.setToolTip("auto uses the GPU when there is one.")
         self.pretrained = QCheckBox("ImageNet weights")
-        self.pretrained.setToolTip("Start the backbones from ImageNet weights (downloaded once; "
-                                   "efficientnet_lite0 has them built in).")
+        self.pretrained.setChecked(defaults.pretrained)
+        self.pretrained.setToolTip("Start the backbones from ImageNet weights (efficientnet_lite0 "
+                                   "has them built in; the others download them once).")
         self.warm_start = QCheckBox("Warm start")
         self.warm_start.setChecked(True)
         self.warm_start.setToolTip("Start from the previous round's weights when the class list "
@@ -270,9 +273,10 @@ class TrainingPanel(QWidget):
     def ap_bars(self):
         return self.charts.ap_bars
 
-    def _backbone_combo(self, tip: str) -> QComboBox:
+    def _backbone_combo(self, tip: str, default: str) -> QComboBox:
         combo = QComboBox()
         combo.addItems(list(BACKBONES))
+        combo.setCurrentText(default)
         combo.setToolTip(tip)
         return combo
 

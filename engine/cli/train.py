@@ -63,6 +63,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                              "reduced to 256 px, about 2.5x less CPU per image (see README)")
     parser.add_argument("--max-proposals", type=int, default=defaults.max_proposals, metavar="N",
                         help=f"proposals per image (default {defaults.max_proposals})")
+    parser.add_argument("--region-head", choices=("fc", "trunk"), default=defaults.region_head,
+                        help="teacher: fc (two thin fc layers, random init; the default, "
+                             "cheapest) or trunk (the backbone's own last stage with its "
+                             "ImageNet weights, as torchvision's detectors; several times the "
+                             "CPU cost per proposal)")
     parser.add_argument("--no-refine", action="store_true",
                         help="plain WSDDN, without the OICR refinement branches")
 
@@ -76,7 +81,14 @@ def _add_budget_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grad-accum", type=int, default=defaults.grad_accum, metavar="N",
                         help="batches per optimizer step, for small GPUs (default 1)")
     parser.add_argument("--lr", type=float, default=defaults.lr,
-                        help=f"learning rate (default {defaults.lr})")
+                        help=f"learning rate of the heads (default {defaults.lr})")
+    parser.add_argument("--backbone-lr-mult", type=float, default=defaults.backbone_lr_mult,
+                        metavar="X", help=f"the pretrained backbones learn at --lr times X "
+                                          f"(default {defaults.backbone_lr_mult:g})")
+    parser.add_argument("--frozen-bn", action=argparse.BooleanOptionalAction,
+                        default=defaults.frozen_bn,
+                        help="teacher: keep the backbone's BatchNorm statistics fixed, as "
+                             "detectors do with batches of a few images (default on)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="processes that load and augment the images (default: none on the "
@@ -88,10 +100,11 @@ def _add_budget_options(parser: argparse.ArgumentParser) -> None:
 def _add_start_options(parser: argparse.ArgumentParser) -> None:
     weights = parser.add_mutually_exclusive_group()
     weights.add_argument("--pretrained", action="store_true",
-                         help="start from ImageNet weights (downloaded by torchvision; bundled "
-                              "for efficientnet_lite0)")
+                         help="start from ImageNet weights (the default; bundled with the "
+                              "default backbone efficientnet_lite0, downloaded by torchvision "
+                              "for the others)")
     weights.add_argument("--no-pretrained", action="store_true",
-                         help="start from random weights (the default)")
+                         help="start from random weights (for experiments)")
     weights.add_argument("--weights", metavar="PATH",
                          help="start the backbone from a local state-dict file")
     parser.add_argument("--resume", action="store_true",
@@ -164,10 +177,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         stage=args.stage, backbone=args.backbone, student_backbone=args.student_backbone,
         image_size=args.image_size, student_image_size=args.student_image_size,
         teacher_version=args.teacher_version, epochs=args.epochs, batch_size=args.batch_size,
-        grad_accum=args.grad_accum, lr=args.lr, device=args.device, seed=args.seed,
-        num_workers=args.workers,
+        grad_accum=args.grad_accum, lr=args.lr, backbone_lr_mult=args.backbone_lr_mult,
+        frozen_bn=args.frozen_bn, device=args.device, seed=args.seed, num_workers=args.workers,
         proposals=proposals, proposal_params=proposal_params, max_proposals=args.max_proposals,
-        pretrained=bool(args.pretrained), weights=args.weights, refine=not args.no_refine,
+        region_head=args.region_head,
+        pretrained=not args.no_pretrained, weights=args.weights, refine=not args.no_refine,
         resume=args.resume, kd="none" if args.no_kd else args.kd, schedule=args.schedule,
         loss=args.loss, init_from=args.init_from,
         untagged_as_negative=args.untagged_as_negative, unknown_weight=args.unknown_weight,

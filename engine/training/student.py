@@ -229,7 +229,8 @@ def _optimizer(model: Student, config: TrainConfig, options: StudentOptions,
     as in the authors' prototxt (lr_mult 10, decay_mult 0 on the scale layer that holds 1/t)."""
     temperature = list(model.temperature.parameters())
     optimizer = adamw(
-        [*param_groups(model, config.weight_decay, apart=temperature),
+        [*param_groups(model, config.weight_decay, apart=temperature, backbone=model.backbone,
+                       backbone_lr=options.backbone_lr),
          {"params": temperature, "weight_decay": 0.0,
           "lr": options.lr * options.temperature_lr_mult}], options.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -27,6 +27,7 @@ class StudentOptions:
 
     epochs: int
     lr: float
+    backbone_lr_mult: float      # the backbone learns at lr * this
     batch_size: int
     pretrained: bool
     kd: str
@@ -44,6 +45,11 @@ class StudentOptions:
     stride: int                  # 32: the whole trunk; 16: cut at the stride-16 stage
     region_layers: int           # 2: fc6/fc7-style region head; 0: mean RoI feature + projection
     online_targets: bool | None  # teacher targets in the step; None: on CUDA (see `on_the_fly`)
+
+    @property
+    def backbone_lr(self) -> float | None:
+        """The backbone's own learning rate; None when it learns at the heads' rate."""
+        return None if self.backbone_lr_mult == 1 else self.lr * self.backbone_lr_mult
 
     @property
     def uses_feature(self) -> bool:
@@ -73,6 +79,7 @@ def student_options(config: TrainConfig) -> StudentOptions:
     epochs = int(own.epochs or config.epochs)
     options = StudentOptions(
         epochs=epochs, lr=float(own.lr or config.lr),
+        backbone_lr_mult=float(config.backbone_lr_mult),
         batch_size=int(own.batch_size or config.batch_size),
         pretrained=bool(config.pretrained if own.pretrained is None else own.pretrained),
         kd=config.kd, schedule=config.schedule, loss=config.loss,

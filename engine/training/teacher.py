@@ -41,6 +41,7 @@ from engine.training.api import TrainCallbacks, TrainConfig
 from engine.training.common import (
     adamw,
     end_cancelled,
+    freeze_batchnorm,
     make_loader,
     open_run,
     param_groups,
@@ -117,7 +118,7 @@ def _build_teacher(store: Store, start: StageStart, source: ProposalSource,
     fresh = checkpoint is None and not config.init_from
     model = WSDDN(len(start.class_names), config.backbone, pretrained=config.pretrained and fresh,
                   weights=config.weights if fresh else None, hidden=config.hidden,
-                  roi_op=config.roi_op,
+                  roi_op=config.roi_op, region_head=config.region_head,
                   refine_branches=config.refine_branches if config.refine else 0)
     model.meta = {
         "class_names": start.class_names, "image_size": config.image_size,
@@ -142,7 +143,8 @@ def _loop_setup(store: Store, start: StageStart, run: TrainingRun, train_set: Re
     channels_last = place_model(model, device)
     sampler = ScaleBatchSampler(len(train_set), config.batch_size, model.meta["scales"],
                                 flip=config.flip, seed=config.seed)
-    optimizer = adamw(param_groups(model, config.weight_decay), config.lr)
+    optimizer = adamw(param_groups(model, config.weight_decay, backbone=model.backbone,
+                                   backbone_lr=config.backbone_lr), config.lr)
     steps = math.ceil(len(sampler) / max(1, config.grad_accum)) * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(steps, warmup_steps=min(steps // 5, 200)))
@@ -151,7 +153,8 @@ def _loop_setup(store: Store, start: StageStart, run: TrainingRun, train_set: Re
         stage=STAGE, model=model, optimizer=optimizer,
         loader=make_loader(train_set, shard_batches(sampler), collate_regions, device,
                            config.num_workers),
-        step=RegionStep(device, channels_last, uses_scores, float(config.unknown_weight)),
+        step=RegionStep(device, channels_last, uses_scores, float(config.unknown_weight),
+                        config.frozen_bn),
         epochs=config.epochs, device=device,
         checkpoint_path=store.paths.models_dir / f"{run.model_version}.pt",
         checkpoint_extra={"model_config": model.config, "meta": model.meta,
@@ -163,14 +166,18 @@ def _loop_setup(store: Store, start: StageStart, run: TrainingRun, train_set: Re
 
 @dataclass
 class RegionStep:
-    """One teacher batch -> its losses (WSDDN + OICR, computed by the model's forward)."""
+    """One teacher batch -> its losses (WSDDN + OICR, computed by the model's forward); with
+    `frozen_bn` the backbone's BatchNorm layers run in eval mode (batches of a few images)."""
 
     device: torch.device
     channels_last: bool
     uses_scores: bool
     unknown_weight: float = 0.0      # the WSDDN loss's weight of an undecided pair
+    frozen_bn: bool = False
 
     def __call__(self, net: WSDDN, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        if self.frozen_bn:
+            freeze_batchnorm(net)
         images = batch["images"].to(self.device, non_blocking=True)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-TINY = {"stage": "student", "kd": "none", "student_backbone": "resnet18", "student_image_size": 32,
+TINY = {"stage": "student", "kd": "none", "student_backbone": "resnet18", "pretrained": False,
+        "student_image_size": 32,
         "epochs": 1, "batch_size": 16, "device": "cpu", "num_workers": 0}
 
 

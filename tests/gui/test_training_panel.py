@@ -33,6 +33,9 @@ def test_form_builds_the_config_and_settings_persist(panel, settings):
     panel.kd.setCurrentIndex(panel.kd.findData("none"))
     config = panel.config()
     assert (config.stage, config.epochs, config.kd) == ("student", 3, "none")
+    # what a person gets without touching the form: the offline ImageNet-pretrained backbone
+    assert panel.pretrained.isChecked() and config.pretrained
+    assert config.backbone == config.student_backbone == "efficientnet_lite0"
     assert config.proposals == "selective_search"   # what people get, as on the command line
     assert not panel.teacher_backbone.isEnabled() and panel.student_backbone.isEnabled()
     assert not panel.proposals.isEnabled()

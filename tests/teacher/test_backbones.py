@@ -28,7 +28,7 @@ def test_offline_download_failure_is_a_user_error(monkeypatch):
         raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
 
     monkeypatch.setattr(torchvision.models, "resnet18", offline)
-    with pytest.raises(UserError, match="--weights PATH.*--no-pretrained"):
+    with pytest.raises(UserError, match="efficientnet_lite0.*bundled.*--weights PATH.*--no-pretrained"):
         build_backbone("resnet18", pretrained=True)
 
 
@@ -60,3 +60,16 @@ def test_bundled_efficientnet_lite0_weights_load_strictly():
 def test_unknown_backbone():
     with pytest.raises(UserError, match="Unknown backbone"):
         build_backbone("alexnet")
+
+
+@pytest.mark.parametrize("name,dim", [("resnet18", 512), ("mobilenet_v3_large", 960),
+                                      ("vgg16", 4096)])
+def test_region_stages_continue_the_stride_16_trunk(name, dim):
+    from engine.models.backbones import build_region_stage
+
+    torch.manual_seed(0)
+    trunk = build_backbone(name, stride=16)
+    stage, out = build_region_stage(name)
+    with torch.inference_mode():
+        pooled = torch.rand(3, trunk.out_channels, 7, 7)
+        assert out == dim and stage.eval()(pooled).shape == (3, dim)

@@ -171,3 +171,25 @@ def test_a_padded_batch_loses_what_its_images_lose_alone(model):
     for name in ("wsddn", "refine", "loss"):
         expected = (alone[0][name] + alone[1][name]) / 2
         assert together[name].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_a_trunk_region_head_reads_the_backbones_pretrained_last_stage():
+    from engine.models.backbones import _efficientnet_lite0_package_weights
+    from engine.models.wsddn import build_teacher
+
+    torch.manual_seed(0)
+    teacher = WSDDN(4, "efficientnet_lite0", pretrained=True, region_head="trunk",
+                    refine_branches=1)
+    assert teacher.feature_dim == 1280                    # the 1280-channel head conv, pooled
+    bundled = _efficientnet_lite0_package_weights()
+    assert torch.equal(teacher.head[0]._expand_conv.weight, bundled["_blocks.11._expand_conv.weight"])
+    images, boxes, labels = _batch()
+    losses = teacher(images, boxes, labels=labels)
+    losses["loss"].backward()
+    assert teacher.head[0]._expand_conv.weight.grad is not None
+    again = build_teacher(teacher.config)                 # the registry rebuilds the same head
+    assert again.config["region_head"] == "trunk" and again.feature_dim == 1280
+    plain = WSDDN(4, "resnet18", region_head="trunk", refine_branches=0).eval()
+    with torch.inference_mode():
+        outputs = plain.region_outputs(images, boxes)
+    assert outputs.features[0].shape == (3, 512)          # layer4, pooled

@@ -1,0 +1,68 @@
+"""The fine-tuning recipe's switches: the defaults are the recommended recipe (pretrained
+EfficientNet-Lite0, frozen BatchNorm in the teacher), the command line sets each switch, the backbone
+learns at its own rate, and the teacher's BatchNorm statistics stay fixed while it trains."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+from torch import nn
+
+from engine.cli import train as train_cli
+from engine.errors import UserError
+from engine.training.api import TrainConfig
+from engine.training.common import freeze_batchnorm, param_groups
+from engine.training.student_options import student_options
+
+
+def parse(*argv: str) -> TrainConfig:
+    parser = argparse.ArgumentParser()
+    train_cli.register(parser.add_subparsers())
+    return train_cli.config_from_args(parser.parse_args(["train", *argv]))
+
+
+def test_only_epochs_and_sizes_give_the_recommended_recipe():
+    config = parse("--stage", "all", "--epochs", "3", "--image-size", "256",
+                   "--student-image-size", "160")
+    options = student_options(config)
+    assert config.pretrained and config.frozen_bn and config.region_head == "fc"
+    assert config.backbone == config.student_backbone == "efficientnet_lite0"
+    assert (config.batch_size, options.batch_size, options.epochs) == (4, 4, 3)
+
+
+def test_each_switch_reaches_the_config():
+    config = parse("--no-pretrained", "--backbone-lr-mult", "0.1", "--no-frozen-bn",
+                   "--student-batch-size", "8", "--loss", "asl", "--grad-accum", "2",
+                   "--region-head", "trunk")
+    assert not config.pretrained and not config.frozen_bn and config.region_head == "trunk"
+    assert config.backbone_lr == pytest.approx(1e-4)
+    assert student_options(config).batch_size == 8 and config.loss == "asl"
+    with pytest.raises(UserError, match="multiplier"):
+        TrainConfig(backbone_lr_mult=0)
+
+
+def test_the_backbone_learns_at_its_own_rate():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Linear(4, 2))
+    plain = param_groups(model, 5e-4)
+    assert len(plain) == 2 and all("lr" not in g for g in plain)
+    groups = param_groups(model, 5e-4, backbone=model[:2], backbone_lr=1e-4)
+    trunk = {id(p) for p in model[:2].parameters()}
+    for group in groups:
+        inside = {id(p) in trunk for p in group["params"]}
+        assert len(inside) == 1                          # no group mixes trunk and heads
+        assert group.get("lr") == (1e-4 if inside == {True} else None)
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def test_frozen_batchnorm_keeps_the_running_statistics():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    model.train()
+    freeze_batchnorm(model)
+    before = model[1].running_mean.clone()
+    model(torch.randn(2, 3, 8, 8) * 5 + 3)
+    assert torch.equal(model[1].running_mean, before) and model[0].training
+    model.train()
+    model(torch.randn(2, 3, 8, 8) * 5 + 3)
+    assert not torch.equal(model[1].running_mean, before)
