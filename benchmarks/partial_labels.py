@@ -1,8 +1,10 @@
-"""Partial labels on the demo: unknown-aware training against untagged-as-negative, +/- KD.
+"""Partial labels: unknown-aware training against untagged-as-negative, +/- KD.
 
-    .venv/bin/python benchmarks/partial_labels.py [--images N] [--seeds 0 1] [--keep DIR]
+    .venv/bin/python benchmarks/partial_labels.py [--photos] [--images N] [--seeds 0 1] [--keep DIR]
 
-Generates the demo data (seed 0; every tag known, as the demo's COCO import is exhaustive), keeps
+Generates the demo data, or with `--photos` the photo benchmark's data (`benchmarks/photo_data.py`:
+40 confusable classes composited onto the gnome-backgrounds photographs), seed 0, every tag known
+(the COCO import is exhaustive), keeps
 `--train-images` of its train split for training and moves the rest to the test split (a large
 test split keeps the figures steady while the training budget stays small), and then makes the
 train and val splits partial, as a photo library is: every negative tag is removed and half of the
@@ -40,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from engine.demo import generate_demo, import_demo  # noqa: E402
+from engine.errors import UserError  # noqa: E402
 from engine.inference.evaluation import evaluate  # noqa: E402
 from engine.store import Store, TagEdit  # noqa: E402
 from engine.training import TrainConfig, train  # noqa: E402
@@ -151,9 +154,25 @@ def print_table(results: dict[str, dict[int, dict[str, float]]], seeds: list[int
                   f"(mean {100 * (means[name] - means[BASELINE]):+.1f} points)")
 
 
+def generate_data(folder: Path, args: argparse.Namespace) -> None:
+    """The demo's scenes, or with --photos the photo benchmark's (needs gnome-backgrounds)."""
+    if not args.photos:
+        generate_demo(folder, n_images=args.images, seed=0)
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from photo_data import generate_photos
+
+    try:
+        generate_photos(folder, args.images, seed=0)
+    except UserError as exc:
+        sys.exit(f"partial_labels.py: error: {exc}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=300, help="demo images (default 300)")
+    parser.add_argument("--photos", action="store_true",
+                        help="the photo benchmark's data instead of the demo's")
+    parser.add_argument("--images", type=int, default=300, help="images (default 300)")
     parser.add_argument("--train-images", type=int, default=120,
                         help="train images kept; the rest of the train split is test (default 120)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -178,17 +197,18 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
-        if not (work / "demo" / "test.json").exists():
-            generate_demo(work / "demo", n_images=args.images, seed=0)
+        data = work / ("photos" if args.photos else "demo")
+        if not (data / "test.json").exists():
+            generate_data(data, args)
         store = Store.open(work / "project")
         if not store.images.count():
-            import_demo(store, work / "demo")
+            import_demo(store, data)
             move_to_test(store, args.train_images)
             kept, dropped = make_partial(store)
             print(f"partial train/val labels: {kept} positives kept, {dropped} dropped, "
                   f"no negatives; test split fully tagged", flush=True)
         counts = store.images.counts_by_split()
-        print(f"demo {args.images} images (train {counts.get('train', 0)}, val "
+        print(f"{data.name} {args.images} images (train {counts.get('train', 0)}, val "
               f"{counts.get('val', 0)}, test {counts.get('test', 0)}); EfficientNet-Lite0 (ImageNet) students at "
               f"{args.student_size} px, {args.student_epochs} epochs, batch {args.batch_size}; "
               f"teachers {args.teacher_epochs} epochs at {args.teacher_size} px, "
