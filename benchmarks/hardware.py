@@ -188,13 +188,12 @@ class PlainImages(Dataset):
 
 def plain_rate(store: Store, config: TrainConfig, device: torch.device, workers: int) -> float:
     """Images/s of the second epoch of a plain fine-tuning loop of the student's backbone."""
-    import torchvision
+    from plain_finetune import PlainClassifier   # benchmarks/: the script's own folder
 
     matrix = store.tags.label_matrix("train")
     size = int(config.student_image_size)
     torch.manual_seed(0)
-    model = getattr(torchvision.models, config.student_backbone)(
-        num_classes=len(matrix.class_names)).to(device)
+    model = PlainClassifier(config.student_backbone, len(matrix.class_names)).to(device)
     cuda = device.type == "cuda"
     if cuda:
         model = model.to(memory_format=torch.channels_last)

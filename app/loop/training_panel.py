@@ -177,22 +177,20 @@ class TrainingPanel(QWidget):
         self._stage_changed()
 
     def _build_form(self) -> QGridLayout:
-        self.stage_combo = _choice_combo([(stage, stage, STAGE_TIPS[stage]) for stage in STAGES],
-                                         "Which model to train.")
+        self.stage_combo = _choice_combo([(s, s, STAGE_TIPS[s]) for s in STAGES], "What to train.")
         self.stage_combo.setCurrentIndex(STAGES.index("all"))
         self.stage_combo.currentIndexChanged.connect(self._stage_changed)
         defaults = TrainConfig()
-        self.teacher_backbone = self._backbone_combo("Backbone of the teacher (detector).",
+        self.teacher_backbone = self._backbone_combo("Teacher (detector) backbone.",
                                                      defaults.backbone)
-        self.student_backbone = self._backbone_combo("Backbone of the student (tagger).",
+        self.student_backbone = self._backbone_combo("Student (tagger) backbone.",
                                                      defaults.student_backbone)
         self.epochs = self._spin(1, 500, defaults.epochs, "Passes over the training images.")
         self.image_size = self._spin(64, 2048, defaults.image_size,
                                      "Teacher: longest image side in pixels.", step=32)
         self.student_size = self._spin(32, 1024, defaults.student_image_size,
                                        "Student: square input size in pixels.", step=32)
-        self.kd = _choice_combo(list(KD_CHOICES),
-                                "How the student learns from the teacher besides the tags.")
+        self.kd = _choice_combo(list(KD_CHOICES), "What else the student learns from the teacher.")
         self.proposals = QComboBox()
         self.proposals.addItems(list(PROPOSAL_SOURCES))
         self.proposals.setCurrentText(RECOMMENDED_PROPOSALS)
@@ -203,8 +201,7 @@ class TrainingPanel(QWidget):
         self.device.setToolTip("auto uses the GPU when there is one.")
         self.pretrained = QCheckBox("ImageNet weights")
         self.pretrained.setChecked(defaults.pretrained)
-        self.pretrained.setToolTip("Start the backbones from ImageNet weights (efficientnet_lite0 "
-                                   "has them built in; the others download them once).")
+        self.pretrained.setToolTip("Start from ImageNet weights (built into efficientnet_lite0).")
         self.warm_start = QCheckBox("Warm start")
         self.warm_start.setChecked(True)
         self.warm_start.setToolTip("Start from the previous round's weights when the class list "
