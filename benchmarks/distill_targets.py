@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from engine.demo import generate_demo, import_demo  # noqa: E402
+from engine.demo import open_demo_project  # noqa: E402
 from engine.models.registry import load_model  # noqa: E402
 from engine.proposals.project import proposals_for_images, source_from_meta  # noqa: E402
 from engine.store import Store  # noqa: E402
@@ -126,12 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.synthetic:
             synthetic_reads(args.synthetic, work)
             return
-        demo = work / "demo"
-        if not (demo / "test.json").exists():
-            generate_demo(demo, n_images=args.images, seed=0)
-        store = Store.open(work / "project")
-        if not store.images.count():
-            import_demo(store, demo)
+        store = open_demo_project(work, args.images)
         version = teacher_of(store, args)
         teacher, _ = load_model(store, "teacher", version, device="cpu")
         matrix = store.tags.label_matrix("train")

@@ -33,9 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from engine.demo import generate_demo, import_demo  # noqa: E402
+from engine.demo import open_demo_project  # noqa: E402
 from engine.inference.evaluation import evaluate
-from engine.store import Store  # noqa: E402
 from engine.training import TrainCallbacks, TrainConfig, train  # noqa: E402
 from engine.training.api import StudentSettings
 
@@ -99,12 +98,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
-        demo = work / "demo"
-        if not (demo / "test.json").exists():
-            generate_demo(demo, n_images=args.images, seed=0)
-        store = Store.open(work / "project")
-        if not store.images.count():
-            import_demo(store, demo)
+        store = open_demo_project(work, args.images)
         counts = store.images.counts_by_split()
         print(f"demo: {args.images} images (train {counts.get('train', 0)}, val "
               f"{counts.get('val', 0)}, test {counts.get('test', 0)}), 12 classes; teacher "

@@ -481,3 +481,17 @@ def import_demo(store: Store, out_dir: Path | str,
         summaries[split] = import_coco(store, path, root / "images", split=split,
                                        progress=progress)
     return summaries
+
+
+def open_demo_project(folder: Path, n_images: int) -> Store:
+    """The store of a demo project under `folder` (`demo/` data, `project/` store), generating and
+    importing what is not there yet; benchmarks reuse it with `--keep`."""
+    from engine.store import Store
+
+    demo = folder / "demo"
+    if not (demo / "test.json").exists():
+        generate_demo(demo, n_images=n_images, seed=0)
+    store = Store.open(folder / "project")
+    if not store.images.count():
+        import_demo(store, demo)
+    return store
