@@ -17,19 +17,16 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QCompleter,
     QFrame,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QScrollArea,
-    QSizePolicy,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from app import dialogs
-from app.elided import ElidedLabel
+from app.panels.tag_rows import SuggestionRow, TagChip, confidence_text
 from app.state import ProjectState
 from app.undo import TagEditCommand
 from engine.store import TagEdit
@@ -38,118 +35,8 @@ from engine.store import queries as gq
 # Space never accepts a suggestion below this confidence, whatever the class threshold says
 # (a calibrated threshold can end up near zero); the number keys still can, one at a time.
 ACCEPT_FLOOR = 0.05
-
-
-def confidence_text(value: float) -> str:
-    """Enough decimals that a small value never reads as 0.00."""
-    return f"{value:.2f}" if value >= 0.095 or value == 0 else f"{value:.3f}"
-
-
-def _swatch(colour: str) -> QLabel:
-    label = QLabel()
-    label.setFixedSize(12, 12)
-    label.setStyleSheet(f"background:{colour}; border-radius:6px;")
-    return label
-
-
-class SuggestionRow(QFrame):
-    """One suggestion: number key, colour, class, confidence bar, accept / reject buttons."""
-
-    hovered = Signal(int)            # class id, or -1 when the pointer leaves
-    accept = Signal(int)
-    reject = Signal(int)
-    clicked = Signal(int)
-
-    def __init__(self, number: int, info, confidence: float, threshold: float,
-                 below: bool) -> None:
-        super().__init__()
-        self.class_id = info.class_id
-        self.setObjectName("suggestionRow")
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.setMouseTracking(True)
-        key = QLabel(str(number) if number <= 9 else "")
-        key.setFixedWidth(14)
-        name = ElidedLabel(info.name)          # a long name ends in "…", whole in its tooltip
-        name.setMinimumWidth(30)
-        bar = QProgressBar(minimum=0, maximum=1000, value=int(confidence * 1000), textVisible=False)
-        bar.setFixedHeight(10)
-        bar.setMinimumWidth(24)
-        bar.setStyleSheet(f"QProgressBar::chunk {{ background: {info.color}; }}")
-        value = QLabel(confidence_text(confidence))
-        value.setToolTip(f"Student confidence {confidence:.3f}; class threshold {threshold:.3f}")
-        ok = QToolButton(text="✓", toolTip="Accept: add this tag (number key)")
-        no = QToolButton(text="✗", toolTip="Reject: record that this class is not present (Delete)")
-        for button in (ok, no):
-            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-            button.setAutoRaise(True)
-        ok.clicked.connect(lambda: self.accept.emit(self.class_id))
-        no.clicked.connect(lambda: self.reject.emit(self.class_id))
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(4, 1, 2, 1)
-        layout.addWidget(key)
-        layout.addWidget(_swatch(info.color))
-        layout.addWidget(name, 3)
-        layout.addWidget(bar, 2)
-        layout.addWidget(value)
-        layout.addWidget(ok)
-        layout.addWidget(no)
-        if below:
-            self.setEnabled(True)
-            name.setStyleSheet("color: gray;")
-        self.set_current(False)
-
-    def set_current(self, current: bool) -> None:
-        self.setProperty("current", current)
-        self.setStyleSheet("#suggestionRow { border: 1px solid palette(highlight); }" if current
-                           else "#suggestionRow { border: 1px solid transparent; }")
-
-    def enterEvent(self, event) -> None:
-        self.hovered.emit(self.class_id)
-        super().enterEvent(event)
-
-    def leaveEvent(self, event) -> None:
-        self.hovered.emit(-1)
-        super().leaveEvent(event)
-
-    def mousePressEvent(self, event) -> None:
-        self.clicked.emit(self.class_id)
-        super().mousePressEvent(event)
-
-
-class TagChip(QFrame):
-    """A confirmed tag (or a recorded "not") with a remove button."""
-
-    remove = Signal(int)
-    hovered = Signal(int)
-
-    def __init__(self, info, positive: bool, detail: str) -> None:
-        super().__init__()
-        self.class_id = info.class_id
-        self.setObjectName("tagChip")
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(4, 0, 0, 0)
-        layout.addWidget(_swatch(info.color))
-        text = ElidedLabel(info.name if positive else f"not {info.name}")
-        text.setMinimumWidth(30)
-        if not positive:
-            text.setStyleSheet("color: gray; text-decoration: line-through;")
-        layout.addWidget(text, 2)
-        source = QLabel(detail)
-        source.setStyleSheet("color: gray;")
-        source.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        source.setMinimumWidth(20)
-        source.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        layout.addWidget(source, 2)
-        button = QToolButton(text="×", toolTip="Remove this tag (undoable)", autoRaise=True)
-        button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        button.clicked.connect(lambda: self.remove.emit(self.class_id))
-        layout.addWidget(button)
-
-    def enterEvent(self, event) -> None:
-        self.hovered.emit(self.class_id)
-
-    def leaveEvent(self, event) -> None:
-        self.hovered.emit(-1)
+# More "not" tags than this fold into one "Show N “not” tags" button.
+FOLD_NEGATIVES = 3
 
 
 class TagPanel(QWidget):
@@ -172,6 +59,7 @@ class TagPanel(QWidget):
         self.add_field = self._make_add_field()
         self._decided_image: int | None = None
         self._outline_position = 0        # kept when the outlined suggestion leaves the list
+        self._negatives_open = False      # the "not" chips of an image with many of them
         self.tags_box = QVBoxLayout()
         self.tags_box.setSpacing(1)
         self.suggestion_title = QLabel("Suggestions")
@@ -284,10 +172,12 @@ class TagPanel(QWidget):
         self.title.setText(f"<b>{detail.name}</b><br><span style='color:gray'>{size}"
                            f"split {detail.split}</span>{status}")
         decided = {t.class_id for t in detail.tags}
+        negatives = sum(not t.positive for t in detail.tags)
+        folded = negatives > FOLD_NEGATIVES and not self._negatives_open
         for tag in sorted(detail.tags, key=lambda t: (not t.positive, self.state.class_name(
                 t.class_id).lower())):
             info = self.state.classes.get(tag.class_id)
-            if info is None:
+            if info is None or (folded and not tag.positive):
                 continue
             chip = TagChip(info, tag.positive, tag.source if tag.reviewed else f"{tag.source}?")
             chip.setToolTip(f"Set by {tag.source}" + ("" if tag.reviewed else
@@ -295,6 +185,8 @@ class TagPanel(QWidget):
             chip.remove.connect(self.remove_tag)
             chip.hovered.connect(self._hover)
             self.tags_box.addWidget(chip)
+        if negatives > FOLD_NEGATIVES:
+            self.tags_box.addWidget(self._negatives_toggle(negatives))
         if not detail.tags:
             self.tags_box.addWidget(QLabel("<span style='color:gray'>No tags yet</span>"))
         version = detail.versions.student
@@ -318,6 +210,22 @@ class TagPanel(QWidget):
             self.suggestions_box.addWidget(QLabel("<span style='color:gray'>Nothing pending"
                                                   "</span>"))
         self._keep_outline(detail.image_id)
+
+    def _negatives_toggle(self, count: int) -> QToolButton:
+        """Shows or hides the image's "not" chips (an exhaustive import gives every image one per
+        class it lacks); the choice stays for the next images."""
+        button = QToolButton(checkable=True, checked=self._negatives_open, autoRaise=True)
+        button.setObjectName("negativesToggle")
+        button.setText(f"Hide the {count} “not” tags" if self._negatives_open
+                       else f"Show {count} “not” tags")
+        button.setToolTip("Classes decided as absent on this image (rejected, or from an "
+                          "exhaustive import)")
+        button.toggled.connect(self._set_negatives_open)
+        return button
+
+    def _set_negatives_open(self, opened: bool) -> None:
+        self._negatives_open = opened
+        QTimer.singleShot(0, self._rebuild)      # not inside the button's own signal
 
     def _keep_outline(self, image_id: int) -> None:
         """The outline stays where it was; `all_decided` once the person emptied the list."""
