@@ -15,7 +15,7 @@ every figure, so only decided pairs count).
   first). Without ties this is the mean, over the class's positives, of the precision at each
   positive's rank. Tied scores are one step (ranked together), so the figure never depends on the
   order of the input rows.
-- mAP: mean AP over the classes that have at least one positive.
+- mAP: mean AP over the classes that have at least one decided positive and one decided negative.
 - At a threshold (a predicted label is ``score >= threshold``; one threshold or one per class), with
   per class k: ``TP_k`` (correct predicted labels), ``Np_k`` (predicted labels), ``Ng_k`` (positives):
   ``CP = mean_k TP_k / Np_k``, ``CR = mean_k TP_k / Ng_k``, ``CF1 = 2 CP CR / (CP + CR)`` (F1 of the
@@ -27,6 +27,10 @@ every figure, so only decided pairs count).
 Edge cases (documented choices, never an exception or a silent NaN in the middle of a mean):
 - A class without positives has no AP (NaN in `per_class_ap`) and is left out of mAP and of the
   class averages CP/CR (its recall is undefined); its false positives still count in OP.
+- A class without a decided negative has no AP either: any scores would rank its positives first
+  (AP 1.0), which says nothing. This is the usual case of partially tagged data (keywords
+  imported from photo tools give no "no"): until the person rejects a suggestion or marks an image
+  complete, such a class is not measured, rather than shown as perfect.
 - A class with positives but no predicted label has precision 0 (as in ML-GCN's protocol).
 - F1 with P + R = 0 is 0; OP with no predicted label at all is 0.
 - If no class has any positive there is nothing to measure: every figure is NaN.
@@ -98,9 +102,10 @@ def _as_scores_targets(scores: Any, targets: Any) -> tuple[np.ndarray, np.ndarra
 
 
 def _ap_1d(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Tie-aware non-interpolated AP of one class; NaN when it has no positive."""
+    """Tie-aware non-interpolated AP of one class; NaN when it has no positive or no negative
+    (with nothing to rank the positives against, any scores would give 1.0)."""
     n_pos = int(positive.sum())
-    if n_pos == 0:
+    if n_pos == 0 or n_pos == positive.size:
         return NAN
     order = np.argsort(-scores, kind="stable")
     s = scores[order]
@@ -115,7 +120,8 @@ def _ap_1d(scores: np.ndarray, positive: np.ndarray) -> float:
 
 
 def per_class_average_precision(scores: Any, targets: Any) -> np.ndarray:
-    """AP of every class over its decided images, shape (K,); NaN for a class without positives."""
+    """AP of every class over its decided images, shape (K,); NaN for a class without positives
+    or without negatives."""
     s, t, known = _as_scores_targets(scores, targets)
     return np.array([_ap_1d(s[known[:, k], k], t[known[:, k], k]) for k in range(s.shape[1])],
                     dtype=np.float64)
@@ -133,7 +139,7 @@ def average_precision(scores: Any, targets: Any) -> float | np.ndarray:
 
 
 def mean_average_precision(scores: Any, targets: Any) -> float:
-    """mAP: mean AP over the classes that have at least one positive; NaN if none has."""
+    """mAP: mean AP over the classes with a decided positive and a decided negative; NaN if none."""
     return _nanmean(per_class_average_precision(scores, targets))
 
 

@@ -86,7 +86,8 @@ def precision_recall_curve(scores: Any, positive: Any) -> PRCurve:
     if n_pos == 0:
         return PRCurve(precision, np.full(tp.shape, NAN), s[last], NAN, 0)
     recall = tp / n_pos
-    ap = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    ap = (float(np.sum(np.diff(np.r_[0.0, recall]) * precision)) if n_pos < s.size
+          else NAN)      # no negative: nothing to rank against (engine.metrics)
     return PRCurve(precision, recall, s[last], ap, n_pos)
 
 

@@ -374,6 +374,7 @@ def format_report(report: EvaluationReport, per_class: bool = False) -> str:
     if report.teacher is None or report.student is None:
         missing = "teacher" if report.teacher is None else "student"
         lines.append(f"({missing}: not trained)")
+    lines += _unmeasured_note(columns, len(report.class_names))
     teacher = report.teacher
     if teacher is not None and teacher.corloc is not None:
         lines += ["", f"Teacher localisation ({report.n_box_images} images with ground-truth "
@@ -394,6 +395,20 @@ def format_report(report: EvaluationReport, per_class: bool = False) -> str:
         for name in report.class_names:
             lines.append(f"{name[:19]:<20}" + "".join(f"{_pct(ap.get(name)):>12}" for ap in aps))
     return "\n".join(lines)
+
+
+def _unmeasured_note(columns: Sequence[Any], n_classes: int) -> list[str]:
+    """A line saying how many classes have no AP on this split (no "yes", or no decided "no"),
+    and how the person can measure them; none when every class is measured."""
+    if not columns:
+        return []
+    unmeasured = sum(1 for ap in columns[0].report.ap_by_class().values()
+                     if ap is None or math.isnan(ap))
+    if not unmeasured:
+        return []
+    return ["", f"{unmeasured} of {n_classes} classes not measured: each needs a \"yes\" and a "
+                f"decided \"no\" on this split (imported keywords give no \"no\"; reject wrong "
+                f"suggestions or mark reviewed images complete)."]
 
 
 def _json(value: float | None) -> float | None:

@@ -34,6 +34,18 @@ def test_ap_counts_only_decided_images():
     assert np.isnan(per_class_average_precision(flipped, [[U], [U], [0]])[0])   # no positive
 
 
+def test_a_class_without_a_decided_negative_is_not_measured():
+    """Keywords from a photo tool give positives only: AP over them would be 1.0 whatever the
+    model scored, so such a class has no AP until a "no" is decided, and mAP leaves it out."""
+    scores = np.array([[0.1, 0.9], [0.2, 0.1], [0.9, 0.8]])
+    targets = np.array([[1, 1], [U, 0], [1, U]])      # class 0: positives only; class 1 decided
+    ap = per_class_average_precision(scores, targets)
+    assert np.isnan(ap[0]) and ap[1] == 1.0
+    assert multilabel_report(scores, targets).mAP == 1.0
+    assert np.isnan(multilabel_report(scores[:, :1], targets[:, :1]).mAP)
+    assert np.isnan(precision_recall_curve(scores[:, 0], targets[:, 0]).ap)
+
+
 def test_threshold_figures_and_report_leave_unknown_out():
     predicted = SCORES >= 0.5
     figures = threshold_figures(predicted, TARGETS)
@@ -100,3 +112,17 @@ def test_unknown_priority_prefers_uncertain_frequent_unknown_pairs():
     order = np.argsort(-priority, kind="stable").tolist()
     assert order == [0, 1, 2, 3]          # frequent class unsure, rare class unsure, sure, decided
     assert best[0] == 0 and best[1] == 1 and priority[3] == -np.inf
+
+
+def test_evaluation_text_says_which_classes_are_not_measured():
+    from engine.inference.evaluation import EvaluationReport, ModelEvaluation, format_report
+
+    scores = np.array([[0.1, 0.9], [0.2, 0.1], [0.9, 0.8]])
+    targets = np.array([[1, 1], [U, 0], [1, U]])
+    report = multilabel_report(scores, targets, class_names=["cat", "dog"])
+    text = format_report(EvaluationReport("val", 3, ("cat", "dog"),
+                                          student=ModelEvaluation("student", "student-1", report)))
+    assert "1 of 2 classes not measured" in text and 'decided "no"' in text
+    complete = multilabel_report(scores[:, 1:], targets[:, 1:], class_names=["dog"])
+    assert "not measured" not in format_report(EvaluationReport(
+        "val", 3, ("dog",), student=ModelEvaluation("student", "student-1", complete)))
