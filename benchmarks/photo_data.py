@@ -1,6 +1,6 @@
 """The photo benchmark's data: cut-out objects composited onto real photographs, COCO ground truth.
 
-    generate_photos(out_dir, n_images=300, seed=0) -> PhotoDataset
+    generate_photos(out_dir, n_images=300, seed=0, extra_test=0) -> PhotoDataset
 
 Backgrounds are the photographs of Debian's `gnome-backgrounds` package (`sudo apt-get install
 gnome-backgrounds`, files in /usr/share/backgrounds/gnome; the raster ones, .webp/.jpg/.png, are
@@ -17,7 +17,9 @@ image's short side, softly alpha-matted with random shading, plus 0-3 unlabelled
 
 Files: `images/*.jpg`, `train.json`, `val.json`, `test.json` (70 / 15 / 15 %), COCO with one
 `bbox` per labelled object and the image-level `labels` field of the demo, and
-`train_partial.json`: the train split with half of each image's positive labels (and their boxes)
+`extra_test` more images rendered after those join the test split only (the first `n_images`, and
+so the train and val splits, stay the same): a larger test split steadies the figures without
+changing what is trained. `train_partial.json`: the train split with half of each image's positive labels (and their boxes)
 dropped at random (at least one kept) and no negatives, flagged `"mlic_labels": "partial"` in
 its `info`: a missing label there means unknown, not absent.
 """
@@ -211,8 +213,9 @@ def render_photo(backgrounds: list[np.ndarray], favoured: list[list[int]], seed:
 
 
 def generate_photos(out_dir: Path | str, n_images: int = 300, seed: int = 0,
-                    backgrounds_dir: Path = BACKGROUND_DIR) -> PhotoDataset:
-    """Write the benchmark's images and COCO files under `out_dir` (see the module docstring)."""
+                    backgrounds_dir: Path = BACKGROUND_DIR, extra_test: int = 0) -> PhotoDataset:
+    """Write the benchmark's images and COCO files under `out_dir` (see the module docstring):
+    `n_images` split 70 / 15 / 15 %, then `extra_test` more test images."""
     root = Path(out_dir).expanduser().resolve()
     images_dir = root / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
@@ -225,9 +228,10 @@ def generate_photos(out_dir: Path | str, n_images: int = 300, seed: int = 0,
     cut = [int(round(n_images * SPLITS["train"])), int(round(n_images * (1 - SPLITS["test"])))]
     split_of = {int(i): ("train" if r < cut[0] else "val" if r < cut[1] else "test")
                 for r, i in enumerate(order)}
+    split_of.update((index, "test") for index in range(n_images, n_images + extra_test))
     content = {s: {"images": [], "annotations": []} for s in SPLITS}
     ids = itertools.count(1)
-    for index in range(n_images):
+    for index in range(n_images + extra_test):
         image, scene, objects = render_photo(backgrounds, favoured, seed, index)
         name = f"{index:06d}.jpg"
         image.save(images_dir / name, "JPEG", quality=90)
@@ -243,7 +247,7 @@ def generate_photos(out_dir: Path | str, n_images: int = 300, seed: int = 0,
     partial = root / "train_partial.json"
     _write_coco(partial, _drop_half(content["train"], seed), f"train split (seed {seed}), half "
                 f"of each image's positive labels dropped", partial_labels=True)
-    return PhotoDataset(root, images_dir, list(CLASS_NAMES), n_images, partial)
+    return PhotoDataset(root, images_dir, list(CLASS_NAMES), n_images + extra_test, partial)
 
 
 def _drop_half(part: dict[str, list[dict[str, Any]]], seed: int) -> dict[str, list[dict[str, Any]]]:

@@ -1,7 +1,7 @@
 """The photo benchmark: does the default path (no flags beyond the budget) work on photographs?
 
     .venv/bin/python benchmarks/photos.py [--images 300] [--size 160] [--teacher-size 256]
-        [--epochs 6] [--seeds 0 1] [--threads T] [--keep DIR] [--only MODELS]
+        [--test-images N] [--epochs 6] [--seeds 0 1] [--threads T] [--keep DIR] [--only MODELS]
         [--set FIELD=VALUE ...]
 
 Generates the benchmark's data (`benchmarks/photo_data.py`: 40 confusable classes of cut-out
@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from photo_data import BACKGROUND_DIR, generate_photos  # noqa: E402
+from photo_data import BACKGROUND_DIR, SPLITS, generate_photos  # noqa: E402
 from plain_finetune import plain_finetune  # noqa: E402
 
 from engine.demo import import_demo  # noqa: E402
@@ -97,8 +97,9 @@ def run_seed(store: Store, args: argparse.Namespace, seed: int) -> dict[str, tup
         print(f"seed {seed}: {ROWS[0]:18s} test mAP {pct(figure)} ({out[ROWS[0]][1]:.0f} s)",
               flush=True)
     teacher = args.teachers[args.seeds.index(seed)] if args.teachers else None
+    kd_mode = parse_sets(args.set)[0].get("kd", "both")     # `--set kd=...`: the KD row's mode
     for row, stage, kd in ((ROWS[1], "student", "none"), (ROWS[3], "teacher", "both"),
-                           (ROWS[2], "student", "both")):
+                           (ROWS[2], "student", kd_mode)):
         if MODELS[row] not in args.only:
             continue
         started = time.perf_counter()
@@ -138,6 +139,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=160, help="student input (default 160)")
     parser.add_argument("--teacher-size", type=int, default=256,
                         help="teacher test scale (default 256)")
+    parser.add_argument("--test-images", type=int, default=None,
+                        help="size of the test split: extra images rendered for it alone (the "
+                             "train and val splits stay those of --images); default 15 %% of "
+                             "--images")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--device", default="cpu")
@@ -158,19 +163,22 @@ def main() -> None:
     torch.set_num_threads(args.threads or (1 if os.getloadavg()[0] > 0.5 * cores else cores))
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
-        data = work / f"photos-{args.images}"
+        name = f"{args.images}" + (f"-test{args.test_images}" if args.test_images else "")
+        extra_test = max(0, (args.test_images or 0)
+                         - (args.images - round(args.images * (1 - SPLITS["test"]))))
+        data = work / f"photos-{name}"
         if not (data / "test.json").exists():
             try:
                 dataset = generate_photos(data, args.images, seed=0,
-                                          backgrounds_dir=args.backgrounds)
+                                          backgrounds_dir=args.backgrounds, extra_test=extra_test)
             except UserError as exc:
                 sys.exit(f"photos.py: error: {exc}")
         else:
             from photo_data import CLASS_NAMES, PhotoDataset
 
-            dataset = PhotoDataset(data, data / "images", list(CLASS_NAMES), args.images,
-                                   data / "train_partial.json")
-        store = Store.open(work / f"project-{args.images}")
+            dataset = PhotoDataset(data, data / "images", list(CLASS_NAMES),
+                                   args.images + extra_test, data / "train_partial.json")
+        store = Store.open(work / f"project-{name}")
         if not store.images.count():
             import_demo(store, dataset.as_demo().root)
         counts = store.images.counts_by_split()
