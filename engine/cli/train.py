@@ -145,6 +145,10 @@ def _add_student_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--views", type=int, default=own.views, metavar="N",
                         help=f"student: views per image, the whole image and N - 1 random crops "
                              f"(default {own.views})")
+    parser.add_argument("--ema-decay", type=float, default=own.ema_decay, metavar="D",
+                        help=f"student: keep an exponential moving average of the weights with "
+                             f"this decay (warmed up; e.g. 0.998) and use it as the model; 0 "
+                             f"for none (default {own.ema_decay:g})")
     parser.add_argument("--kd-boxes", type=int, default=own.kd_boxes, metavar="N",
                         help=f"student: teacher boxes per view for feature distillation, 0 for "
                              f"all (default {own.kd_boxes})")
@@ -187,7 +191,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         untagged_as_negative=args.untagged_as_negative, unknown_weight=args.unknown_weight,
         student=StudentSettings(epochs=args.student_epochs, lr=args.student_lr,
                                 batch_size=args.student_batch_size, views=args.views,
-                                kd_boxes=args.kd_boxes))
+                                kd_boxes=args.kd_boxes, ema_decay=args.ema_decay))
 
 
 class ConsoleProgress:

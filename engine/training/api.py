@@ -59,6 +59,7 @@ class StudentSettings:
     stride: int = 32                         # 32: the whole trunk; 16: cut at stride 16
     region_layers: int = 0                   # 0: mean RoI feature + projection; 2: fc6/fc7-style
     online_targets: bool | None = None       # teacher targets in the step (None: on CUDA) or cached
+    ema_decay: float = 0.0                   # average of the weights (engine.training.ema); 0: off
 
     # the keys the untyped `extra` dict of earlier versions used for these fields
     LEGACY_KEYS: ClassVar[dict[str, str]] = {"student_epochs": "epochs", "student_lr": "lr",

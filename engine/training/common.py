@@ -105,9 +105,9 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, scheduler: Any,
 def resume_state(checkpoint: dict[str, Any] | None) -> dict[str, Any]:
     """The `LoopSetup` fields a resumed run continues from (a fresh run starts at epoch 0)."""
     if checkpoint is None:
-        return {"start_epoch": 0, "history": [], "scaler_state": None}
+        return {"start_epoch": 0, "history": [], "scaler_state": None, "ema_state": None}
     return {"start_epoch": int(checkpoint["epoch"]), "history": list(checkpoint.get("history", [])),
-            "scaler_state": checkpoint.get("scaler")}
+            "scaler_state": checkpoint.get("scaler"), "ema_state": checkpoint.get("ema")}
 
 
 def place_model(model: nn.Module, device: torch.device) -> bool:

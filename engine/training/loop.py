@@ -6,6 +6,8 @@ batch into a dict of losses, an optional `validate`) and calls `run_stage`. The 
 
 - mixed precision on CUDA (bfloat16 where supported, else float16 with a `GradScaler`);
 - gradient accumulation (`grad_accum` batches per optimizer step) and gradient clipping;
+- optionally an exponential moving average of the weights (`ema_decay`, engine.training.ema):
+  validated each epoch, kept in the checkpoints, and the model's weights once the run completes;
 - progress through `TrainCallbacks.on_step(stage, done, total)` per batch and an `EpochReport`
   per epoch (`on_epoch`), cancellation through `should_stop` (checked every batch);
 - stops on a non-finite loss with a clear `UserError` (the last good checkpoint is kept);
@@ -40,6 +42,7 @@ from engine.errors import UserError
 from engine.models.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from engine.training.api import EpochReport, TrainCallbacks, TrainConfig
 from engine.training.ddp import distributed_step
+from engine.training.ema import WeightAverage
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -161,6 +164,20 @@ class LoopSetup:
     start_epoch: int = 0                               # completed epochs (resume)
     history: list[dict[str, Any]] = field(default_factory=list)
     scaler_state: dict[str, Any] | None = None
+    ema_decay: float = 0.0                             # 0: no weight average
+    ema_state: dict[str, Any] | None = None            # a resumed run's average
+    ema: WeightAverage | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.ema_decay > 0:
+            self.ema = WeightAverage(self.model, self.ema_decay)
+            if self.ema_state is not None:
+                self.ema.load_state_dict(self.ema_state)
+
+    @property
+    def evaluated_model(self) -> nn.Module:
+        """What validation scores: the weight average when there is one, else the model."""
+        return self.model if self.ema is None else self.ema.module
 
 
 def checkpoint_state(setup: LoopSetup, epoch: int, scaler: torch.amp.GradScaler | None,
@@ -171,6 +188,7 @@ def checkpoint_state(setup: LoopSetup, epoch: int, scaler: torch.amp.GradScaler 
         "optimizer": setup.optimizer.state_dict(),
         "scheduler": None if setup.scheduler is None else setup.scheduler.state_dict(),
         "scaler": None if scaler is None or not scaler.is_enabled() else scaler.state_dict(),
+        "ema": None if setup.ema is None else setup.ema.state_dict(),
         "epoch": epoch,
         "history": list(setup.history),
         "run_id": run.id,
@@ -287,6 +305,9 @@ def _loop(store: Store, run: TrainingRun, setup: LoopSetup, callbacks: TrainCall
         log.info("%s epoch %d/%d: %s %s", setup.stage, epoch + 1, setup.epochs, report.losses,
                  report.metrics)
         callbacks.epoch(report)
+    if setup.ema is not None:          # the average becomes the run's model
+        setup.ema.copy_to(setup.model)
+        save(setup.epochs)
     return "completed"
 
 
@@ -336,6 +357,8 @@ def _optimizer_step(setup: LoopSetup, scaler: torch.amp.GradScaler) -> None:
     setup.optimizer.zero_grad(set_to_none=True)
     if setup.scheduler is not None:
         setup.scheduler.step()
+    if setup.ema is not None:
+        setup.ema.update(setup.model)
 
 
 def _end_epoch(setup: LoopSetup, run: TrainingRun, epoch: int, tally: _EpochTally,
@@ -349,9 +372,10 @@ def _end_epoch(setup: LoopSetup, run: TrainingRun, epoch: int, tally: _EpochTall
     if setup.validate is not None:
         figures: dict[str, float] = {}
         if distributed.is_main():
-            setup.model.eval()
+            evaluated = setup.evaluated_model
+            evaluated.eval()
             with torch.inference_mode():
-                figures = setup.validate(setup.model)
+                figures = setup.validate(evaluated)
             setup.model.train()
         metrics.update(distributed.broadcast(figures))
     report = EpochReport(stage=setup.stage, run_id=run.id, model_version=run.model_version or "",

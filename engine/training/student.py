@@ -269,7 +269,7 @@ def _loop_setup(store: Store, start: StageStart, options: StudentOptions, run: T
         scheduler=scheduler, validate=_validator(store, start.class_names, config, options,
                                                  device),
         set_epoch=step.chain_set_epoch(sampler.set_epoch), grad_accum=config.grad_accum,
-        amp=config.amp, **resume_state(start.checkpoint))
+        amp=config.amp, ema_decay=options.ema_decay, **resume_state(start.checkpoint))
     return setup, len(train_set)
 
 

@@ -45,6 +45,7 @@ class StudentOptions:
     stride: int                  # 32: the whole trunk; 16: cut at the stride-16 stage
     region_layers: int           # 2: fc6/fc7-style region head; 0: mean RoI feature + projection
     online_targets: bool | None  # teacher targets in the step; None: on CUDA (see `on_the_fly`)
+    ema_decay: float             # exponential moving average of the weights; 0: none
 
     @property
     def backbone_lr(self) -> float | None:
@@ -88,11 +89,14 @@ def student_options(config: TrainConfig) -> StudentOptions:
         kd_boxes=int(own.kd_boxes), views=int(own.views),
         temperature_lr_mult=float(own.temperature_lr_mult), feature_norm=str(own.feature_norm),
         region_dim=int(own.region_dim), roi_size=int(own.roi_size), stride=int(own.stride),
-        region_layers=int(own.region_layers), online_targets=own.online_targets)
+        region_layers=int(own.region_layers), online_targets=own.online_targets,
+        ema_decay=float(own.ema_decay))
     if options.epochs < 1 or options.batch_size < 1 or options.lr <= 0:
         raise UserError("Student epochs, batch size and learning rate must be positive.")
     if options.views < 1:
         raise UserError("views must be at least 1 (the whole image).")
+    if not 0.0 <= options.ema_decay < 1.0:
+        raise UserError("The EMA decay must be at least 0 (off) and below 1, e.g. 0.998.")
     if options.kd_boxes < 0:
         raise UserError("kd_boxes must be 0 (all proposals) or a positive number of boxes.")
     if options.online_targets and options.uses_feature and options.feature_norm == "scale":

@@ -35,10 +35,11 @@ def test_only_epochs_and_sizes_give_the_recommended_recipe():
 def test_each_switch_reaches_the_config():
     config = parse("--no-pretrained", "--backbone-lr-mult", "0.1", "--no-frozen-bn",
                    "--student-batch-size", "8", "--loss", "asl", "--grad-accum", "2",
-                   "--region-head", "trunk")
+                   "--region-head", "trunk", "--ema-decay", "0.998")
     assert not config.pretrained and not config.frozen_bn and config.region_head == "trunk"
     assert config.backbone_lr == pytest.approx(1e-4)
     assert student_options(config).batch_size == 8 and config.loss == "asl"
+    assert student_options(config).ema_decay == pytest.approx(0.998)
     with pytest.raises(UserError, match="multiplier"):
         TrainConfig(backbone_lr_mult=0)
 

@@ -265,3 +265,50 @@ def test_a_class_and_a_tag_added_mid_run_wait_for_the_next_round(trained):
     assert runs[0].class_names == before and runs[1].class_names == before
     assert "late" in store.classes.names()
     store.classes.delete([c.id for c in store.classes.list() if c.name == "late"][0])
+
+
+def test_weight_average_warms_up_then_holds_its_decay():
+    from engine.training.ema import WeightAverage
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    average = WeightAverage(model, decay=0.9)
+    values, expected, kept = [], [], 0.0
+    for n, weight in enumerate([1.0, 2.0, 3.0, 4.0, 5.0] + [0.0] * 40):
+        model.weight.data.fill_(weight)
+        average.update(model)
+        decay = min(0.9, (1.0 + n) / (10.0 + n))   # n updates so far (the first one copies)
+        kept = weight if n == 0 else decay * kept + (1 - decay) * weight
+        values.append(float(average.module.weight.detach()))
+        expected.append(kept)
+    assert values == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError):
+        WeightAverage(model, decay=1.0)
+
+
+def test_a_student_with_a_weight_average_resumes_it_and_ends_with_it(trained):
+    """Cancel after the first epoch, resume: the average continues from the checkpoint, the
+    validation figures are the average's, and the completed run's weights are the average."""
+    from engine.models.checkpoint import load_checkpoint
+
+    store, _, _ = trained
+    config = TrainConfig(stage="student", kd="none", **{**TINY, "epochs": 2})
+    config = dataclasses.replace(config, student=dataclasses.replace(config.student,
+                                                                      ema_decay=0.99))
+    epochs = []
+    first = train(store, config, TrainCallbacks(on_epoch=epochs.append,
+                                                should_stop=lambda: bool(epochs)))
+    assert first[0].status == "cancelled"
+    path = store.paths.root / first[0].checkpoint
+    saved = load_checkpoint(path)
+    assert saved["epoch"] == 1 and saved["ema"] is not None
+    averaged = {k: v for k, v in saved["ema"].items() if k.startswith("module.")}
+    assert any(not torch.equal(averaged[f"module.{k}"], v)
+               for k, v in saved["model"].items() if v.is_floating_point())
+    done = train(store, dataclasses.replace(config, resume=True))
+    assert done[0].id == first[0].id and done[0].status == "completed"
+    final = load_checkpoint(path)
+    assert int(final["ema"]["n_averaged"]) > int(saved["ema"]["n_averaged"])
+    for key, value in final["model"].items():
+        assert torch.equal(value, final["ema"][f"module.{key}"])
+    with pytest.raises(UserError, match="EMA"):
+        train(store, dataclasses.replace(config, student=StudentSettings(ema_decay=1.0)))
