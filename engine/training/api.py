@@ -93,7 +93,7 @@ class TrainConfig:
     batch_size: int = 4
     lr: float = 1e-3
     backbone_lr_mult: float = 1.0            # the backbone learns at lr * this (heads at lr)
-    frozen_bn: bool = True                   # teacher: BatchNorm statistics kept (small batches)
+    frozen_bn: bool = False                  # teacher: BatchNorm statistics kept fixed (measured: worse)
     weight_decay: float = 5e-4
     grad_accum: int = 1                      # optimizer step every `grad_accum` batches
     device: str = "auto"                     # auto | cpu | cuda
