@@ -115,7 +115,7 @@ class TrainConfig:
     num_workers: int | None = None           # data-loading processes; None: chosen per device
     kd: str = "both"                         # none | feature | prediction | both (student)
     schedule: str = "joint"                  # joint (measured better) | staged (paper) (student)
-    loss: str = "bce"                        # bce | asl (student)
+    loss: str = "asl"                        # asl (measured better on photos) | bce (student)
     untagged_as_negative: bool = False       # an untagged (unknown) pair is a negative, as before
     unknown_weight: float = 0.2              # an unknown pair's weight as a negative (0: ignored)
     init_from: str | None = None             # model version to warm-start from

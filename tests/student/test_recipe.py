@@ -28,17 +28,18 @@ def test_only_epochs_and_sizes_give_the_recommended_recipe():
                    "--student-image-size", "160")
     options = student_options(config)
     assert config.pretrained and not config.frozen_bn and config.region_head == "fc"
+    assert config.loss == "asl"
     assert config.backbone == config.student_backbone == "efficientnet_lite0"
     assert (config.batch_size, options.batch_size, options.epochs) == (4, 4, 3)
 
 
 def test_each_switch_reaches_the_config():
     config = parse("--no-pretrained", "--backbone-lr-mult", "0.1", "--frozen-bn",
-                   "--student-batch-size", "8", "--loss", "asl", "--grad-accum", "2",
+                   "--student-batch-size", "8", "--loss", "bce", "--grad-accum", "2",
                    "--region-head", "trunk", "--ema-decay", "0.998")
     assert not config.pretrained and config.frozen_bn and config.region_head == "trunk"
     assert config.backbone_lr == pytest.approx(1e-4)
-    assert student_options(config).batch_size == 8 and config.loss == "asl"
+    assert student_options(config).batch_size == 8 and config.loss == "bce"
     assert student_options(config).ema_decay == pytest.approx(0.998)
     with pytest.raises(UserError, match="multiplier"):
         TrainConfig(backbone_lr_mult=0)
