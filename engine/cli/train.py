@@ -151,6 +151,10 @@ def _add_student_options(parser: argparse.ArgumentParser) -> None:
                         help=f"student: keep an exponential moving average of the weights with "
                              f"this decay (warmed up; e.g. 0.998) and use it as the model; 0 "
                              f"for none (default {own.ema_decay:g})")
+    parser.add_argument("--distil-pairs", choices=("unknown", "all"), default=own.distil_pairs,
+                        help="student: the pairs prediction distillation covers: those no tag "
+                             "decides (default; on a decided pair the tag is the better signal) "
+                             "or all of them, as the paper")
     parser.add_argument("--kd-boxes", type=int, default=own.kd_boxes, metavar="N",
                         help=f"student: teacher boxes per view for feature distillation, 0 for "
                              f"all (default {own.kd_boxes})")
@@ -193,7 +197,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         untagged_as_negative=args.untagged_as_negative, unknown_weight=args.unknown_weight,
         student=StudentSettings(epochs=args.student_epochs, lr=args.student_lr,
                                 batch_size=args.student_batch_size, views=args.views,
-                                kd_boxes=args.kd_boxes, ema_decay=args.ema_decay))
+                                kd_boxes=args.kd_boxes, ema_decay=args.ema_decay,
+                                distil_pairs=args.distil_pairs))
 
 
 class ConsoleProgress:

@@ -8,15 +8,18 @@ Free, typed functions plus thin modules where a loss owns parameters:
 - `asymmetric_loss(z, y, ...)`: ASL (Ridnik et al., ICCV 2021), an option in place of BCE.
 - `teacher_soft_targets(M_c, M_d, temperature=0.5)`: the teacher's soft image-level target
   q_k = sum_r softmax_k(M^c / T)_rk * softmax_r(M^d / T)_rk.
-- `prediction_distillation_loss(z, q, inv_temperature)`: BCE(sigmoid(z / t), q) with t per class.
+- `prediction_distillation_loss(z, q, inv_temperature, pairs)`: BCE(sigmoid(z / t), q) with t per
+  class, over every pair or only the `pairs` given (the undecided ones, by default in training).
 - `feature_distillation_loss(g, f, projection=None)`: L_f = 1 / (2 N R) sum_r ||f_r - g_r||^2.
 - `LearnableTemperature(K)`: holds 1/t (one per class, initialised to 0.2, i.e. t = 5).
 - `FeatureProjection(d_student, d_teacher)`: the learned linear map used when the widths differ.
 
 Reductions: classification terms average over every (image, class) pair (PyTorch's default mean),
 so the tag term and the prediction-distillation term are on the same scale and the paper's weights
-1 and 1 keep their meaning (undecided pairs weigh `unknown_weight` in that sum; distillation covers
-every pair, decided or not: the teacher's soft target is what a partially tagged image lacks).
+1 and 1 keep their meaning (undecided pairs weigh `unknown_weight` in that sum). Prediction
+distillation covers the undecided pairs by default (`StudentSettings.distil_pairs`): the teacher's
+soft target is what a partially tagged image lacks, while on a decided pair the tag is the better
+signal (measured: docs/distillation.md); a pair left out adds 0 to the same N x K mean.
 The feature term follows the paper's normalisation 1 / (2 N R) with N the number of images and R
 the boxes per image (for ragged boxes, N R is the total number of boxes).
 """
@@ -136,18 +139,24 @@ def teacher_soft_targets(class_logits: Tensor | list[Tensor], det_logits: Tensor
 
 
 def prediction_distillation_loss(logits: Tensor, soft_targets: Tensor,
-                                 inv_temperature: Tensor | float) -> Tensor:
+                                 inv_temperature: Tensor | float,
+                                 pairs: Tensor | None = None) -> Tensor:
     """BCE(sigmoid(z / t), q) = BCE(sigmoid(z * (1/t)), q), mean over N * K.
 
     logits: (N, K) student logits z; soft_targets: (N, K) teacher q in [0, 1];
-    inv_temperature: (K,) per-class 1/t (or a scalar).
+    inv_temperature: (K,) per-class 1/t (or a scalar); pairs: None (every pair) or a bool (N, K)
+    of the pairs distilled, the others adding 0 to the mean.
     """
     _check_pair("prediction_distillation_loss", logits, soft_targets)
     inv_t = torch.as_tensor(inv_temperature, dtype=logits.dtype, device=logits.device)
     if inv_t.dim() == 1 and inv_t.shape[0] != logits.shape[1]:
         raise ValueError(f"prediction_distillation_loss: {inv_t.shape[0]} temperatures for "
                          f"{logits.shape[1]} classes")
-    return F.binary_cross_entropy_with_logits(logits * inv_t, soft_targets.to(logits.dtype))
+    if pairs is None:
+        return F.binary_cross_entropy_with_logits(logits * inv_t, soft_targets.to(logits.dtype))
+    each = F.binary_cross_entropy_with_logits(logits * inv_t, soft_targets.to(logits.dtype),
+                                              reduction="none")
+    return torch.where(pairs, each, 0.0).mean()
 
 
 def feature_distillation_loss(student_features: Tensor, teacher_features: Tensor,

@@ -60,6 +60,7 @@ class StudentSettings:
     region_layers: int = 0                   # 0: mean RoI feature + projection; 2: fc6/fc7-style
     online_targets: bool | None = None       # teacher targets in the step (None: on CUDA) or cached
     ema_decay: float = 0.0                   # average of the weights (engine.training.ema); 0: off
+    distil_pairs: str = "unknown"            # prediction KD on: unknown (undecided) pairs | all
 
     # the keys the untyped `extra` dict of earlier versions used for these fields
     LEGACY_KEYS: ClassVar[dict[str, str]] = {"student_epochs": "epochs", "student_lr": "lr",

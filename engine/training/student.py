@@ -27,6 +27,8 @@
      feature distillation is on) minimises L_f alone, as the authors' stage-1 prototxt; stage 2
      minimises L_tags + L_pred (the tag loss is BCE or ASL, `config.loss`);
    - `joint`: L_tags + feature_weight * L_f + L_pred from the first epoch;
+   L_pred covers the pairs no tag decides (`distil_pairs` "unknown", default) or every pair ("all",
+   the paper); on a fully tagged set the default leaves feature distillation alone;
    with `kd="none"` only L_tags; `feature` drops L_pred, `prediction` drops L_f;
 5. AdamW with warm-up and cosine decay (restarted at the start of stage 2), the shared loop
    (engine.training.loop: AMP and channels_last on CUDA, checkpoints every epoch, cancel, resume),
@@ -338,8 +340,9 @@ class DistillationStep:
         losses["tags"] = classification_loss(self.options.loss, logits, labels, self.unknown_weight)
         total = losses["tags"]
         if self.options.uses_prediction and teacher:
+            pairs = labels < 0 if self.options.distil_pairs == "unknown" else None
             losses["prediction"] = prediction_distillation_loss(logits, teacher["soft"],
-                                                                net.temperature())
+                                                                net.temperature(), pairs)
             total = total + self.options.prediction_weight * losses["prediction"]
         return total
 

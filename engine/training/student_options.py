@@ -19,6 +19,7 @@ KD_MODES = ("none", "feature", "prediction", "both")
 SCHEDULES = ("staged", "joint")
 LOSSES = ("bce", "asl")
 FEATURE_NORMS = ("none", "l2", "scale")
+DISTIL_PAIRS = ("unknown", "all")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class StudentOptions:
     region_layers: int           # 2: fc6/fc7-style region head; 0: mean RoI feature + projection
     online_targets: bool | None  # teacher targets in the step; None: on CUDA (see `on_the_fly`)
     ema_decay: float             # exponential moving average of the weights; 0: none
+    distil_pairs: str            # prediction KD on "unknown" (undecided) pairs or on "all"
 
     @property
     def backbone_lr(self) -> float | None:
@@ -90,7 +92,7 @@ def student_options(config: TrainConfig) -> StudentOptions:
         temperature_lr_mult=float(own.temperature_lr_mult), feature_norm=str(own.feature_norm),
         region_dim=int(own.region_dim), roi_size=int(own.roi_size), stride=int(own.stride),
         region_layers=int(own.region_layers), online_targets=own.online_targets,
-        ema_decay=float(own.ema_decay))
+        ema_decay=float(own.ema_decay), distil_pairs=str(own.distil_pairs))
     if options.epochs < 1 or options.batch_size < 1 or options.lr <= 0:
         raise UserError("Student epochs, batch size and learning rate must be positive.")
     if options.views < 1:
@@ -112,6 +114,9 @@ def _check_choices(config: TrainConfig) -> None:
         raise UserError(f"Unknown schedule {config.schedule!r}; use staged or joint.")
     if config.loss not in LOSSES:
         raise UserError(f"Unknown loss {config.loss!r}; use bce or asl.")
+    if config.student.distil_pairs not in DISTIL_PAIRS:
+        raise UserError(f"Unknown distillation pairs {config.student.distil_pairs!r}; use unknown "
+                        f"or all.")
     if config.student.feature_norm not in FEATURE_NORMS:
         raise UserError(f"Unknown feature normalisation {config.student.feature_norm!r}; use one "
                         f"of {', '.join(FEATURE_NORMS)}.")

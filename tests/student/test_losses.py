@@ -89,6 +89,11 @@ def test_prediction_distillation_against_hand_value():
     assert inv_t.tolist() == pytest.approx([0.2, 0.2])
     loss = prediction_distillation_loss(z, q, inv_t)
     assert loss.item() == pytest.approx(0.6805770608907722, abs=1e-6)
+    # only the pairs no tag decides: the second pair alone, still over N x K = 2 pairs
+    only_second = prediction_distillation_loss(z, q, inv_t, torch.tensor([[False, True]]))
+    second = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(-0.2), q[0, 1])
+    assert only_second.item() == pytest.approx(second.item() / 2, abs=1e-6)
+    assert prediction_distillation_loss(z, q, inv_t, torch.zeros(1, 2, dtype=torch.bool)) == 0
 
 
 def test_bce_with_tags_against_hand_value():
