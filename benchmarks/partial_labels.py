@@ -87,9 +87,9 @@ def variants(args: argparse.Namespace) -> list[Variant]:
     found = [Variant(BASELINE, True, 1.0, "none")]
     found += [Variant(f"unknown w={w:g}, no KD", False, w, "none") for w in args.unknown_weights]
     if not args.no_kd:
-        found += [Variant("untagged as negative + KD", True, 1.0, "both"),
-                  Variant(f"unknown w={args.kd_unknown_weight:g} + KD", False,
-                          args.kd_unknown_weight, "both")]
+        found += [Variant(f"untagged as negative + KD ({args.kd})", True, 1.0, args.kd),
+                  Variant(f"unknown w={args.kd_unknown_weight:g} + KD ({args.kd})", False,
+                          args.kd_unknown_weight, args.kd)]
     return found
 
 
@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="unknown-aware students without KD, one per weight")
     parser.add_argument("--kd-unknown-weight", type=float, default=TrainConfig.unknown_weight)
     parser.add_argument("--no-kd", action="store_true", help="skip the teachers and KD students")
+    parser.add_argument("--kd", choices=("feature", "prediction", "both"), default=TrainConfig.kd,
+                        help="the KD students' distillation (default: the default's)")
     parser.add_argument("--teacher-epochs", type=int, default=3)
     parser.add_argument("--teacher-lr", type=float, default=5e-4)
     parser.add_argument("--teacher-size", type=int, default=128, help="teacher test scale")

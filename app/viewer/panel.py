@@ -22,6 +22,7 @@ from app.viewer.on_demand import RegionsOnDemand
 from engine.store.queries import ImageDetail, image_detail
 
 VIEW_MAX_SIDE = 4096      # decode at most this long side for the viewer (zoom still works)
+SHOWN_UNDER = 3           # classes under the score slider named in the viewer's line (all: tooltip)
 
 
 def load_for_view(path: str, max_side: int = VIEW_MAX_SIDE) -> tuple[QImage, tuple[int, int]]:
@@ -72,6 +73,7 @@ class ViewerPanel(QWidget):
         self.version_label = QLabel()
         self.version_label.setObjectName("versionLabel")
         self.version_label.setStyleSheet("color: gray; padding-left: 4px;")
+        self.version_label.setWordWrap(True)     # never wider than the panel: the window fits
         self.class_bar.addWidget(self.version_label)
         self.on_demand.failed.connect(self.version_label.setText)
         fit = QToolButton(text="Fit", toolTip="Fit the image to the view (Ctrl+0)")
@@ -169,25 +171,36 @@ class ViewerPanel(QWidget):
             self.view.set_regions(self.detail.regions, names, colours)
         self._rebuild_toggles()
         self._filter_changed()
-        self.version_label.setText(self._regions_text())
+        self._show_regions_text()
 
-    def _regions_text(self) -> str:
+    def _show_regions_text(self) -> None:
+        text, under = self._regions_text()
+        self.version_label.setText(text)
+        self.version_label.setToolTip(
+            f"Every region under {self.min_score:.2f}:\n" + "\n".join(under) if under else "")
+
+    def _regions_text(self) -> tuple[str, list[str]]:
         """Whose regions these are, and the classes whose every region is under the slider (said,
-        since nothing is drawn for them)."""
+        since nothing is drawn for them): the `SHOWN_UNDER` best in the text, all of them (best
+        first) as the second item, for the tooltip; a project of 40 classes lists dozens."""
         versions = self.detail.versions if self.detail else None
         if not versions or not versions.teacher:
-            return "no teacher model yet: no regions"
+            return "no teacher model yet: no regions", []
         best: dict[int, float] = {}
         for region in self.detail.regions:
             best[region.class_id] = max(best.get(region.class_id, 0.0), region.score)
-        under = [f"{self.state.class_name(c)} {score:.2f}" for c, score in sorted(best.items())
+        under = [f"{self.state.class_name(c)} {score:.2f}"
+                 for c, score in sorted(best.items(), key=lambda item: -item[1])
                  if score < self.min_score]
+        named = ", ".join(under[:SHOWN_UNDER])
+        if len(under) > SHOWN_UNDER:
+            named += f" and {len(under) - SHOWN_UNDER} more"
         text = f"regions of {versions.teacher}"
         if self.detail.regions and len(under) == len(best):
-            return f"{text}: every region is under {self.min_score:.2f} ({', '.join(under)})"
+            return f"{text}: every region is under {self.min_score:.2f} ({named})", under
         if under:
-            return f"{text}; under {self.min_score:.2f}: {', '.join(under)}"
-        return text
+            return f"{text}; under {self.min_score:.2f}: {named}", under
+        return text, under
 
     def _rebuild_toggles(self) -> None:
         for button in self.class_buttons.values():
@@ -231,7 +244,7 @@ class ViewerPanel(QWidget):
             self._rebuild_toggles()        # a toggle for each class with a region above the slider
         self.score_label.setText(f"{self.min_score:.2f}")
         if self.on_demand.busy_with is None:
-            self.version_label.setText(self._regions_text())
+            self._show_regions_text()
         self.view.filter_regions(self.hidden, self.min_score, self.show_regions.isChecked(),
                                  self.best_only.isChecked())
 

@@ -50,6 +50,15 @@ def test_an_image_without_regions_gets_them_and_they_are_stored(qtbot, viewer):
     assert text.startswith(f"regions of {viewer.state.versions.teacher}")
     viewer.slider.setValue(100)                     # nothing can reach 1.00: say so
     assert "every region is under 1.00" in viewer.version_label.text()
+    # the best three are named, every one is in the tooltip, and a project of many classes never
+    # makes the line (and so the window) wider than the panel
+    under = viewer.version_label.toolTip().splitlines()[1:]
+    assert len(under) == len({region.class_id for region in viewer.detail.regions}) > 0
+    scores = [float(line.rsplit(" ", 1)[1]) for line in under]
+    assert scores == sorted(scores, reverse=True)
+    named = viewer.version_label.text().split("(", 1)[1]
+    assert named.startswith(under[0]) and (len(under) <= 3 or f"and {len(under) - 3} more" in named)
+    assert viewer.version_label.minimumSizeHint().width() < 300
     # shown again: stored, so not computed again
     assert viewer.on_demand.request(_detail(viewer, first)) is False
     # moving on before it finishes cancels it; coming back computes it then
