@@ -60,10 +60,12 @@ STAGE_TIPS = {
              "every image, then refresh every suggestion. Needs a trained student.",
 }
 KD_CHOICES = (
-    ("both", "features and predictions", "The paper's method: match the teacher's region features, "
-                                         "then its soft predictions."),
-    ("prediction", "predictions only", "Learn the teacher's soft class scores."),
-    ("feature", "features only", "Match the teacher's region features."),
+    ("feature", "region features", "Match the teacher's region features (default: it distilled "
+                                   "best on the demo and on photographs)."),
+    ("both", "features and predictions", "The paper's method: match the teacher's region features "
+                                         "and its soft predictions of the tags nobody decided."),
+    ("prediction", "predictions only", "Learn the teacher's soft scores of the tags nobody "
+                                       "decided."),
     ("none", "none (tags only)", "Train the student from the tags alone; needs no teacher."),
 )
 
@@ -191,6 +193,7 @@ class TrainingPanel(QWidget):
         self.student_size = self._spin(32, 1024, defaults.student_image_size,
                                        "Student: square input size in pixels.", step=32)
         self.kd = _choice_combo(list(KD_CHOICES), "What else the student learns from the teacher.")
+        self.kd.setCurrentIndex(self.kd.findData(defaults.kd))
         self.proposals = QComboBox()
         self.proposals.addItems(list(PROPOSAL_SOURCES))
         self.proposals.setCurrentText(RECOMMENDED_PROPOSALS)
