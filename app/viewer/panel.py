@@ -22,6 +22,7 @@ from app.viewer.on_demand import RegionsOnDemand
 from engine.store.queries import ImageDetail, image_detail
 
 VIEW_MAX_SIDE = 4096      # decode at most this long side for the viewer (zoom still works)
+VERSION_LINE_MAX = 420    # pixels of the viewer's "regions of ..." line before it wraps
 SHOWN_UNDER = 3           # classes under the score slider named in the viewer's line (all: tooltip)
 
 
@@ -73,9 +74,9 @@ class ViewerPanel(QWidget):
         self.version_label = QLabel()
         self.version_label.setObjectName("versionLabel")
         self.version_label.setStyleSheet("color: gray; padding-left: 4px;")
-        self.version_label.setWordWrap(True)     # never wider than the panel: the window fits
+        self.version_label.setWordWrap(True)
         self.class_bar.addWidget(self.version_label)
-        self.on_demand.failed.connect(self.version_label.setText)
+        self.on_demand.failed.connect(self._set_version_text)
         fit = QToolButton(text="Fit", toolTip="Fit the image to the view (Ctrl+0)")
         fit.clicked.connect(self.view.fit)
         one = QToolButton(text="1:1", toolTip="Actual size (Ctrl+1)")
@@ -151,7 +152,7 @@ class ViewerPanel(QWidget):
         self._rebuild_regions()
         self.image_loaded.emit(image_id)
         if self.on_demand.request(self.detail):
-            self.version_label.setText(f"computing the regions of {self.detail.versions.teacher}…")
+            self._set_version_text(f"computing the regions of {self.detail.versions.teacher}…")
 
     def _regions_computed(self, image_id: int) -> None:
         """The teacher's regions of `image_id` were just stored: show them if it is still here."""
@@ -173,9 +174,16 @@ class ViewerPanel(QWidget):
         self._filter_changed()
         self._show_regions_text()
 
+    def _set_version_text(self, text: str) -> None:
+        """One line as wide as the text, up to `VERSION_LINE_MAX` pixels, then wrapped: a long
+        line never makes the panel (and so the window) wider."""
+        self.version_label.setText(text)
+        width = self.version_label.fontMetrics().horizontalAdvance(text) + 12
+        self.version_label.setMinimumWidth(min(width, VERSION_LINE_MAX))
+
     def _show_regions_text(self) -> None:
         text, under = self._regions_text()
-        self.version_label.setText(text)
+        self._set_version_text(text)
         self.version_label.setToolTip(
             f"Every region under {self.min_score:.2f}:\n" + "\n".join(under) if under else "")
 
