@@ -291,7 +291,7 @@ class DistillationStep:
     targets: TeacherTargets | None
     online: OnlineTeacher | None = None
     epoch: int = 0
-    unknown_weight: float = 0.0      # the tag loss's weight of an undecided pair (KD covers all)
+    unknown_weight: float = 0.0      # the tag loss's weight of an undecided pair
 
     def __post_init__(self) -> None:
         self.feature_scale = 1.0
