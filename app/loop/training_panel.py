@@ -60,12 +60,9 @@ STAGE_TIPS = {
              "every image, then refresh every suggestion. Needs a trained student.",
 }
 KD_CHOICES = (
-    ("feature", "region features", "Match the teacher's region features (default: it distilled "
-                                   "best on the demo and on photographs)."),
-    ("both", "features and predictions", "The paper's method: match the teacher's region features "
-                                         "and its soft predictions of the tags nobody decided."),
-    ("prediction", "predictions only", "Learn the teacher's soft scores of the tags nobody "
-                                       "decided."),
+    ("feature", "region features", "Match the teacher's region features (default: measured best)."),
+    ("both", "features and predictions", "The paper's: features and undecided tags' soft scores."),
+    ("prediction", "predictions only", "Learn the teacher's soft scores of the undecided tags."),
     ("none", "none (tags only)", "Train the student from the tags alone; needs no teacher."),
 )
 
