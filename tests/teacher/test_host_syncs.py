@@ -40,7 +40,7 @@ def _teacher_setup(tmp_path, channels_last: bool = False) -> LoopSetup:
     return _setup(tmp_path, "teacher", model, batches, RegionStep(CPU, channels_last, False))
 
 
-def _student_setup(tmp_path) -> LoopSetup:
+def _student_setup(tmp_path, ema_decay: float = 0.0) -> LoopSetup:
     """The student with the teacher's targets read from disk (they come with the batch)."""
     torch.manual_seed(0)
     options = student_options(TrainConfig(stage="student", epochs=1, kd="both",
@@ -58,13 +58,19 @@ def _student_setup(tmp_path) -> LoopSetup:
                 "labels": torch.tensor([[1.0, 0, 1], [0, 1, 0]]), "targets": targets}
                for _ in range(BATCHES)]
     return _setup(tmp_path, "student", model, batches,
-                  DistillationStep(options, 64, CPU, False, None))
+                  DistillationStep(options, 64, CPU, False, None), ema_decay)
 
 
-def _setup(tmp_path, stage, model, batches, step) -> LoopSetup:
+def _student_with_average(tmp_path) -> LoopSetup:
+    """The same, keeping a moving average of the weights after every optimizer step."""
+    return _student_setup(tmp_path, ema_decay=0.99)
+
+
+def _setup(tmp_path, stage, model, batches, step, ema_decay: float = 0.0) -> LoopSetup:
     return LoopSetup(stage=stage, model=model, optimizer=adamw(param_groups(model, 1e-4), 1e-3),
                      loader=batches, step=step, epochs=1, device=CPU,
-                     checkpoint_path=tmp_path / "unused.pt", checkpoint_extra={})
+                     checkpoint_path=tmp_path / "unused.pt", checkpoint_extra={},
+                     ema_decay=ema_decay)
 
 
 def _epoch(setup: LoopSetup, dtype: torch.dtype | None = None):
@@ -79,6 +85,16 @@ def test_an_epoch_reads_from_the_device_only_to_check_the_loss(tmp_path, make):
     assert dict(syncs) == {"aten::_local_scalar_dense": 1}      # the check at the epoch's end
     setup.check_every = 1
     assert sum(count_host_syncs(lambda: _epoch(setup)).values()) == BATCHES + 1   # + the end
+
+
+def test_the_weight_average_reads_only_its_counter_on_the_host(tmp_path):
+    """torch's AveragedModel checks its update counter twice a step; the counter stays on the CPU
+    (it is never moved with the model), so on a GPU those reads wait for nothing. The decay's
+    warm-up counts updates in Python instead of reading the counter it is handed on the device."""
+    setup = _student_with_average(tmp_path)
+    assert setup.ema.average.n_averaged.device.type == "cpu"
+    syncs = count_host_syncs(lambda: _epoch(setup))
+    assert dict(syncs) == {"aten::_local_scalar_dense": 1 + 2 * BATCHES}
 
 
 def test_the_counter_sees_the_usual_syncs():
