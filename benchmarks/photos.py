@@ -13,7 +13,8 @@ for every seed trains with the same budget (epochs, image sizes, seed):
    AdamW 2e-3 one-cycle, batch 32, random resized crops, BCE) - what a user would pick instead;
 2. student, no KD: `TrainConfig(stage="student", kd="none")` with the defaults;
 3. teacher: `TrainConfig(stage="teacher")` with the defaults (the command line's proposals);
-4. student, KD: `TrainConfig(stage="student")` with the defaults, distilled from that teacher.
+4. student, KD: `TrainConfig(stage="student")` with the defaults (`kd` included), distilled from
+   that teacher.
 
 Every model is scored on the held-out test split through `engine.inference.evaluation` (mAP; the
 teacher's CorLoc against the boxes of the test images). The table shows each seed, the means, and
@@ -97,8 +98,9 @@ def run_seed(store: Store, args: argparse.Namespace, seed: int) -> dict[str, tup
         print(f"seed {seed}: {ROWS[0]:18s} test mAP {pct(figure)} ({out[ROWS[0]][1]:.0f} s)",
               flush=True)
     teacher = args.teachers[args.seeds.index(seed)] if args.teachers else None
-    kd_mode = parse_sets(args.set)[0].get("kd", "both")     # `--set kd=...`: the KD row's mode
-    for row, stage, kd in ((ROWS[1], "student", "none"), (ROWS[3], "teacher", "both"),
+    default_kd = TrainConfig().kd
+    kd_mode = parse_sets(args.set)[0].get("kd", default_kd)   # `--set kd=...`: the KD row's mode
+    for row, stage, kd in ((ROWS[1], "student", "none"), (ROWS[3], "teacher", default_kd),
                            (ROWS[2], "student", kd_mode)):
         if MODELS[row] not in args.only:
             continue
