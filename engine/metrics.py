@@ -102,21 +102,10 @@ def _as_scores_targets(scores: Any, targets: Any) -> tuple[np.ndarray, np.ndarra
 
 
 def _ap_1d(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Tie-aware non-interpolated AP of one class; NaN when it has no positive or no negative
-    (with nothing to rank the positives against, any scores would give 1.0)."""
-    n_pos = int(positive.sum())
-    if n_pos == 0 or n_pos == positive.size:
-        return NAN
-    order = np.argsort(-scores, kind="stable")
-    s = scores[order]
-    p = positive[order].astype(np.float64)
-    tp = np.cumsum(p)
-    # The last index of each run of equal scores: the thresholds at which the ranking is cut.
-    last = np.r_[np.flatnonzero(np.diff(s) != 0), s.size - 1]
-    tp_at = tp[last]
-    precision = tp_at / (last + 1.0)
-    recall_step = np.diff(np.r_[0.0, tp_at]) / n_pos
-    return float(np.sum(recall_step * precision))
+    """Tie-aware non-interpolated AP of one class over decided images (the area under its
+    `precision_recall_curve`); NaN when it has no positive or no negative (with nothing to rank
+    the positives against, any scores would give 1.0)."""
+    return precision_recall_curve(scores, positive).ap
 
 
 def per_class_average_precision(scores: Any, targets: Any) -> np.ndarray:
