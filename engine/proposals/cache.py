@@ -2,14 +2,18 @@
 
 Files live under `ProjectPaths.proposals_cache / <source cache key> / <digest[:2]> / <digest>.npz`,
 keyed by the image's content hash, the method and its parameters (the cache key), so a moved or
-renamed file hits the cache and a changed file or parameter misses it. Each file is written
+renamed file hits the cache and a changed file or parameter misses it. A key that is not a plain
+file name (a path, say) is stored under its SHA-1, so no key can write outside the cache folder.
+Each file is written
 atomically (temporary file + `os.replace`), so concurrent workers and crashes leave no torn files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -23,6 +27,8 @@ from engine.proposals.base import Proposals, ProposalSource
 
 log = logging.getLogger(__name__)
 
+PLAIN_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
 
 class ProposalCache:
     """Proposals on disk for one project (`root` = `ProjectPaths.proposals_cache`)."""
@@ -31,6 +37,9 @@ class ProposalCache:
         self.root = Path(root)
 
     def path(self, source: ProposalSource, digest: str) -> Path:
+        """Where the proposals of `digest` (a content hash, or any key) live, under `root`."""
+        if not PLAIN_KEY.fullmatch(digest):
+            digest = hashlib.sha1(digest.encode()).hexdigest()
         return self.root / source.cache_key() / digest[:2] / f"{digest}.npz"
 
     def get(self, source: ProposalSource, digest: str) -> Proposals | None:

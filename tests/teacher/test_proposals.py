@@ -9,6 +9,7 @@ from PIL import Image
 from engine.errors import UserError
 from engine.images import file_digest
 from engine.proposals import (
+    Proposals,
     ProposalCache,
     ProposalJob,
     SlidingWindows,
@@ -98,6 +99,22 @@ def test_parallel_workers_and_unreadable_files(tmp_path):
                                workers=2)
     assert result.computed == 4 and set(result.failed) == {"broken"}
     assert all(len(result.proposals[j.digest]) > 0 for j in jobs[:4])
+
+
+def test_no_key_writes_outside_the_cache(tmp_path):
+    """A key that is a path (a script passing image paths as digests) stays inside the cache: it
+    once wrote `<image>-v1-d650.npz` files beside system wallpapers."""
+    cache = ProposalCache(tmp_path / "cache")
+    source = SlidingWindows()
+    outside = tmp_path / "photos" / "wallpaper.webp-v1-d650"
+    proposals = Proposals(np.array([[0, 0, 10, 10]], np.float32), None, (20, 20))
+    for key in (str(outside), "../../escape", "a/b"):
+        cache.put(source, key, proposals)
+        assert cache.path(source, key).resolve().is_relative_to((tmp_path / "cache").resolve())
+        assert np.array_equal(cache.get(source, key).boxes, proposals.boxes)
+    assert not outside.parent.exists() and not (tmp_path / "escape.npz").exists()
+    digest = "0123abcd" * 5                                  # content hashes keep their file name
+    assert cache.path(source, digest).name == f"{digest}.npz"
 
 
 def test_damaged_cache_file_is_a_miss(tmp_path):
