@@ -222,6 +222,7 @@ def _build_student(store: Store, start: StageStart, options: StudentOptions,
         model.load_state_dict(checkpoint["model"])
     elif config.init_from:
         warm_start(store, model, STAGE, config.init_from, start.class_names, CLASS_LAYERS)
+    model.temperature.requires_grad_(options.uses_prediction)   # 1/t of prediction KD only
     return model
 
 
@@ -301,10 +302,11 @@ class DistillationStep:
 
     @property
     def leaves_parameters_unused(self) -> bool:
-        """Whether a batch may leave parameters out of the loss (the region head without feature
-        KD, the temperature without prediction KD, the classifier in stage 1 of `staged`)."""
-        return not (self.targets is not None and self.options.uses_feature
-                    and self.options.uses_prediction and self.options.feature_epochs == 0)
+        """Whether a batch may leave trainable parameters out of the loss (the region head without
+        feature KD, the classifier in stage 1 of `staged`; the temperature does not train without
+        prediction KD, `_build_student`), so DDP must look for them."""
+        return not ((self.targets is not None or self.online is not None)
+                    and self.options.uses_feature and self.options.feature_epochs == 0)
 
     def chain_set_epoch(self, set_sampler_epoch: Any) -> Any:
         def set_epoch(epoch: int) -> None:

@@ -312,3 +312,31 @@ def test_a_student_with_a_weight_average_resumes_it_and_ends_with_it(trained):
         assert torch.equal(value, final["ema"][f"module.{key}"])
     with pytest.raises(UserError, match="EMA"):
         train(store, dataclasses.replace(config, student=StudentSettings(ema_decay=1.0)))
+
+
+def test_every_trainable_parameter_of_a_feature_distilled_student_learns(trained):
+    """With feature distillation alone (the default) the temperature of prediction KD does not
+    train, and every parameter that does gets a gradient from one step: DDP need not search the
+    graph for unused ones."""
+    from engine.training.loop import start_stage
+    from engine.training.student import DistillationStep, _build_student
+    from engine.training.student_options import student_options
+
+    store, _, _ = trained
+    start = start_stage(store, "student", TrainConfig(stage="student", kd="feature", **TINY),
+                        TrainCallbacks())
+    options = student_options(start.config)
+    model = _build_student(store, start, options, teacher_dim=16)
+    k, regions = len(start.class_names), 4
+    corners = torch.rand(2, regions, 2) * 0.5
+    batch = {"images": torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8),
+             "labels": torch.zeros(2, k),
+             "targets": {"soft": torch.rand(2, k),
+                         "boxes": torch.cat([corners, corners + 0.4], dim=-1),
+                         "features": torch.rand(2, regions, 16).half(),
+                         "valid": torch.ones(2, regions, dtype=torch.bool)}}
+    step = DistillationStep(options, 64, torch.device("cpu"), False, targets=object())
+    assert not model.temperature.inv_temperature.requires_grad
+    assert not step.leaves_parameters_unused
+    step(model, batch)["loss"].backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
