@@ -19,6 +19,7 @@ and never a torn one; the temporary file is removed on failure.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import socket
@@ -151,6 +152,24 @@ def write_text_atomic(path: str | Path, text: str) -> None:
             file.write(text)
     except OSError as exc:
         raise UserError(f"Cannot write {path}: {exc.strerror or exc}.") from exc
+
+
+def json_safe(data: Any) -> Any:
+    """`data` (dicts, lists, tuples, scalars) with each float JSON cannot hold (NaN, +-inf) as None,
+    which JSON writes as null: a figure that could not be measured, such as the AP of a class
+    with no decided negative. PostgreSQL's json type rejects NaN outright."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: json_safe(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_safe(value) for value in data]
+    return data
+
+
+def strict_json_dumps(data: Any, indent: int | None = None) -> str:
+    """`data` as strict JSON text: non-finite floats become null (`json_safe`)."""
+    return json.dumps(json_safe(data), indent=indent, allow_nan=False)
 
 
 def write_json_atomic(path: str | Path, data: Any, indent: int | None = 1) -> None:

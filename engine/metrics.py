@@ -75,6 +75,9 @@ __all__ = [
 ]
 
 NAN = float("nan")
+# why a class has no AP on a split, and what the person can do about it (evaluation, training logs)
+UNMEASURED_WHY = ('each needs a "yes" and a decided "no" on this split (imported keywords give no '
+                  '"no"; reject wrong suggestions or mark reviewed images complete)')
 
 
 # --------------------------------------------------------------------------- input checks

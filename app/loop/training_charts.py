@@ -81,14 +81,19 @@ class TrainingCharts(QTabWidget):
         return self.history
 
     # ------------------------------------------------------------------------------ curves
-    def add_epoch(self, report) -> float | None:
-        """Plot an engine EpochReport's losses and validation mAP; returns that mAP (or None)."""
+    def add_epoch(self, report) -> str:
+        """Plot an engine EpochReport's losses and validation mAP; returns the status line's words
+        on that mAP: its value, "not measured" (NaN, or null from a process's JSON: no class has
+        a decided "no" on split val), or nothing without validation."""
         for key, value in report.losses.items():
             self.add_point(self.loss_plot, (report.stage, key), report.epoch, value)
-        value = report.metrics.get("val_mAP")
-        if value is not None and math.isfinite(value):
-            self.add_point(self.map_plot, (report.stage, "val_mAP"), report.epoch, value)
-        return value
+        if "val_mAP" not in report.metrics:
+            return ""
+        value = report.metrics["val_mAP"]
+        if value is None or not math.isfinite(value):
+            return ", validation mAP not measured (no decided \"no\" on split val)"
+        self.add_point(self.map_plot, (report.stage, "val_mAP"), report.epoch, value)
+        return f", validation mAP {value:.3f}"
 
     def add_point(self, plot: pg.PlotWidget, key: tuple[str, str], x: int, y: float) -> None:
         points = self.curve_data.setdefault(key, [])
@@ -118,7 +123,7 @@ class TrainingCharts(QTabWidget):
             for key, value in (entry.get("losses") or {}).items():
                 self.add_point(self.loss_plot, (run.stage, key), entry.get("epoch", 0), value)
             value = (entry.get("metrics") or {}).get("val_mAP")
-            if value is not None:
+            if value is not None and math.isfinite(value):
                 self.add_point(self.map_plot, (run.stage, "val_mAP"), entry.get("epoch", 0), value)
         self.show_per_class_ap(per_class_ap(run))
 

@@ -434,9 +434,9 @@ class TrainingPanel(QWidget):
         self.progress.setFormat(f"{self._stage_name}: {estimate}")
 
     def _on_epoch(self, report) -> None:
-        value = self.charts.add_epoch(report)
+        validation = self.charts.add_epoch(report)
         self.status.setText(f"{report.model_version}: epoch {report.epoch}/{report.epochs}"
-                            + (f", validation mAP {value:.3f}" if value is not None else ""))
+                            + validation)
 
     def _finished(self, outcome) -> None:
         figures = ", ".join(f"{version}: validation mAP {f.mAP:.3f}"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from engine.cli.launch import add_launch_options, relaunch, wants_launch
 from engine.errors import UserError
+from engine.files import strict_json_dumps
 from engine.training.api import StudentSettings, TrainCallbacks, TrainConfig
 
 
@@ -223,7 +224,7 @@ class ConsoleProgress:
 
     def epoch(self, report) -> None:  # noqa: ANN001
         losses = " ".join(f"{k}={v:.4f}" for k, v in report.losses.items())
-        metrics = " ".join(f"{k}={v:.4g}" for k, v in report.metrics.items() if k != "lr")
+        metrics = format_figures(report.metrics)
         line = (f"{report.model_version} epoch {report.epoch}/{report.epochs}: {losses} "
                 f"{metrics} ({report.seconds:.1f}s)")
         if self.bar is not None:
@@ -247,7 +248,7 @@ class JsonProgress:
 
     @staticmethod
     def emit(**event: object) -> None:
-        print(json.dumps(event), flush=True)
+        print(strict_json_dumps(event), flush=True)    # an unmeasured NaN figure is null
 
     def step(self, stage: str, done: int, total: int) -> None:
         self.emit(step=[stage, done, total])
@@ -313,11 +314,27 @@ def _report(runs: list, figures: dict, waiting: str, as_json: bool) -> None:
         return
     for run in runs:
         last = (run.metrics or {}).get("last", {})
-        shown = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "lr")
-        print(f"{run.model_version}: {run.status} ({shown}); checkpoint {run.checkpoint}")
+        print(f"{run.model_version}: {run.status} ({format_figures(last)}); "
+              f"checkpoint {run.checkpoint}")
     for version, figure in figures.items():
-        print(f"{version} on {figure.split}: mAP={figure.mAP:.4g} CF1={figure.CF1:.4g} "
-              f"OF1={figure.OF1:.4g} ({figure.n_images} images)")
+        print(f"{version} on {figure.split}: "
+              f"{format_figures({'mAP': figure.mAP, 'CF1': figure.CF1, 'OF1': figure.OF1})} "
+              f"({figure.n_images} images)")
+    if any(_unmeasured((run.metrics or {}).get("last", {}).get("val_mAP", 0.0)) for run in runs):
+        from engine.metrics import UNMEASURED_WHY
+
+        print(f"val_mAP n/a: no class could be measured on split val; {UNMEASURED_WHY}.")
+
+
+def format_figures(values: dict) -> str:
+    """`name=value` pairs of a run's figures (not the learning rate); a figure that could not
+    be measured (NaN, stored as null) reads n/a."""
+    return " ".join(f"{k}={'n/a' if _unmeasured(v) else format(v, '.4g')}"
+                    for k, v in values.items() if k != "lr")
+
+
+def _unmeasured(value: object) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def _train(store, config: TrainConfig, callbacks: TrainCallbacks,  # noqa: ANN001

@@ -406,9 +406,7 @@ def _unmeasured_note(columns: Sequence[Any], n_classes: int) -> list[str]:
                      if ap is None or math.isnan(ap))
     if not unmeasured:
         return []
-    return ["", f"{unmeasured} of {n_classes} classes not measured: each needs a \"yes\" and a "
-                f"decided \"no\" on this split (imported keywords give no \"no\"; reject wrong "
-                f"suggestions or mark reviewed images complete)."]
+    return ["", f"{unmeasured} of {n_classes} classes not measured: {metrics.UNMEASURED_WHY}."]
 
 
 def _json(value: float | None) -> float | None:

@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlch
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import UserError
+from engine.files import strict_json_dumps
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -59,9 +60,11 @@ def _read_only_pragmas(dbapi_connection, _record) -> None:
 
 
 def create_database_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL, foreign keys and a busy timeout on every connection."""
+    """An engine for `url`; SQLite gets WAL, foreign keys and a busy timeout on every connection.
+    JSON columns are written as strict JSON (`strict_json_dumps`: an unmeasured NaN figure is
+    null), alike on SQLite and on PostgreSQL, whose json type refuses NaN."""
     try:
-        engine = create_engine(url, future=True)
+        engine = create_engine(url, future=True, json_serializer=strict_json_dumps)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
         raise UserError(f"Cannot use database URL {mask_url(url)!r}: "
                         f"{mask_url(str(exc))}") from exc

@@ -195,3 +195,20 @@ def test_both_with_a_tag_and_a_class_added_mid_run_cancel_resume_finish(qtbot, p
     text = panel.status.text()
     assert text.startswith("Done: teacher-1 completed, student-2 completed")
     assert "the class late" in text and "next round" in text
+
+
+@pytest.mark.parametrize("unmeasured", [float("nan"), None])   # in-process / a process's JSON
+def test_an_epoch_without_a_measurable_class_reads_not_measured(panel, unmeasured):
+    """Keywords from a photo tool give no "no": the status says so instead of "mAP nan", and the
+    mAP curve gets no point; the next measured epoch reads as a number again."""
+    from engine.training.api import EpochReport
+
+    report = EpochReport("student", 1, "student-1", 1, 2, {"loss": 0.3},
+                         {"val_mAP": unmeasured, "val_CF1": 0.25})
+    panel._on_epoch(report)
+    assert panel.status.text() == ('student-1: epoch 1/2, validation mAP not measured '
+                                   '(no decided "no" on split val)')
+    assert ("student", "val_mAP") not in panel.curve_data
+    panel._on_epoch(EpochReport("student", 1, "student-1", 2, 2, {"loss": 0.2}, {"val_mAP": 0.5}))
+    assert panel.status.text() == "student-1: epoch 2/2, validation mAP 0.500"
+    assert panel.curve_data[("student", "val_mAP")] == [(2, 0.5)]
