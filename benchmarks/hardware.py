@@ -280,6 +280,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
                        image_size=args.teacher_size, student_image_size=args.student_size,
                        max_proposals=args.max_proposals, proposals=args.proposals,
                        device=args.device, num_workers=args.workers, seed=0,
+                       kd="feature",     # the student's step with distillation, its costlier path
                        student=StudentSettings(views=1))
 
 

@@ -13,8 +13,10 @@ for every seed trains with the same budget (epochs, image sizes, seed):
    AdamW 2e-3 one-cycle, batch 32, random resized crops, BCE) - what a user would pick instead;
 2. student, no KD: `TrainConfig(stage="student", kd="none")` with the defaults;
 3. teacher: `TrainConfig(stage="teacher")` with the defaults (the command line's proposals);
-4. student, KD: `TrainConfig(stage="student")` with the defaults (`kd` included), distilled from
-   that teacher.
+4. student, KD: `TrainConfig(stage="student")` with the defaults, distilled from that teacher with
+   the mode the default `kd="auto"` distils with when the teacher validates above the student
+   (`feature`); `--set kd=auto` plays the default path instead (it compares that teacher with the
+   seed's student without KD, trained just before, and distils only from the better one).
 
 Every model is scored on the held-out test split through `engine.inference.evaluation` (mAP; the
 teacher's CorLoc against the boxes of the test images). The table shows each seed, the means, and
@@ -48,6 +50,7 @@ from engine.inference.evaluation import evaluate  # noqa: E402
 from engine.store import Store  # noqa: E402
 from engine.training import TrainConfig, train  # noqa: E402
 from engine.training.api import RECOMMENDED_PROPOSALS, StudentSettings  # noqa: E402
+from engine.training.kd_gate import AUTO_DISTILS  # noqa: E402
 
 ROWS = ("plain fine-tuning", "student, no KD", "student, KD", "teacher", "teacher CorLoc")
 MODELS = dict(zip(ROWS, ("plain", "nokd", "kd", "teacher", "teacher")))
@@ -98,9 +101,8 @@ def run_seed(store: Store, args: argparse.Namespace, seed: int) -> dict[str, tup
         print(f"seed {seed}: {ROWS[0]:18s} test mAP {pct(figure)} ({out[ROWS[0]][1]:.0f} s)",
               flush=True)
     teacher = args.teachers[args.seeds.index(seed)] if args.teachers else None
-    default_kd = TrainConfig().kd
-    kd_mode = parse_sets(args.set)[0].get("kd", default_kd)   # `--set kd=...`: the KD row's mode
-    for row, stage, kd in ((ROWS[1], "student", "none"), (ROWS[3], "teacher", default_kd),
+    kd_mode = parse_sets(args.set)[0].get("kd", AUTO_DISTILS)   # `--set kd=...`: the KD row's
+    for row, stage, kd in ((ROWS[1], "student", "none"), (ROWS[3], "teacher", "none"),
                            (ROWS[2], "student", kd_mode)):
         if MODELS[row] not in args.only:
             continue

@@ -8,8 +8,8 @@ signals:
 
 - a progress bar with the ETA of the current stage, and the trainer's messages;
 - live pyqtgraph curves of each loss and of the validation mAP, one point per epoch;
-- afterwards the per-class AP of the new model as bars, and the run in the history table
-  (those three tabs are `app.loop.training_charts.TrainingCharts`).
+- afterwards the per-class AP of the new model as bars, and the run in the history table (those
+  three tabs are `app.loop.training_charts.TrainingCharts`).
 
 Cancel stops at the next batch; the trainer keeps the checkpoint and marks the run 'cancelled', and
 Resume continues it. Selecting a run in the history shows its stored curves and per-class AP.
@@ -37,7 +37,6 @@ from PySide6.QtWidgets import (
 )
 
 from app import dialogs
-from app.dialogs import ask_without_teacher
 from app.elided import ElidedLabel
 from app.jobs import JobSlot
 from app.loop.process_run import ProcessRun
@@ -60,7 +59,9 @@ STAGE_TIPS = {
              "every image, then refresh every suggestion. Needs a trained student.",
 }
 KD_CHOICES = (
-    ("feature", "region features", "Match the teacher's region features (default: measured best)."),
+    ("auto", "when the teacher is better", "Region features if the teacher validates above the "
+     "active student, else tags alone (default: a weaker teacher pulls the student down)."),
+    ("feature", "region features", "Always match the teacher's region features."),
     ("both", "features and predictions", "The paper's: features and undecided tags' soft scores."),
     ("prediction", "predictions only", "Learn the teacher's soft scores of the undecided tags."),
     ("none", "none (tags only)", "Train the student from the tags alone; needs no teacher."),
@@ -474,14 +475,13 @@ class TrainingPanel(QWidget):
         dialogs.show_error(self, exc, "Training")
 
     def _offer_other_round(self, exc: BaseException, config: TrainConfig) -> None:
-        """A student round without a usable teacher: ask whether to train it without
-        distillation or to train the teacher first (then the student), in the app's words."""
+        """A student round without a usable teacher: train it without KD, or the teacher first?"""
         from dataclasses import replace
 
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.refresh_history()
-        choice = ask_without_teacher(self, str(exc))
+        choice = dialogs.ask_without_teacher(self, str(exc))
         if choice in ("without", "teacher"):     # once the slot has let the failed job go
             again = (replace(config, kd="none", resume=False) if choice == "without"
                      else replace(config, stage="all", resume=False))

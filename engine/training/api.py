@@ -114,7 +114,9 @@ class TrainConfig:
     flip: bool = True                        # horizontal-flip augmentation
     amp: bool = True                         # mixed precision (CUDA only)
     num_workers: int | None = None           # data-loading processes; None: chosen per device
-    kd: str = "feature"                      # none | feature (measured best) | prediction | both
+    kd: str = "auto"                         # auto (feature KD when the teacher validates above the
+                                             # student, engine.training.kd_gate) | none | feature
+                                             # | prediction | both
     schedule: str = "joint"                  # joint (measured better) | staged (paper) (student)
     loss: str = "asl"                        # asl (measured better on photos) | bce (student)
     untagged_as_negative: bool = False       # an untagged (unknown) pair is a negative, as before

@@ -89,6 +89,7 @@ from engine.training.distill import (
     compute_teacher_targets,
     content_digests,
 )
+from engine.training.kd_gate import choose_kd
 from engine.training.loop import LoopSetup, StageStart, run_stage, start_stage
 from engine.training.student_options import (
     NoUsableTeacherError,
@@ -111,6 +112,10 @@ def train_student(store: Store, config: TrainConfig,
     """Train (or resume) a student; returns its TrainingRun (see the module docstring)."""
     callbacks = callbacks or TrainCallbacks()
     start = start_stage(store, STAGE, config, callbacks)
+    choice = choose_kd(store, start.config, start.class_names)   # a resumed run: as stored
+    if choice.reason:
+        callbacks.message(choice.reason)
+    start = dataclasses.replace(start, config=dataclasses.replace(start.config, kd=choice.kd))
     options = student_options(start.config)
     device = resolve_device(start.config.device)
     teacher, teacher_run = _frozen_teacher(store, start, options, device)

@@ -15,7 +15,7 @@ class NoUsableTeacherError(UserError):
     can offer to train without distillation or to train a teacher first."""
 
 
-KD_MODES = ("none", "feature", "prediction", "both")
+KD_MODES = ("auto", "none", "feature", "prediction", "both")   # auto: engine.training.kd_gate
 SCHEDULES = ("staged", "joint")
 LOSSES = ("bce", "asl")
 FEATURE_NORMS = ("none", "l2", "scale")

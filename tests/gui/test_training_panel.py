@@ -105,7 +105,7 @@ def test_a_student_without_a_teacher_is_offered_the_ways_on(qtbot, panel, errors
 
     asked = []
     answers = iter(["cancel", "without"])
-    monkeypatch.setattr(training_panel, "ask_without_teacher",
+    monkeypatch.setattr(training_panel.dialogs, "ask_without_teacher",
                         lambda parent, reason: asked.append(reason) or next(answers))
     with qtbot.waitSignal(panel.training_failed, timeout=60000):
         panel.start(tiny_config(kd="both"))
