@@ -28,9 +28,10 @@ Edge cases (documented choices, never an exception or a silent NaN in the middle
 - A class without positives has no AP (NaN in `per_class_ap`) and is left out of mAP and of the
   class averages CP/CR (its recall is undefined); its false positives still count in OP.
 - A class without a decided negative has no AP either: any scores would rank its positives first
-  (AP 1.0), which says nothing. This is the usual case of partially tagged data (keywords
-  imported from photo tools give no "no"): until the person rejects a suggestion or marks an image
-  complete, such a class is not measured, rather than shown as perfect.
+  (AP 1.0), which says nothing; for the same reason it counts in none of CP/CR/OP/OR (every
+  prediction it makes on a decided pair is right). This is the usual case of partially tagged
+  data (keywords imported from photo tools give no "no"): until the person rejects a suggestion
+  or marks an image complete, such a class is not measured, rather than shown as perfect.
 - A class with positives but no predicted label has precision 0 (as in ML-GCN's protocol).
 - F1 with P + R = 0 is 0; OP with no predicted label at all is 0.
 - If no class has any positive there is nothing to measure: every figure is NaN.
@@ -178,14 +179,16 @@ def threshold_figures(predicted: Any, targets: Any) -> dict[str, float]:
     n_pred = np.sum(pred, axis=0).astype(np.float64)
     n_gt = np.sum(t, axis=0).astype(np.float64)
     has_pos = n_gt > 0
-    if not has_pos.any():
+    has_neg = np.any(known & ~t, axis=0)
+    measured = has_pos & has_neg                      # as AP: a "yes" and a decided "no"
+    if not measured.any():
         return dict.fromkeys(("CP", "CR", "CF1", "OP", "OR", "OF1"), NAN)
     class_precision = np.divide(tp, n_pred, out=np.zeros_like(tp), where=n_pred > 0)
     class_recall = np.divide(tp, n_gt, out=np.zeros_like(tp), where=has_pos)
-    cp = float(class_precision[has_pos].mean())
-    cr = float(class_recall[has_pos].mean())
-    op = _ratio(tp.sum(), n_pred.sum())
-    orr = _ratio(tp.sum(), n_gt.sum())
+    cp = float(class_precision[measured].mean())
+    cr = float(class_recall[measured].mean())
+    op = _ratio(tp[has_neg].sum(), n_pred[has_neg].sum())
+    orr = _ratio(tp[has_neg].sum(), n_gt[has_neg].sum())
     return {"CP": cp, "CR": cr, "CF1": _f1(cp, cr), "OP": op, "OR": orr, "OF1": _f1(op, orr)}
 
 

@@ -114,8 +114,21 @@ def test_no_predictions_gives_zeros_not_nan():
 
 
 def test_fewer_than_three_classes_top3_takes_all():
-    report = metrics.multilabel_report(np.array([[0.1, 0.2]]), np.array([[1, 0]]))
-    assert report.CR_top3 == 1.0 and report.OP_top3 == 0.5
+    report = metrics.multilabel_report(np.array([[0.1, 0.2], [0.3, 0.4]]),
+                                       np.array([[1, 0], [0, 0]]))
+    assert report.CR_top3 == 1.0 and report.OP_top3 == 0.25
+
+
+def test_a_class_without_a_decided_no_counts_in_no_thresholded_figure():
+    """Keywords from a photo tool: every prediction on a decided pair of such a class would be
+    right, so it is left out of CP/CR/OP/OR as of mAP, instead of reading 1.0."""
+    scores = np.array([[0.9, 0.9], [0.9, 0.1], [0.1, 0.9]])
+    only_yes = np.array([[1, 1], [1, -1], [1, 0]], dtype=float)       # class 0: no "no" at all
+    report = metrics.multilabel_report(scores, only_yes)
+    assert math.isnan(report.per_class_ap[0])
+    assert (report.CP, report.CR, report.OP, report.OR) == (0.5, 1.0, 0.5, 1.0)   # class 1 alone
+    nothing = metrics.multilabel_report(scores, np.array([[1, 1], [1, -1], [1, -1]], dtype=float))
+    assert all(math.isnan(v) for v in (nothing.mAP, nothing.CF1, nothing.OF1))
 
 
 def test_report_to_dict_is_valid_json():
