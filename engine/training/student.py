@@ -393,8 +393,10 @@ def _validator(store: Store, class_names: list[str], config: TrainConfig,
         scores = [torch.sigmoid(model(stacked[i:i + chunk].to(device).float().div_(255.0)).float())
                   .cpu() for i in range(0, len(stacked), chunk)]
         report = multilabel_report(torch.cat(scores).numpy(), labels)
-        return {"val_mAP": float(report.mAP), "val_CF1": float(report.CF1),
-                "val_OF1": float(report.OF1),
-                "temperature": float(model.temperature.temperature.mean())}
+        figures = {"val_mAP": float(report.mAP), "val_CF1": float(report.CF1),
+                   "val_OF1": float(report.OF1)}
+        if options.uses_prediction:           # the learnt t of prediction KD; fixed otherwise
+            figures["temperature"] = float(model.temperature.temperature.mean())
+        return figures
 
     return validate

@@ -55,6 +55,8 @@ def test_a_run_without_a_decided_no_on_val_says_not_measured(backend, tmp_path, 
               for line in capsys.readouterr().out.splitlines()]
     (epoch,) = [event["epoch"] for event in events if "epoch" in event]
     assert "val_mAP" in epoch["metrics"] and epoch["metrics"]["val_mAP"] is None
+    assert epoch["metrics"]["val_CF1"] is None and epoch["metrics"]["val_OF1"] is None
+    assert "temperature" not in epoch["metrics"]        # prediction KD's alone; none here
 
     from engine.review.rounds import round_history
 
