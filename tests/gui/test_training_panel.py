@@ -212,3 +212,22 @@ def test_an_epoch_without_a_measurable_class_reads_not_measured(panel, unmeasure
     panel._on_epoch(EpochReport("student", 1, "student-1", 2, 2, {"loss": 0.2}, {"val_mAP": 0.5}))
     assert panel.status.text() == "student-1: epoch 2/2, validation mAP 0.500"
     assert panel.curve_data[("student", "val_mAP")] == [(2, 0.5)]
+
+
+def test_the_default_distillation_asks_nothing_without_a_teacher(qtbot, panel, errors, monkeypatch):
+    """Start with the form's default distillation ("when the teacher is better") on a project
+    with no teacher: no question, the student trains from its tags and the panel says why."""
+    from app import dialogs
+
+    assert panel.kd.currentData() == "auto"
+    asked, said = [], []
+    monkeypatch.setattr(dialogs, "ask_without_teacher", lambda *args: asked.append(args) or "cancel")
+    original = panel._on_message
+    monkeypatch.setattr(panel, "_on_message", lambda text: said.append(text) or original(text))
+    with qtbot.waitSignal(panel.training_finished, timeout=240000) as finished:
+        panel.start(tiny_config(kd=panel.kd.currentData()))
+    outcome = finished.args[0]
+    assert outcome.completed and outcome.runs[0].config["kd"] == "none" and asked == []
+    assert "kd auto: no distillation, no teacher of these classes has a measured validation mAP" in said
+    qtbot.waitUntil(lambda: not panel.running, timeout=5000)
+    assert errors == []
