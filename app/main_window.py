@@ -154,7 +154,7 @@ class MainWindow(QMainWindow):
     def _first_paint(self) -> None:
         if self.model.rowCount():
             self.gallery.painted.disconnect(self._first_paint)
-            QTimer.singleShot(0, self._ensure_extension_docks)
+            QTimer.singleShot(0, self, self._ensure_extension_docks)
 
     def _ensure_extension_docks(self) -> None:
         if self._loop_docks is not None:
@@ -162,7 +162,7 @@ class MainWindow(QMainWindow):
         self._docks_timer.stop()
         self._add_extension_docks()
         if not self._state_restored:
-            QTimer.singleShot(0, self._default_dock_sizes)
+            QTimer.singleShot(0, self, self._default_dock_sizes)
 
     # ---------------------------------------------------------------------------------------------
     # Wiring
@@ -449,7 +449,7 @@ class MainWindow(QMainWindow):
         if isinstance(state, QByteArray):
             self._state_restored = self.restoreState(state)
         if not self._state_restored:
-            QTimer.singleShot(0, self._default_dock_sizes)      # once the window is laid out
+            QTimer.singleShot(0, self, self._default_dock_sizes)      # once the window is laid out
         splitter = self.settings.value("window/splitter")
         if isinstance(splitter, QByteArray):
             self.splitter.restoreState(splitter)

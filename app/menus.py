@@ -250,4 +250,4 @@ def _set_thumb_size(window, name: str, _checked: bool = True) -> None:
 
 def _set_theme(window, name: str, _checked: bool = True) -> None:
     switch_theme(window.settings, name)
-    QTimer.singleShot(0, window.gallery.viewport().update)
+    QTimer.singleShot(0, window.gallery.viewport(), window.gallery.viewport().update)

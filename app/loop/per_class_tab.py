@@ -169,7 +169,7 @@ class PerClassTab(QWidget):
     def _busy_changed(self, busy: bool) -> None:
         self.refresh_button.setEnabled(not busy)
         if not busy and self.stale and self.isVisible():
-            QTimer.singleShot(0, self.refresh)  # after the other tabs have seen the slot free
+            QTimer.singleShot(0, self, self.refresh)  # after the other tabs have seen the slot free
 
     def _measured(self, outcome) -> None:
         if isinstance(outcome, str):

@@ -485,7 +485,7 @@ class TrainingPanel(QWidget):
         if choice in ("without", "teacher"):     # once the slot has let the failed job go
             again = (replace(config, kd="none", resume=False) if choice == "without"
                      else replace(config, stage="all", resume=False))
-            QTimer.singleShot(0, lambda: self.start(again))
+            QTimer.singleShot(0, self, lambda: self.start(again))
         else:
             self.status.setText("Not started: the student needs a teacher to distil from.")
             self.training_failed.emit(exc)

@@ -225,7 +225,7 @@ class TagPanel(QWidget):
 
     def _set_negatives_open(self, opened: bool) -> None:
         self._negatives_open = opened
-        QTimer.singleShot(0, self._rebuild)      # not inside the button's own signal
+        QTimer.singleShot(0, self, self._rebuild)      # not inside the button's own signal
 
     def _keep_outline(self, image_id: int) -> None:
         """The outline stays where it was; `all_decided` once the person emptied the list."""
@@ -376,7 +376,7 @@ class TagPanel(QWidget):
         if not text.strip():
             return
         self.add_field.clear()
-        QTimer.singleShot(0, self.add_field.clear)
+        QTimer.singleShot(0, self.add_field, self.add_field.clear)
         self.add_tag(text)
         self.typing_done.emit()
 

@@ -187,3 +187,19 @@ def test_switch_project_and_fall_back_after_a_bad_one(qtbot, window, project, tm
     qtbot.waitUntil(lambda: window.project_dir == other, timeout=30000)   # back where it was
     window.actions.recent_menu.actions()[1].trigger()  # the Recent menu reopens the first one
     qtbot.waitUntil(lambda: window.model.rowCount() == 12, timeout=30000)
+
+
+def test_a_window_gone_before_its_deferred_layout_raises_nothing(qtbot, project, settings, errors):
+    """A window closed and destroyed before the event loop runs its queued first-start layout
+    (a busy machine, a quick quit): the queued calls go with it instead of raising in the loop."""
+    import shiboken6
+
+    from app.main_window import MainWindow
+
+    window = MainWindow(project_dir=project["project"], settings=settings, offer_demo=False)
+    window.show()
+    window._ensure_extension_docks()                 # queues the docks' default sizes as well
+    window.close()
+    shiboken6.delete(window)
+    qtbot.wait(100)                                  # pytest-qt fails on any exception in the loop
+    assert errors == []
