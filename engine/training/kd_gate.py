@@ -14,7 +14,7 @@ resumed run keeps it. An explicit mode (`none`, `feature`, `prediction`, `both`)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.store.versions import active_run
