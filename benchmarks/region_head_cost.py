@@ -1,11 +1,12 @@
 """CPU cost of the teacher's region heads: the thin fc head against the backbone's pretrained last
-stage (`--region-head trunk`), one training step (forward + backward) per image.
+stage run per region (`--region-head trunk`) and once per image on a dilated stride-16 map
+(`--region-head dilated`), one training step (forward + backward) per image.
 
     .venv/bin/python benchmarks/region_head_cost.py [--backbone efficientnet_lite0]
         [--size 256] [--proposals 300] [--repeats 3] [--threads 1]
 
 Random images and boxes (the cost does not depend on the content); prints seconds per image for
-each head and their ratio. With `--threads 1` on a busy machine, compare the CPU seconds.
+each head and its ratio to fc. With `--threads 1` on a busy machine, compare the CPU seconds.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from engine.models.wsddn import WSDDN  # noqa: E402
+from engine.models.wsddn import REGION_HEADS, WSDDN  # noqa: E402
 
 
 def step_seconds(head: str, args: argparse.Namespace) -> tuple[float, float]:
@@ -50,11 +51,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    figures = {head: step_seconds(head, args) for head in ("fc", "trunk")}
+    figures = {head: step_seconds(head, args) for head in REGION_HEADS}
     for head, (wall, cpu) in figures.items():
-        print(f"{args.backbone} {head:5s} head: {wall:.2f} s wall, {cpu:.2f} s CPU per image "
-              f"({args.size} px, {args.proposals} proposals)")
-    print(f"trunk / fc CPU cost: {figures['trunk'][1] / figures['fc'][1]:.1f}x")
+        print(f"{args.backbone} {head:7s} head: {wall:.2f} s wall, {cpu:.2f} s CPU per image "
+              f"({args.size} px, {args.proposals} proposals), "
+              f"{cpu / figures['fc'][1]:.1f}x the fc head's CPU")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 from engine.cli.launch import add_launch_options, relaunch, wants_launch
 from engine.errors import UserError
 from engine.files import strict_json_dumps
-from engine.training.api import StudentSettings, TrainCallbacks, TrainConfig
+from engine.training.api import REGION_HEADS, StudentSettings, TrainCallbacks, TrainConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,11 +64,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                              "reduced to 256 px, about 2.5x less CPU per image (see README)")
     parser.add_argument("--max-proposals", type=int, default=defaults.max_proposals, metavar="N",
                         help=f"proposals per image (default {defaults.max_proposals})")
-    parser.add_argument("--region-head", choices=("fc", "trunk"), default=defaults.region_head,
-                        help="teacher: fc (two thin fc layers, random init; the default, "
-                             "cheapest) or trunk (the backbone's own last stage with its "
-                             "ImageNet weights, as torchvision's detectors; several times the "
-                             "CPU cost per proposal)")
+    parser.add_argument("--region-head", choices=REGION_HEADS, default=defaults.region_head,
+                        help="teacher: fc (two thin fc layers, random init; cheapest), trunk "
+                             "(the backbone's own last stage with its ImageNet weights, run per "
+                             "proposal, as torchvision's detectors; many times the CPU cost) or "
+                             "dilated (the whole pretrained trunk run once per image at stride "
+                             "16, each region the mean of its cells; no random layer)")
     parser.add_argument("--no-refine", action="store_true",
                         help="plain WSDDN, without the OICR refinement branches")
 

@@ -10,6 +10,11 @@
 - `stride` 16 (default) cuts the network where Fast R-CNN-style region heads read it: VGG16
   conv5_3 (the paper), ResNet layer3 ("C4"), MobileNetV3 / EfficientNet-Lite0 at their stride-16
   stage. `stride=32` keeps the whole convolutional trunk (for global-pooling classifiers).
+  `dilated=True` (with stride 16) keeps the whole trunk too, at stride 16: the last stage's
+  strided convolution keeps every position and its later spatial convolutions sample with
+  dilation 2 (DeepLab's atrous trick, Detectron's "DC5"), so region heads read the network's
+  last, most semantic map with its pretrained weights, at twice the resolution (channels as
+  stride 32).
 
 | name | stride 16 channels | stride 32 channels | pretrained weights |
 | --- | --- | --- | --- |
@@ -104,6 +109,31 @@ def _torchvision_model(name: str, pretrained: bool, whole: bool = False) -> nn.M
             f"--no-pretrained.") from exc
 
 
+def _last_stage(name: str, model: nn.Module) -> tuple[list[nn.Module], int]:
+    """The layers of a torchvision `model` after its stride-16 cut (no pooling), and their output
+    channels (VGG16: none; its stride-16 trunk already ends at conv5_3)."""
+    if name.startswith("resnet"):
+        return [model.layer4], 512 * (4 if name == "resnet50" else 1)
+    if name == "mobilenet_v3_large":
+        return list(model.features)[13:], 960
+    return [], 512
+
+
+def dilate_stage(stage: nn.Module) -> None:
+    """Run `stage` at its input's resolution: its strided convolutions keep every position and
+    each spatial convolution after the first of them samples with dilation 2, so its pretrained
+    weights see the receptive field they were trained with."""
+    dilating = False
+    for conv in (m for m in stage.modules() if isinstance(m, nn.Conv2d)):
+        if conv.stride != (1, 1):
+            conv.stride = (1, 1)
+            dilating = True
+        elif dilating and conv.kernel_size != (1, 1):
+            conv.dilation = (2, 2)
+            if not isinstance(conv, Conv2dSame):          # Conv2dSame pads per input
+                conv.padding = tuple(k - 1 for k in conv.kernel_size)
+
+
 def _trunk(name: str, model: nn.Module, stride: int) -> tuple[list[nn.Module], int]:
     """The layers of `model` up to `stride`, and their output channels."""
     if name.startswith("resnet"):
@@ -153,32 +183,41 @@ def _load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str, ne
 
 
 def build_backbone(name: str, pretrained: bool = False, weights: str | Path | None = None,
-                   stride: int = 16) -> Backbone:
+                   stride: int = 16, dilated: bool = False) -> Backbone:
     """Build a backbone by name (see the module docstring for names, channels and weights).
 
     `weights` (a local state dict of the full torchvision model, or of the package's
-    EfficientNet-Lite0) takes precedence over `pretrained`. Raises UserError for an unknown name,
-    a weights file that does not fit, or ImageNet weights that cannot be downloaded.
+    EfficientNet-Lite0) takes precedence over `pretrained`. `dilated` (stride 16 only): the whole
+    trunk at stride 16, its last stage dilated. Raises UserError for an unknown name, a weights
+    file that does not fit, or ImageNet weights that cannot be downloaded.
     """
-    if stride not in (16, 32):
-        raise ValueError(f"stride must be 16 or 32, got {stride}")
+    if stride not in (16, 32) or (dilated and stride != 16):
+        raise ValueError(f"stride must be 16 or 32 (16 when dilated), got {stride}")
     if name not in BACKBONE_NAMES:
         raise UserError(f"Unknown backbone {name!r}; use one of {', '.join(BACKBONE_NAMES)}.")
+    stage: list[nn.Module] = []
     if name == "efficientnet_lite0":
         net = EfficientNetLite0()
+        layers, channels = net.trunk(stride)
+        if dilated:
+            stage, channels = net.last_stage()
         if weights is not None:
-            _load_into(net, _load_state_dict_file(weights), str(weights), net.trunk(stride)[0])
+            _load_into(net, _load_state_dict_file(weights), str(weights),
+                       nn.Sequential(*layers, *stage))
         elif pretrained:
             net.load_state_dict(_efficientnet_lite0_package_weights())
-        layers, channels = net.trunk(stride)
-        module = FeatureExtractor(Normalize(LITE_MEAN, LITE_STD), *layers)
-        return Backbone(module, channels, stride)
-    model = _torchvision_model(name, pretrained and weights is None)
-    layers, channels = _trunk(name, model, stride)
-    if weights is not None:
-        _load_into(model, _load_state_dict_file(weights), str(weights), nn.Sequential(*layers))
-    module = FeatureExtractor(Normalize(), *layers)
-    return Backbone(module, channels, stride)
+        mean, std = LITE_MEAN, LITE_STD
+    else:
+        model = _torchvision_model(name, pretrained and weights is None, whole=dilated)
+        layers, channels = _trunk(name, model, stride)
+        if dilated:
+            stage, channels = _last_stage(name, model)
+        if weights is not None:
+            _load_into(model, _load_state_dict_file(weights), str(weights),
+                       nn.Sequential(*layers, *stage))
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    dilate_stage(nn.Sequential(*stage))
+    return Backbone(FeatureExtractor(Normalize(mean, std), *layers, *stage), channels, stride)
 
 
 def build_region_stage(name: str, pretrained: bool = False,
@@ -195,19 +234,19 @@ def build_region_stage(name: str, pretrained: bool = False,
     pooled = (nn.AdaptiveAvgPool2d(1), nn.Flatten())
     if name == "efficientnet_lite0":
         net = EfficientNetLite0()
-        stage = nn.Sequential(*net._blocks[11:], _Head(net), *pooled)
+        layers, dim = net.last_stage()
+        stage = nn.Sequential(*layers, *pooled)
         if weights is not None:
             _load_into(net, _load_state_dict_file(weights), str(weights), stage)
         elif pretrained:
             net.load_state_dict(_efficientnet_lite0_package_weights())
-        return stage, 1280
+        return stage, dim
     model = _torchvision_model(name, pretrained and weights is None, whole=True)
-    if name.startswith("resnet"):
-        stage, dim = nn.Sequential(model.layer4, *pooled), 512 * (4 if name == "resnet50" else 1)
-    elif name == "mobilenet_v3_large":
-        stage, dim = nn.Sequential(*list(model.features)[13:], *pooled), 960
-    else:
+    if name == "vgg16":
         stage, dim = nn.Sequential(nn.Flatten(), *list(model.classifier)[:6]), 4096
+    else:
+        layers, dim = _last_stage(name, model)
+        stage = nn.Sequential(*layers, *pooled)
     if weights is not None:
         _load_into(model, _load_state_dict_file(weights), str(weights), stage)
     return stage, dim
@@ -236,7 +275,7 @@ class Conv2dSame(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ih, iw = x.shape[-2:]
-        kh, kw = self.weight.shape[-2:]
+        kh, kw = ((k - 1) * d + 1 for k, d in zip(self.weight.shape[-2:], self.dilation))
         sh, sw = self.stride
         pad_h = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
         pad_w = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
@@ -317,6 +356,10 @@ class EfficientNetLite0(nn.Module):
         if stride == 16:        # through the 112-channel stage (blocks 0-10)
             return [_Stem(self), *self._blocks[:11]], 112
         return [_Stem(self), *self._blocks, _Head(self)], 1280
+
+    def last_stage(self) -> tuple[list[nn.Module], int]:
+        """The layers after the stride-16 cut (blocks 11-15 and the head conv), 1280 channels."""
+        return [*self._blocks[11:], _Head(self)], 1280
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.trunk(32)[0]:

@@ -45,7 +45,7 @@ __all__ = ["WSDDN", "RegionOutputs", "build_teacher", "load_teacher", "oicr_loss
            "roi_align_separable", "wsddn_loss", "wsddn_scores"]
 
 SCORE_EPS = 1e-4
-REGION_HEADS = ("fc", "trunk")
+REGION_HEADS = ("fc", "trunk", "dilated")
 
 
 # ---------------------------------------------------------------------------------- functions
@@ -255,9 +255,11 @@ class WSDDN(nn.Module):
         roi_size: pooled size (7 as the paper).
         refine_branches: number of OICR branches (0 = plain WSDDN).
         dropout: dropout after fc6 and fc7.
-        region_head: "fc" (fc6/fc7 of width `hidden`, random init) or "trunk" (the backbone's
-            layers after stride 16 with their pretrained weights, `build_region_stage`; `hidden`
-            and `dropout` unused).
+        region_head: "fc" (fc6/fc7 of width `hidden`, random init), "trunk" (the backbone's
+            layers after stride 16 with their pretrained weights, `build_region_stage`, run per
+            region), or "dilated" (the whole pretrained trunk runs once per image at stride 16,
+            `build_backbone(dilated=True)`, and a region's feature is the mean of its RoIAlign
+            cells: no random layer before the streams). `hidden` and `dropout` only for "fc".
     """
 
     def __init__(self, num_classes: int, backbone: str = "resnet18", *, pretrained: bool = False,
@@ -270,12 +272,14 @@ class WSDDN(nn.Module):
         if roi_op not in ("align", "pool"):
             raise ValueError(f"WSDDN: roi_op must be 'align' or 'pool', got {roi_op!r}")
         if region_head not in REGION_HEADS:
-            raise ValueError(f"WSDDN: region_head must be 'fc' or 'trunk', got {region_head!r}")
+            raise ValueError(f"WSDDN: region_head must be one of {', '.join(REGION_HEADS)}, "
+                             f"got {region_head!r}")
         self.config: dict[str, Any] = {
             "num_classes": num_classes, "backbone": backbone, "hidden": hidden, "roi_op": roi_op,
             "roi_size": roi_size, "refine_branches": refine_branches, "dropout": dropout,
             "region_head": region_head}
-        spec = build_backbone(backbone, pretrained=pretrained, weights=weights, stride=16)
+        spec = build_backbone(backbone, pretrained=pretrained, weights=weights, stride=16,
+                              dilated=region_head == "dilated")
         self.backbone = spec.module
         self.stride = spec.stride
         self.channels = spec.out_channels
@@ -284,6 +288,8 @@ class WSDDN(nn.Module):
         self.roi_size = roi_size
         if region_head == "trunk":
             self.head, hidden = build_region_stage(backbone, pretrained=pretrained, weights=weights)
+        elif region_head == "dilated":
+            self.head, hidden = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), spec.out_channels
         else:
             self.head = nn.Sequential(
                 nn.Flatten(),

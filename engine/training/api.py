@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGES = ("teacher", "student", "all", "quick")   # quick: the student's head on embeddings
+REGION_HEADS = ("fc", "trunk", "dilated")   # engine.models.wsddn's, named here without torch
 BACKBONES = ("resnet18", "resnet50", "vgg16", "mobilenet_v3_large", "efficientnet_lite0")
 PROPOSAL_SOURCES = ("sliding", "edgeboxes", "selective_search")
 # What people get from the command line and the GUI: the source that localised best on the demo
@@ -107,7 +108,8 @@ class TrainConfig:
     refine: bool = True                      # OICR refinement branches (teacher)
     refine_branches: int = 3
     hidden: int = 512                        # fc6/fc7 width of the teacher's region head
-    region_head: str = "fc"                  # fc (thin, random) | trunk (pretrained last stage)
+    region_head: str = "fc"                  # fc (thin, random) | trunk (pretrained last stage
+                                             # per region) | dilated (whole trunk at stride 16)
     roi_op: str = "align"                    # align (RoIAlign) | pool (RoIPool, as the paper)
     box_scores: bool = True                  # multiply pooled features by proposal scores e_r
     scales: tuple[int, ...] | None = None    # training scales (longest side); None: derived
@@ -150,8 +152,9 @@ class TrainConfig:
             raise UserError(f"Image size must be at least 64 pixels, not {self.image_size}.")
         if not 0.0 <= float(self.unknown_weight) <= 1.0:
             raise UserError(f"Unknown weight must be between 0 and 1, not {self.unknown_weight}.")
-        if self.region_head not in ("fc", "trunk"):
-            raise UserError(f"Unknown region head {self.region_head!r}; use fc or trunk.")
+        if self.region_head not in REGION_HEADS:
+            raise UserError(f"Unknown region head {self.region_head!r}; use one of "
+                            f"{', '.join(REGION_HEADS)}.")
         if self.roi_op not in ("align", "pool"):
             raise UserError(f"Unknown RoI operation {self.roi_op!r}; use align or pool.")
         if self.scales is not None:

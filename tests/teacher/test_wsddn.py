@@ -193,3 +193,40 @@ def test_a_trunk_region_head_reads_the_backbones_pretrained_last_stage():
     with torch.inference_mode():
         outputs = plain.region_outputs(images, boxes)
     assert outputs.features[0].shape == (3, 512)          # layer4, pooled
+
+
+def test_a_dilated_region_head_reads_the_whole_pretrained_trunk_once_per_image():
+    """region_head="dilated": the trunk runs at stride 16 to its last 1280-channel map, with the
+    bundled weights, and a region's feature is the mean of its RoIAlign cells (nothing random
+    before the streams); it trains, and the registry rebuilds it from its config."""
+    from engine.models.backbones import _efficientnet_lite0_package_weights
+    from engine.models.wsddn import build_teacher
+
+    torch.manual_seed(0)
+    teacher = WSDDN(4, "efficientnet_lite0", pretrained=True, region_head="dilated",
+                    refine_branches=1)
+    assert teacher.feature_dim == 1280 and teacher.stride == 16
+    bundled = _efficientnet_lite0_package_weights()
+    head_conv = teacher.backbone[-1].conv                  # the 1280-channel head conv
+    assert torch.equal(head_conv.weight, bundled["_conv_head.weight"])
+    assert not any(p.requires_grad for p in teacher.head.parameters())   # no layer of its own
+    images, boxes, labels = _batch()
+    teacher.eval()
+    with torch.inference_mode():
+        outputs = teacher.region_outputs(images, boxes)
+        feature_map = teacher.backbone(images)
+    assert outputs.features[0].shape == (len(boxes[0]), 1280)
+    assert feature_map.shape[-2:] == (images.shape[-2] // 16, images.shape[-1] // 16)
+    teacher.train()
+    teacher(images, boxes, labels=labels)["loss"].backward()
+    assert head_conv.weight.grad is not None
+    again = build_teacher(teacher.config)
+    again.load_state_dict(teacher.state_dict())
+    assert again.config["region_head"] == "dilated" and again.feature_dim == 1280
+
+
+def test_the_configs_region_heads_are_the_models():
+    from engine.training.api import REGION_HEADS as NAMED_WITHOUT_TORCH
+    from engine.models.wsddn import REGION_HEADS
+
+    assert NAMED_WITHOUT_TORCH == REGION_HEADS
