@@ -65,12 +65,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-proposals", type=int, default=defaults.max_proposals, metavar="N",
                         help=f"proposals per image (default {defaults.max_proposals})")
     parser.add_argument("--region-head", choices=REGION_HEADS, default=defaults.region_head,
-                        help="teacher: dilated (the default: the whole pretrained trunk run once "
-                             "per image at stride 16, each region the mean of its cells; about "
-                             "2x the CPU of fc), fc (two thin fc layers, random init; cheapest, "
-                             "far weaker on photographs) or trunk (the backbone's last stage "
-                             "with its ImageNet weights run per proposal, as torchvision's "
-                             "detectors; 16-25x the CPU of fc)")
+                        help="teacher: fc (two thin fc layers, random init; cheapest), trunk "
+                             "(the backbone's own last stage with its ImageNet weights, run per "
+                             "proposal, as torchvision's detectors; many times the CPU cost) or "
+                             "dilated (the whole pretrained trunk run once per image at stride "
+                             "16, each region the mean of its cells; no random layer)")
     parser.add_argument("--no-refine", action="store_true",
                         help="plain WSDDN, without the OICR refinement branches")
 

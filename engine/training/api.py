@@ -107,11 +107,9 @@ class TrainConfig:
     weights: str | None = None               # a local state-dict file instead of a download
     refine: bool = True                      # OICR refinement branches (teacher)
     refine_branches: int = 3
-    hidden: int = 512                        # fc6/fc7 width of the teacher's fc region head
-    region_head: str = "dilated"             # dilated (the whole pretrained trunk at stride 16;
-                                             # measured: teacher 48.0 against fc's 23.4 mAP on
-                                             # photos) | fc (thin, random; cheapest) | trunk
-                                             # (pretrained last stage per region)
+    hidden: int = 512                        # fc6/fc7 width of the teacher's region head
+    region_head: str = "fc"                  # fc (thin, random) | trunk (pretrained last stage
+                                             # per region) | dilated (whole trunk at stride 16)
     roi_op: str = "align"                    # align (RoIAlign) | pool (RoIPool, as the paper)
     box_scores: bool = True                  # multiply pooled features by proposal scores e_r
     scales: tuple[int, ...] | None = None    # training scales (longest side); None: derived

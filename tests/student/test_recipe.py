@@ -27,7 +27,7 @@ def test_only_epochs_and_sizes_give_the_recommended_recipe():
     config = parse("--stage", "all", "--epochs", "3", "--image-size", "256",
                    "--student-image-size", "160")
     options = student_options(config)
-    assert config.pretrained and not config.frozen_bn and config.region_head == "dilated"
+    assert config.pretrained and not config.frozen_bn and config.region_head == "fc"
     assert config.loss == "asl" and config.kd == "auto"
     assert config.backbone == config.student_backbone == "efficientnet_lite0"
     assert (config.batch_size, options.batch_size, options.epochs) == (4, 4, 3)
