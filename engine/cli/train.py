@@ -65,11 +65,13 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-proposals", type=int, default=defaults.max_proposals, metavar="N",
                         help=f"proposals per image (default {defaults.max_proposals})")
     parser.add_argument("--region-head", choices=REGION_HEADS, default=defaults.region_head,
-                        help="teacher: fc (two thin fc layers, random init; cheapest), trunk "
-                             "(the backbone's own last stage with its ImageNet weights, run per "
-                             "proposal, as torchvision's detectors; many times the CPU cost) or "
-                             "dilated (the whole pretrained trunk run once per image at stride "
-                             "16, each region the mean of its cells; no random layer)")
+                        help="teacher: fc (the default: two thin fc layers, random init; "
+                             "cheapest), trunk (the backbone's own last stage with its ImageNet "
+                             "weights, run per proposal, as torchvision's detectors; 16-25x the "
+                             "CPU of fc) or dilated (the whole pretrained trunk run once per image "
+                             "at stride 16, each region the mean of its cells; about 2x the CPU "
+                             "of fc; classifies far better on photographs, localises worse; see "
+                             "docs/teacher.md)")
     parser.add_argument("--no-refine", action="store_true",
                         help="plain WSDDN, without the OICR refinement branches")
 
@@ -164,6 +166,10 @@ def _add_student_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kd-boxes", type=int, default=own.kd_boxes, metavar="N",
                         help=f"student: teacher boxes per view for feature distillation, 0 for "
                              f"all (default {own.kd_boxes})")
+    parser.add_argument("--feature-weight", type=float, default=own.feature_weight, metavar="W",
+                        help=f"student: weight of the feature-distillation loss beside the tags' "
+                             f"(default {own.feature_weight:g}; 0.1 measured best with "
+                             f"--region-head dilated on photographs, docs/distillation.md)")
 
 
 def _add_label_options(parser: argparse.ArgumentParser) -> None:
@@ -204,7 +210,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         student=StudentSettings(epochs=args.student_epochs, lr=args.student_lr,
                                 batch_size=args.student_batch_size, views=args.views,
                                 kd_boxes=args.kd_boxes, ema_decay=args.ema_decay,
-                                distil_pairs=args.distil_pairs))
+                                distil_pairs=args.distil_pairs,
+                                feature_weight=args.feature_weight))
 
 
 class ConsoleProgress:

@@ -109,7 +109,8 @@ class TrainConfig:
     refine_branches: int = 3
     hidden: int = 512                        # fc6/fc7 width of the teacher's region head
     region_head: str = "fc"                  # fc (thin, random) | trunk (pretrained last stage
-                                             # per region) | dilated (whole trunk at stride 16)
+                                             # per region) | dilated (whole trunk at stride 16;
+                                             # measured: better mAP, worse CorLoc, docs/teacher.md)
     roi_op: str = "align"                    # align (RoIAlign) | pool (RoIPool, as the paper)
     box_scores: bool = True                  # multiply pooled features by proposal scores e_r
     scales: tuple[int, ...] | None = None    # training scales (longest side); None: derived
@@ -152,6 +153,9 @@ class TrainConfig:
             raise UserError(f"Image size must be at least 64 pixels, not {self.image_size}.")
         if not 0.0 <= float(self.unknown_weight) <= 1.0:
             raise UserError(f"Unknown weight must be between 0 and 1, not {self.unknown_weight}.")
+        if not float(self.student.feature_weight) >= 0:      # NaN fails too
+            raise UserError(f"The feature-distillation weight must be 0 or more, not "
+                            f"{self.student.feature_weight}.")
         if self.region_head not in REGION_HEADS:
             raise UserError(f"Unknown region head {self.region_head!r}; use one of "
                             f"{', '.join(REGION_HEADS)}.")

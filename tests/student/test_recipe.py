@@ -36,12 +36,17 @@ def test_only_epochs_and_sizes_give_the_recommended_recipe():
 def test_each_switch_reaches_the_config():
     config = parse("--no-pretrained", "--backbone-lr-mult", "0.1", "--frozen-bn",
                    "--student-batch-size", "8", "--loss", "bce", "--grad-accum", "2",
-                   "--region-head", "trunk", "--ema-decay", "0.998", "--distil-pairs", "all")
+                   "--region-head", "trunk", "--ema-decay", "0.998", "--distil-pairs", "all",
+                   "--feature-weight", "0.1")
     assert not config.pretrained and config.frozen_bn and config.region_head == "trunk"
     assert config.backbone_lr == pytest.approx(1e-4)
     assert student_options(config).batch_size == 8 and config.loss == "bce"
     assert student_options(config).ema_decay == pytest.approx(0.998)
     assert student_options(config).distil_pairs == "all"
+    assert student_options(config).feature_weight == pytest.approx(0.1)
+    assert student_options(parse()).feature_weight == pytest.approx(1.0)
+    with pytest.raises(UserError, match="feature-distillation weight must be 0 or more"):
+        parse("--feature-weight", "-1")
     assert student_options(parse()).distil_pairs == "unknown"
     with pytest.raises(UserError, match="multiplier"):
         TrainConfig(backbone_lr_mult=0)
