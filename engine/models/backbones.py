@@ -208,7 +208,7 @@ def build_backbone(name: str, pretrained: bool = False, weights: str | Path | No
             net.load_state_dict(_efficientnet_lite0_package_weights())
         mean, std = LITE_MEAN, LITE_STD
     else:
-        model = _torchvision_model(name, pretrained and weights is None, whole=dilated)
+        model = _torchvision_model(name, pretrained and weights is None)
         layers, channels = _trunk(name, model, stride)
         if dilated:
             stage, channels = _last_stage(name, model)

@@ -153,9 +153,6 @@ class TrainConfig:
             raise UserError(f"Image size must be at least 64 pixels, not {self.image_size}.")
         if not 0.0 <= float(self.unknown_weight) <= 1.0:
             raise UserError(f"Unknown weight must be between 0 and 1, not {self.unknown_weight}.")
-        if not float(self.student.feature_weight) >= 0:      # NaN fails too
-            raise UserError(f"The feature-distillation weight must be 0 or more, not "
-                            f"{self.student.feature_weight}.")
         if self.region_head not in REGION_HEADS:
             raise UserError(f"Unknown region head {self.region_head!r}; use one of "
                             f"{', '.join(REGION_HEADS)}.")
@@ -165,6 +162,9 @@ class TrainConfig:
             self.scales = tuple(int(s) for s in self.scales)
         if isinstance(self.student, dict):
             self.student = StudentSettings.from_dict(self.student)
+        if not float(self.student.feature_weight) >= 0:      # NaN fails too
+            raise UserError(f"The feature-distillation weight must be 0 or more, not "
+                            f"{self.student.feature_weight}.")
 
     @property
     def backbone_lr(self) -> float | None:
