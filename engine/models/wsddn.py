@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 from torchvision.ops import roi_align, roi_pool
 
+from engine.models import REGION_HEADS
 from engine.models.backbones import build_backbone, build_region_stage
 from engine.models.losses import tag_weights
 
@@ -45,7 +46,6 @@ __all__ = ["WSDDN", "RegionOutputs", "build_teacher", "load_teacher", "oicr_loss
            "roi_align_separable", "wsddn_loss", "wsddn_scores"]
 
 SCORE_EPS = 1e-4
-REGION_HEADS = ("fc", "trunk", "dilated")
 
 
 # ---------------------------------------------------------------------------------- functions

@@ -16,17 +16,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from engine.errors import UserError
-
-if TYPE_CHECKING:
-    pass
+from engine.models import REGION_HEADS
 
 log = logging.getLogger(__name__)
 
 STAGES = ("teacher", "student", "all", "quick")   # quick: the student's head on embeddings
-REGION_HEADS = ("fc", "trunk", "dilated")   # engine.models.wsddn's, named here without torch
 BACKBONES = ("resnet18", "resnet50", "vgg16", "mobilenet_v3_large", "efficientnet_lite0")
 PROPOSAL_SOURCES = ("sliding", "edgeboxes", "selective_search")
 # What people get from the command line and the GUI: the source that localised best on the demo

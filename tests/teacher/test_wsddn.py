@@ -224,9 +224,3 @@ def test_a_dilated_region_head_reads_the_whole_pretrained_trunk_once_per_image()
     again.load_state_dict(teacher.state_dict())
     assert again.config["region_head"] == "dilated" and again.feature_dim == 1280
 
-
-def test_the_configs_region_heads_are_the_models():
-    from engine.training.api import REGION_HEADS as NAMED_WITHOUT_TORCH
-    from engine.models.wsddn import REGION_HEADS
-
-    assert NAMED_WITHOUT_TORCH == REGION_HEADS
