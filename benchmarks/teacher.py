@@ -14,6 +14,8 @@ the time an otherwise idle core would take).
 Default budget (docs/teacher.md): 300 demo images (210 train), resnet18-C4 from random init,
 selective-search proposals (150 per image), test scale 256 px (training 176-320), fc width 256,
 8 epochs, batch 4, on the CPU. Two variants run one after the other; `--only` runs one.
+`--pretrained --backbone efficientnet_lite0 --region-head dilated` measures the region heads of
+pretrained teachers instead (the bundled ImageNet weights; `--region-head fc|trunk|dilated`).
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--roi-op", default=defaults.roi_op)
+    parser.add_argument("--region-head", default=defaults.region_head,
+                        help=f"teacher region head (default {defaults.region_head})")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="start from ImageNet weights (default: random init)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -82,14 +88,16 @@ def main() -> None:
                 counts = store.images.counts_by_split()
                 print(f"demo: {args.images} images (train {counts.get('train', 0)}, val "
                       f"{counts.get('val', 0)}, test {counts.get('test', 0)}), 12 classes; "
-                      f"{args.backbone} from random init, {args.proposals} proposals "
+                      f"{args.backbone} from {'ImageNet' if args.pretrained else 'random init'}, "
+                      f"{args.region_head} region head, {args.proposals} proposals "
                       f"(max {args.max_proposals}), image size {args.image_size}, "
                       f"{args.epochs} epochs, device {args.device}", flush=True)
             config = TrainConfig(
                 epochs=args.epochs, image_size=args.image_size, proposals=args.proposals,
                 max_proposals=args.max_proposals, backbone=args.backbone,
                 batch_size=args.batch_size, lr=args.lr, hidden=args.hidden, roi_op=args.roi_op,
-                device=args.device, seed=args.seed, refine=refine, pretrained=False)
+                device=args.device, seed=args.seed, refine=refine, pretrained=args.pretrained,
+                region_head=args.region_head)
             started, cpu_started = time.perf_counter(), time.process_time()
             epochs = []
 
