@@ -76,9 +76,20 @@ def parse_sets(pairs: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
             target[name] = text.lower() in ("1", "true", "yes")
         elif isinstance(current, (int, float)):
             target[name] = type(current)(text)
+        elif current is None:                 # an open setting: a number if it reads as one
+            target[name] = _number(text)
         else:
             target[name] = text
     return config, student
+
+
+def _number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def mlic_config(args: argparse.Namespace, seed: int, **fields: Any) -> TrainConfig:

@@ -65,13 +65,13 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-proposals", type=int, default=defaults.max_proposals, metavar="N",
                         help=f"proposals per image (default {defaults.max_proposals})")
     parser.add_argument("--region-head", choices=REGION_HEADS, default=defaults.region_head,
-                        help="teacher: fc (the default: two thin fc layers, random init; "
-                             "cheapest), trunk (the backbone's own last stage with its ImageNet "
-                             "weights, run per proposal, as torchvision's detectors; 16-25x the "
-                             "CPU of fc) or dilated (the whole pretrained trunk run once per image "
-                             "at stride 16, each region the mean of its cells; about 2x the CPU "
-                             "of fc; classifies far better on photographs, localises worse; see "
-                             "docs/teacher.md)")
+                        help="teacher: dilated (the default: the whole pretrained trunk run "
+                             "once per image at stride 16, each region the mean of its cells; "
+                             "classifies best on photographs), fc (two thin fc layers, random "
+                             "init; about half the CPU of dilated, localises better, classifies "
+                             "worse) or trunk (the backbone's own last stage with its ImageNet "
+                             "weights, run per proposal, as torchvision's detectors; about 10x "
+                             "the CPU of dilated); figures in docs/teacher.md")
     parser.add_argument("--no-refine", action="store_true",
                         help="plain WSDDN, without the OICR refinement branches")
 
@@ -81,11 +81,13 @@ def _add_budget_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=defaults.epochs, metavar="N",
                         help=f"epochs (default {defaults.epochs})")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, metavar="N",
-                        help=f"images per batch (default {defaults.batch_size})")
+                        help=f"teacher: images per batch (default {defaults.batch_size}); the "
+                             f"student's least batch (see --student-batch-size)")
     parser.add_argument("--grad-accum", type=int, default=defaults.grad_accum, metavar="N",
                         help="batches per optimizer step, for small GPUs (default 1)")
     parser.add_argument("--lr", type=float, default=defaults.lr,
-                        help=f"learning rate of the heads (default {defaults.lr})")
+                        help=f"teacher: learning rate of the heads (default {defaults.lr}); "
+                             f"the student's: --student-lr")
     parser.add_argument("--backbone-lr-mult", type=float, default=defaults.backbone_lr_mult,
                         metavar="X", help=f"the pretrained backbones learn at --lr times X "
                                           f"(default {defaults.backbone_lr_mult:g})")
@@ -149,12 +151,15 @@ def _add_student_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--student-epochs", type=int, metavar="N",
                         help="student: epochs (default: --epochs)")
     parser.add_argument("--student-lr", type=float, metavar="LR",
-                        help="student: learning rate (default: --lr)")
+                        help="student: learning rate (default: 2e-3 at batch 32, scaled by "
+                             "the square root of its batch size)")
     parser.add_argument("--student-batch-size", type=int, metavar="N",
-                        help="student: images per batch (default: --batch-size)")
+                        help="student: images per batch (default: one per 32 training "
+                             "images, at least --batch-size, at most 32)")
     parser.add_argument("--views", type=int, default=own.views, metavar="N",
-                        help=f"student: views per image, the whole image and N - 1 random crops "
-                             f"(default {own.views})")
+                        help="student: views per image, the whole image and N - 1 random crops "
+                             "(default 8; 2 where the teacher's targets of each view are cached "
+                             "on disk: distillation on the CPU)")
     parser.add_argument("--ema-decay", type=float, default=own.ema_decay, metavar="D",
                         help=f"student: keep an exponential moving average of the weights with "
                              f"this decay (warmed up; e.g. 0.998) and use it as the model; 0 "
@@ -168,8 +173,8 @@ def _add_student_options(parser: argparse.ArgumentParser) -> None:
                              f"all (default {own.kd_boxes})")
     parser.add_argument("--feature-weight", type=float, default=own.feature_weight, metavar="W",
                         help=f"student: weight of the feature-distillation loss beside the tags' "
-                             f"(default {own.feature_weight:g}; 0.1 measured best with "
-                             f"--region-head dilated on photographs, docs/distillation.md)")
+                             f"(default {own.feature_weight:g}, measured on photographs: 1 "
+                             f"crowds out the tags; docs/distillation.md)")
 
 
 def _add_label_options(parser: argparse.ArgumentParser) -> None:

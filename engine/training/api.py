@@ -41,14 +41,15 @@ class StudentSettings:
     mean-feature region head and one crop view per image distil best."""
 
     epochs: int | None = None                # default: TrainConfig.epochs
-    lr: float | None = None                  # default: TrainConfig.lr
-    batch_size: int | None = None            # default: TrainConfig.batch_size
+    lr: float | None = None                  # default: scaled with the batch (student_options)
+    batch_size: int | None = None            # default: from the training set (student_options)
     pretrained: bool | None = None           # default: TrainConfig.pretrained
     kd_boxes: int = 48                       # teacher boxes per view for feature KD (0: all)
-    feature_weight: float = 1.0
+    feature_weight: float = 0.1              # measured on photographs (docs/distillation.md)
     prediction_weight: float = 1.0
     feature_norm: str = "l2"                 # l2 | scale | none
-    views: int = 2                           # the whole image + views - 1 random-resized crops
+    views: int | None = None                 # the whole image + views - 1 random-resized crops
+                                             # (default: 8, or 2 where targets are cached)
     temperature_lr_mult: float = 10.0        # the learnable 1/t trains this much faster
     feature_share: float = 0.4               # staged: share of epochs for feature KD alone
     feature_epochs: int | None = None        # staged: epochs of feature KD alone (overrides share)
@@ -105,9 +106,9 @@ class TrainConfig:
     refine: bool = True                      # OICR refinement branches (teacher)
     refine_branches: int = 3
     hidden: int = 512                        # fc6/fc7 width of the teacher's region head
-    region_head: str = "fc"                  # fc (thin, random) | trunk (pretrained last stage
-                                             # per region) | dilated (whole trunk at stride 16;
-                                             # measured: better mAP, worse CorLoc, docs/teacher.md)
+    region_head: str = "dilated"             # dilated (whole pretrained trunk at stride 16;
+                                             # measured best on photographs) | fc (thin, random)
+                                             # | trunk (pretrained last stage per region)
     roi_op: str = "align"                    # align (RoIAlign) | pool (RoIPool, as the paper)
     box_scores: bool = True                  # multiply pooled features by proposal scores e_r
     scales: tuple[int, ...] | None = None    # training scales (longest side); None: derived
@@ -179,13 +180,17 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Inverse of `to_dict`; unknown keys (from a newer version) are ignored, and the untyped
         `extra` dict of earlier versions is read into `student` and `proposal_params`. A config
-        stored before three label states resumes as it began: untagged pairs as negatives."""
+        stored before a default changed resumes as it began: untagged pairs as negatives (before
+        three label states), the fc region head and feature weight 1 (before the dilated head)."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         if data and "untagged_as_negative" not in data:
             values["untagged_as_negative"] = True
+        if data and "region_head" not in data:
+            values["region_head"] = "fc"
         legacy = dict(data.get("extra") or {})
         if legacy:
+            legacy.setdefault("feature_weight", 1.0)
             values.setdefault("proposal_params", legacy.pop("proposal_params", {}))
             values.setdefault("student", StudentSettings.from_dict(legacy))
         return cls(**values)

@@ -94,6 +94,7 @@ from engine.training.loop import LoopSetup, StageStart, run_stage, start_stage
 from engine.training.student_options import (
     NoUsableTeacherError,
     StudentOptions,
+    sized_for,
     student_options,
 )
 
@@ -115,9 +116,11 @@ def train_student(store: Store, config: TrainConfig,
     choice = choose_kd(store, start.config, start.class_names)   # a resumed run: as stored
     if choice.reason:
         callbacks.message(choice.reason)
-    start = dataclasses.replace(start, config=dataclasses.replace(start.config, kd=choice.kd))
-    options = student_options(start.config)
     device = resolve_device(start.config.device)
+    config = sized_for(_as_begun(dataclasses.replace(start.config, kd=choice.kd), start),
+                       len(start.matrix.image_ids), device.type)
+    start = dataclasses.replace(start, config=config)
+    options = student_options(start.config)
     teacher, teacher_run = _frozen_teacher(store, start, options, device)
     run = open_run(store, STAGE, start, parent_run_id=teacher_run.id if teacher_run else None)
     try:
@@ -143,6 +146,18 @@ def train_student(store: Store, config: TrainConfig,
         f"({start.config.student_backbone} at {start.config.student_image_size} px, "
         f"kd={options.kd}, {options.schedule}, loss={options.loss}, {device.type})")
     return run_stage(store, run, setup, callbacks)
+
+
+def _as_begun(config: TrainConfig, start: StageStart) -> TrainConfig:
+    """A resumed run's batch size, learning rate and views as its checkpoint used them, where its
+    stored settings leave them open (a run begun before they were sized for the training set)."""
+    begun = ((start.checkpoint or {}).get("meta") or {}).get("options")
+    if not begun:
+        return config
+    own = config.student
+    return dataclasses.replace(config, student=dataclasses.replace(
+        own, batch_size=own.batch_size or begun["batch_size"], lr=own.lr or begun["lr"],
+        views=own.views or begun["views"]))
 
 
 def _frozen_teacher(store: Store, start: StageStart, options: StudentOptions,

@@ -239,9 +239,21 @@ def test_settings_of_earlier_versions_load_into_typed_fields():
     stored["extra"] = {"student_epochs": 3, "kd_boxes": 8, "student_stride": 16, "views": 1,
                        "proposal_params": {"max_side": 96}}
     config = TrainConfig.from_dict(stored)
-    assert config.student == StudentSettings(epochs=3, kd_boxes=8, stride=16, views=1)
+    assert config.student == StudentSettings(epochs=3, kd_boxes=8, stride=16, views=1,
+                                             feature_weight=1.0)
     assert config.proposal_params == {"max_side": 96}
     assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_a_config_stored_before_the_dilated_default_resumes_with_the_fc_head():
+    """A run stored before the dilated region head existed resumes with the head (and the
+    feature weight) it began with; a config of this version keeps its own."""
+    fresh = TrainConfig(stage="teacher")
+    assert fresh.region_head == "dilated" and fresh.student.feature_weight == pytest.approx(0.1)
+    assert TrainConfig.from_dict(fresh.to_dict()).region_head == "dilated"
+    stored = fresh.to_dict()
+    stored.pop("region_head")
+    assert TrainConfig.from_dict(stored).region_head == "fc"
 
 
 def test_a_class_and_a_tag_added_mid_run_wait_for_the_next_round(trained):
