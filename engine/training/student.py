@@ -144,7 +144,8 @@ def train_student(store: Store, config: TrainConfig,
     callbacks.message(
         f"Training {run.model_version} on {n_images} images "
         f"({start.config.student_backbone} at {start.config.student_image_size} px, "
-        f"kd={options.kd}, {options.schedule}, loss={options.loss}, {device.type})")
+        f"kd={options.kd}, {options.schedule}, loss={options.loss}, batch {options.batch_size} "
+        f"at lr {options.lr:.2g}, {options.views} view(s), {device.type})")
     return run_stage(store, run, setup, callbacks)
 
 

@@ -24,7 +24,7 @@ FEATURE_NORMS = ("none", "l2", "scale")
 DISTIL_PAIRS = ("unknown", "all")
 
 # The student's batch and learning rate where its settings leave them open (measured on the
-# photo benchmark, docs/distillation.md): batch 32 at 2e-3 beat batch 4 at 1e-3 by 17 points on
+# photo benchmark, docs/distillation.md): batch 32 at 2e-3 beat batch 4 at 1e-3 by 15 points on
 # 1,120 images, while on 168 images batch 4 won (a batch of 32 leaves 5 steps an epoch).
 IMAGES_PER_BATCH = 32       # one image of batch per this many training images ...
 MAX_AUTO_BATCH = 32         # ... up to this batch

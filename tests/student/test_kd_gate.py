@@ -77,6 +77,11 @@ def test_the_default_round_trains_without_kd_first_and_stores_the_choice(demo_pr
         assert [run.status for run in runs] == ["completed", "completed"]
         assert runs[1].config["kd"] == "none"              # stored resolved: a resume keeps it
         assert any(m.startswith("kd auto: no distillation, no student") for m in messages)
+        # the batch and rate sized for the demo's few training images, stored and said
+        assert (runs[1].config["student"]["batch_size"], runs[1].config["student"]["views"]) \
+            == (16, 1)
+        assert runs[1].config["student"]["lr"] == pytest.approx(2e-3 * (16 / 32) ** 0.5)
+        assert any("batch 16 at lr 0.0014, 1 view(s)" in m for m in messages)
         messages.clear()
         (again,) = train(demo_project, TrainConfig(stage="student", **tiny),
                          TrainCallbacks(on_message=messages.append))
