@@ -80,14 +80,15 @@ def _add_budget_options(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     parser.add_argument("--epochs", type=int, default=defaults.epochs, metavar="N",
                         help=f"epochs (default {defaults.epochs})")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, metavar="N",
-                        help=f"teacher: images per batch (default {defaults.batch_size}); the "
-                             f"student's least batch (see --student-batch-size)")
+    parser.add_argument("--batch-size", type=int, metavar="N",
+                        help="teacher: images per batch (default: one per 32 training images, "
+                             "4 to 16); the student's least batch (see --student-batch-size)")
     parser.add_argument("--grad-accum", type=int, default=defaults.grad_accum, metavar="N",
                         help="batches per optimizer step, for small GPUs (default 1)")
-    parser.add_argument("--lr", type=float, default=defaults.lr,
-                        help=f"teacher: learning rate of the heads (default {defaults.lr}); "
-                             f"the student's: --student-lr")
+    parser.add_argument("--lr", type=float,
+                        help="teacher: learning rate of the heads (default: 1e-3 at batch 4, "
+                             "scaled by the square root of the batch: 2e-3 at 16); the "
+                             "student's: --student-lr")
     parser.add_argument("--backbone-lr-mult", type=float, default=defaults.backbone_lr_mult,
                         metavar="X", help=f"the pretrained backbones learn at --lr times X "
                                           f"(default {defaults.backbone_lr_mult:g})")
@@ -155,7 +156,7 @@ def _add_student_options(parser: argparse.ArgumentParser) -> None:
                              "the square root of its batch size)")
     parser.add_argument("--student-batch-size", type=int, metavar="N",
                         help="student: images per batch (default: one per 32 training "
-                             "images, at least --batch-size, at most 32)")
+                             "images, from --batch-size or 4 up to 32)")
     parser.add_argument("--views", type=int, default=own.views, metavar="N",
                         help="student: views per image, the whole image and N - 1 random crops "
                              "(default 8; 2 where the teacher's targets of each view are cached "

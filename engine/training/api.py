@@ -90,8 +90,8 @@ class TrainConfig:
     image_size: int = 320                    # teacher test scale: longest image side, pixels
     student_image_size: int = 224
     epochs: int = 12
-    batch_size: int = 4
-    lr: float = 1e-3
+    batch_size: int | None = None            # teacher: None sizes it for the training set (4-16)
+    lr: float | None = None                  # teacher heads: None: 1e-3 at batch 4, sqrt-scaled
     backbone_lr_mult: float = 1.0            # the backbone learns at lr * this (heads at lr)
     frozen_bn: bool = False                  # teacher: BatchNorm statistics kept fixed (measured: worse)
     weight_decay: float = 5e-4
@@ -141,7 +141,7 @@ class TrainConfig:
                             f"use one of {', '.join(PROPOSAL_SOURCES)}.")
         for name in ("epochs", "batch_size", "grad_accum", "image_size", "student_image_size",
                      "max_proposals", "hidden"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise UserError(f"{name.replace('_', ' ').capitalize()} must be at least 1, "
                                 f"not {getattr(self, name)}.")
         if not float(self.backbone_lr_mult) > 0:
@@ -167,7 +167,9 @@ class TrainConfig:
     @property
     def backbone_lr(self) -> float | None:
         """The backbone's own learning rate; None when it learns at the heads' rate."""
-        return None if self.backbone_lr_mult == 1 else self.lr * self.backbone_lr_mult
+        if self.backbone_lr_mult == 1 or self.lr is None:       # None: not sized yet
+            return None
+        return self.lr * self.backbone_lr_mult
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (stored with the run and in checkpoints)."""

@@ -193,7 +193,8 @@ def _teacher_targets(store: Store, start: StageStart, options: StudentOptions,
     targets = sharded(
         lambda ids, paths: compute_teacher_targets(
             store, teacher, teacher_run.model_version, ids, paths, options.kd_boxes, flips,
-            device, callbacks, batch_size=max(1, config.batch_size), views=options.views,
+            device, callbacks, batch_size=config.batch_size or options.batch_size,
+            views=options.views,
             workers=config.num_workers),
         matrix.image_ids, matrix.paths)
     if device.type == "cuda":

@@ -5,11 +5,11 @@ dataclass the student stage reads. Bad choices are `UserError`s, caught before a
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 from engine.errors import UserError
 from engine.training.api import TrainConfig
+from engine.training.sizing import MIN_BATCH, sized_batch, sqrt_scaled_lr
 
 
 class NoUsableTeacherError(UserError):
@@ -23,12 +23,8 @@ LOSSES = ("bce", "asl")
 FEATURE_NORMS = ("none", "l2", "scale")
 DISTIL_PAIRS = ("unknown", "all")
 
-# The student's batch and learning rate where its settings leave them open (measured on the
-# photo benchmark, docs/distillation.md): batch 32 at 2e-3 beat batch 4 at 1e-3 by 15 points on
-# 1,120 images, while on 168 images batch 4 won (a batch of 32 leaves 5 steps an epoch).
-IMAGES_PER_BATCH = 32       # one image of batch per this many training images ...
-MAX_AUTO_BATCH = 32         # ... up to this batch
-LR_AT_MAX_BATCH = 2e-3      # the learning rate at MAX_AUTO_BATCH; scaled by sqrt(batch / 32)
+MAX_AUTO_BATCH = 32         # the student's batch where not given: sized for the training set
+LR_AT_MAX_BATCH = 2e-3      # up to 32, at 2e-3 there (engine.training.sizing)
 # Views per image where they cost only decoding (no distillation, or the teacher in the step:
 # 8 views beat 2 by 2.8 points), and where the teacher's targets are computed for every view
 # and kept on disk (each view is one more teacher pass per image).
@@ -96,9 +92,9 @@ def sized_for(config: TrainConfig, train_images: int, device_type: str = "cpu") 
     root of the batch (2e-3 at 32), and the views are 8 unless the teacher's targets of each
     view are cached on disk (then 2). Values the student's settings give are kept."""
     own = config.student
-    batch = own.batch_size or max(int(config.batch_size),
-                                  min(MAX_AUTO_BATCH, train_images // IMAGES_PER_BATCH))
-    lr = own.lr or LR_AT_MAX_BATCH * math.sqrt(batch / MAX_AUTO_BATCH)
+    batch = own.batch_size or sized_batch(train_images, MAX_AUTO_BATCH,
+                                          config.batch_size or MIN_BATCH)
+    lr = own.lr or sqrt_scaled_lr(batch, LR_AT_MAX_BATCH, MAX_AUTO_BATCH)
     options = student_options(config)
     cached = options.needs_teacher and not options.on_the_fly(device_type)
     views = own.views or (CACHED_VIEWS if cached else FREE_VIEWS)
@@ -111,10 +107,11 @@ def student_options(config: TrainConfig) -> StudentOptions:
     _check_choices(config)
     own = config.student
     epochs = int(own.epochs or config.epochs)
+    batch = int(own.batch_size or config.batch_size or MIN_BATCH)    # before `sized_for`
     options = StudentOptions(
-        epochs=epochs, lr=float(own.lr or config.lr),
+        epochs=epochs, lr=float(own.lr or sqrt_scaled_lr(batch, LR_AT_MAX_BATCH, MAX_AUTO_BATCH)),
         backbone_lr_mult=float(config.backbone_lr_mult),
-        batch_size=int(own.batch_size or config.batch_size),
+        batch_size=batch,
         pretrained=bool(config.pretrained if own.pretrained is None else own.pretrained),
         kd=config.kd, schedule=config.schedule, loss=config.loss,
         feature_epochs=_feature_epochs(config, epochs),

@@ -53,6 +53,7 @@ from engine.training.common import (
 )
 from engine.training.ddp import shard_batches, sharded_proposals
 from engine.training.loop import LoopSetup, StageStart, run_stage, start_stage
+from engine.training.sizing import MIN_BATCH, sized_batch, sqrt_scaled_lr
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -62,6 +63,8 @@ log = logging.getLogger(__name__)
 
 STAGE = "teacher"
 CLASS_LAYERS = ("cls_stream", "det_stream", "refiners")   # what depends on the class list
+MAX_AUTO_BATCH = 16        # the batch where not given: sized for the training set up to 16
+LR_AT_MIN_BATCH = 1e-3     # at batch 4, scaled by sqrt (2e-3 at 16; both measured)
 
 
 def source_from_config(config: TrainConfig) -> ProposalSource:
@@ -76,7 +79,8 @@ def train_teacher(store: Store, config: TrainConfig,
     start = start_stage(store, STAGE, config, callbacks)
     device = resolve_device(start.config.device)
     source = source_from_config(start.config)
-    run = open_run(store, STAGE, start)
+    run = open_run(store, STAGE, start)      # stores the config as asked: open sizes stay open
+    start = dataclasses.replace(start, config=sized_for(start.config, len(start.matrix.image_ids)))
     try:
         train_set = _training_images(store, start, source, callbacks)
         if train_set is None:
@@ -87,8 +91,19 @@ def train_teacher(store: Store, config: TrainConfig,
             store.runs.update(run.id, status="failed", finished=True)
         raise
     callbacks.message(f"Training {run.model_version} on {len(train_set)} images "
-                      f"({start.config.backbone}, {source.name} proposals, {device.type})")
+                      f"({start.config.backbone}, {source.name} proposals, batch "
+                      f"{start.config.batch_size} at lr {start.config.lr:.2g}, {device.type})")
     return run_stage(store, run, setup, callbacks)
+
+
+def sized_for(config: TrainConfig, train_images: int) -> TrainConfig:
+    """`config` with the teacher's open batch size and learning rate filled in for a training set
+    of `train_images` (engine.training.sizing): one image of batch per 32 images, 4 to 16, and
+    1e-3 at batch 4 scaled by the square root of the batch. Given values are kept. A round's
+    training set is fixed (`labels_as_of`), so a resumed run sizes itself the same."""
+    batch = config.batch_size or sized_batch(train_images, MAX_AUTO_BATCH)
+    lr = config.lr or sqrt_scaled_lr(batch, LR_AT_MIN_BATCH, MIN_BATCH)
+    return dataclasses.replace(config, batch_size=batch, lr=lr)
 
 
 def _training_images(store: Store, start: StageStart, source: ProposalSource,

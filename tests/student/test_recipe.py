@@ -30,7 +30,8 @@ def test_only_epochs_and_sizes_give_the_recommended_recipe():
     assert config.pretrained and not config.frozen_bn and config.region_head == "dilated"
     assert config.loss == "asl" and config.kd == "auto"
     assert config.backbone == config.student_backbone == "efficientnet_lite0"
-    assert (config.batch_size, options.batch_size, options.epochs) == (4, 4, 3)
+    assert config.batch_size is None and config.lr is None      # sized for the training set
+    assert (options.batch_size, options.epochs) == (4, 3)
 
 
 def test_the_students_batch_grows_with_the_training_set_and_its_rate_with_the_batch():
@@ -48,6 +49,21 @@ def test_the_students_batch_grows_with_the_training_set_and_its_rate_with_the_ba
     assert (given.batch_size, given.lr) == (8, pytest.approx(1e-4))
 
 
+def test_the_teachers_batch_grows_with_the_training_set_and_its_rate_with_the_batch():
+    """Open batch and rate: one image per 32 training images, 4 to 16; 1e-3 at batch 4 scaled
+    by the square root of the batch (2e-3 at 16). What the person gives is kept."""
+    from engine.training import teacher
+
+    def sized(train_images: int, *argv: str) -> tuple[int, float]:
+        config = teacher.sized_for(parse(*argv), train_images)
+        return config.batch_size, config.lr
+
+    assert sized(1120) == (16, pytest.approx(2e-3))
+    assert sized(168) == (5, pytest.approx(1e-3 * (5 / 4) ** 0.5))
+    assert sized(40) == (4, pytest.approx(1e-3))
+    assert sized(1120, "--batch-size", "8", "--lr", "5e-4") == (8, pytest.approx(5e-4))
+
+
 def test_the_student_takes_more_views_where_they_cost_only_decoding():
     """8 views without distillation or with the teacher in the step; 2 where each view's
     targets are computed once and cached on disk (distillation on the CPU); a given number kept."""
@@ -61,7 +77,7 @@ def test_the_student_takes_more_views_where_they_cost_only_decoding():
 
 
 def test_each_switch_reaches_the_config():
-    config = parse("--no-pretrained", "--backbone-lr-mult", "0.1", "--frozen-bn",
+    config = parse("--no-pretrained", "--lr", "1e-3", "--backbone-lr-mult", "0.1", "--frozen-bn",
                    "--student-batch-size", "8", "--loss", "bce", "--grad-accum", "2",
                    "--region-head", "trunk", "--ema-decay", "0.998", "--distil-pairs", "all",
                    "--feature-weight", "0.5")
