@@ -49,6 +49,7 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from engine.store import Store  # noqa: E402
 from engine.training.api import StudentSettings, TrainCallbacks, TrainConfig  # noqa: E402
+from engine.training.student_options import sized_for  # noqa: E402
 
 MLIC = [sys.executable, "-m", "engine"]
 
@@ -187,20 +188,22 @@ class PlainImages(Dataset):
 
 
 def plain_rate(store: Store, config: TrainConfig, device: torch.device, workers: int) -> float:
-    """Images/s of the second epoch of a plain fine-tuning loop of the student's backbone."""
-    from plain_finetune import PlainClassifier   # benchmarks/: the script's own folder
+    """Images/s of the second epoch of a plain fine-tuning loop of the student's backbone, at
+    the batch the student sizes for this training set (like with like)."""
+    from plain_finetune import LR, PlainClassifier   # benchmarks/: the script's own folder
 
     matrix = store.tags.label_matrix("train")
     size = int(config.student_image_size)
+    batch = sized_for(config, len(matrix.image_ids)).student.batch_size
     torch.manual_seed(0)
     model = PlainClassifier(config.student_backbone, len(matrix.class_names)).to(device)
     cuda = device.type == "cuda"
     if cuda:
         model = model.to(memory_format=torch.channels_last)
     loader = DataLoader(PlainImages(matrix.paths, matrix.labels, size), shuffle=True,
-                        batch_size=config.batch_size, num_workers=workers, pin_memory=cuda,
+                        batch_size=batch, num_workers=workers, pin_memory=cuda,
                         multiprocessing_context="spawn" if workers else None)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     for _ in range(2):
         seconds = _plain_epoch(model, loader, optimizer, loss_fn, device)
@@ -262,7 +265,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=3, help="per stage (3: the second is "
                         "timed, the third counts host syncs)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                        help="teacher batch (default: sized for the training set, as mlic train)")
     parser.add_argument("--student-size", type=int, default=defaults.student_image_size)
     parser.add_argument("--teacher-size", type=int, default=defaults.image_size)
     parser.add_argument("--max-proposals", type=int, default=defaults.max_proposals)
@@ -348,7 +352,8 @@ def main() -> None:
               f"start), torch {torch.__version__}; student "
               f"{config.student_backbone} at {config.student_image_size} px, teacher "
               f"{config.backbone} at {config.image_size} px with {config.max_proposals} "
-              f"{config.proposals} proposals, batch {config.batch_size}")
+              f"{config.proposals} proposals, teacher batch "
+              f"{config.batch_size or 'sized for the training set'}")
         figures = train_rates(store, config, device)
         plain = plain_rate(store, config, device,
                            args.workers if args.workers is not None else
