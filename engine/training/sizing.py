@@ -2,7 +2,7 @@
 
 One rule for both stages (measured on the photo benchmark, docs/distillation.md): what decides is
 the number of optimizer steps. On 1,120 photographs the student at batch 32 and 2e-3 beat batch 4
-at 1e-3 by 15 points (2 of 2 seeds) and the teacher at batch 16 and 2e-3 beat batch 4 at 1e-3;
+at 1e-3 by 15 points and the teacher at batch 16 and 2e-3 beat it by 17 and 13 (2 of 2 seeds each);
 on 168 images batch 4 had won (a batch of 32 leaves 5 steps an epoch). So the batch grows with
 the training set, one image per `IMAGES_PER_BATCH` training images, from a floor (4) up to the
 stage's cap, and the learning rate with the square root of the batch from a measured point.
